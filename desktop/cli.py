@@ -1,0 +1,194 @@
+"""The front door: no arguments opens the window; subcommands use the same core from a terminal.
+
+Errors print one sentence to stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from dataclasses import asdict, replace
+from typing import Sequence
+
+from desktop import __version__
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hearth",
+        description="Private, local chat with open models. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"Hearth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="ask a model and stream its answer to stdout")
+    chat.add_argument("-m", "--model", required=True, help="an installed model's id, or a .gguf path")
+    chat.add_argument("--system", help="the system prompt")
+    chat.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--seed", type=int, help="a fixed seed makes the answer repeatable")
+    chat.add_argument("prompt", help="what to ask; '-' reads it from standard input")
+
+    models = sub.add_parser("models", help="list, inspect, add and remove installed models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    mlist = msub.add_parser("list", help="installed models")
+    mlist.add_argument("--json", action="store_true", help="machine-readable output")
+    minfo = msub.add_parser("info", help="everything known about one model")
+    minfo.add_argument("id")
+    minfo.add_argument("--json", action="store_true", help="machine-readable output")
+    mimport = msub.add_parser("import", help="add a .gguf file from disk")
+    mimport.add_argument("path")
+    mimport.add_argument("--link", action="store_true",
+                         help="use the file where it is instead of copying it")
+    mrm = msub.add_parser("rm", help="remove a model (deletes its file unless it was linked)")
+    mrm.add_argument("id")
+
+    engine = sub.add_parser("engine", help=argparse.SUPPRESS)  # internal: the engine child
+    engine.add_argument("--model", required=True)
+    engine.add_argument("--port", type=int, required=True)
+    engine.add_argument("--n-ctx", type=int, default=4096)
+    engine.add_argument("--n-gpu-layers", type=int, default=0)
+    engine.add_argument("--threads", type=int, default=0)
+    engine.add_argument("--parent-pid", type=int, default=0)
+
+    gui = sub.add_parser("gui", help="open the app (the same as no command)")
+    gui.add_argument("--self-test", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"hearth: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command in (None, "gui"):
+        from desktop.app import run_app
+
+        return run_app(self_test=getattr(args, "self_test", False))
+    if args.command == "engine":
+        from desktop.core.engine_server import serve
+
+        return serve(model=args.model, port=args.port, api_key=os.environ.get("HEARTH_ENGINE_KEY", ""),
+                     n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
+                     parent_pid=args.parent_pid)
+
+    from desktop.core.errors import HearthError
+    from desktop.core.services import open_services, setup_logging
+
+    try:
+        services = open_services()
+    except HearthError as exc:
+        return _fail(str(exc))
+    setup_logging(services.paths)
+    try:
+        if args.command == "chat":
+            return _chat(services, args)
+        return _models(services, args)
+    except HearthError as exc:
+        return _fail(str(exc))
+    finally:
+        services.close()
+
+
+def _chat(services, args: argparse.Namespace) -> int:
+    from desktop.core.settings import Sampling
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        return _fail("The prompt is empty.")
+    model = services.library.resolve(args.model)
+    sampling = services.settings.sampling
+    overrides = {k: v for k, v in (("max_tokens", args.max_tokens), ("temperature", args.temperature),
+                                   ("seed", args.seed)) if v is not None}
+    sampling = replace(sampling, **overrides)
+    conversation = services.store.create_conversation(
+        title="New chat",
+        system_prompt=services.settings.system_prompt if args.system is None else args.system,
+        sampling=asdict(Sampling.from_dict(asdict(sampling))),
+        model=model.path if model.origin == "linked" and not model.sha256 else model.id,
+    )
+
+    def show(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    async def run() -> int:
+        task = asyncio.ensure_future(services.chat.send(conversation.id, prompt, on_text=show))
+        try:
+            answer = await task
+        finally:
+            await services.engine.stop()
+        sys.stdout.write("\n")
+        if answer.status == "error":
+            return _fail(answer.error)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        services.engine.stop_now()
+        sys.stdout.write("\n")
+        return 130
+
+
+def _model_dict(record) -> dict:
+    data = asdict(record)
+    return data
+
+
+def _models(services, args: argparse.Namespace) -> int:
+    from desktop.core.units import human_bytes, human_count
+
+    library = services.library
+    if args.models_command == "list":
+        models = library.models()
+        if args.json:
+            print(json.dumps([_model_dict(m) for m in models], indent=2))
+            return 0
+        if not models:
+            print("No models installed. Add one with: hearth models import PATH.gguf")
+            return 0
+        rows = [("ID", "NAME", "PARAMS", "QUANT", "SIZE", "CONTEXT", "ORIGIN")]
+        rows += [(m.id, m.name, human_count(m.parameters), m.quantization, human_bytes(m.size),
+                  str(m.context_length or "?"), m.origin) for m in models]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        return 0
+    if args.models_command == "info":
+        record = library.get(args.id)
+        if args.json:
+            print(json.dumps(_model_dict(record), indent=2))
+            return 0
+        for key, value in _model_dict(record).items():
+            print(f"{key:18} {value}")
+        return 0
+    if args.models_command == "import":
+        record = library.import_file(args.path, link=args.link, progress=_progress_printer())
+        print(f"Added {record.name} ({record.quantization}, {human_bytes(record.size)}) as “{record.id}”.")
+        return 0
+    if args.models_command == "rm":
+        record, freed = library.remove(args.id)
+        note = f", freed {human_bytes(freed)}" if freed else " (the linked file was left where it is)"
+        print(f"Removed {record.id}{note}.")
+        return 0
+    raise AssertionError(args.models_command)
+
+
+def _progress_printer():
+    if not sys.stderr.isatty():
+        return None
+    from desktop.core.units import human_bytes
+
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"\r  {human_bytes(done)} of {human_bytes(total)}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show

@@ -1,0 +1,247 @@
+"""A conversation with a local model: save the user's words first, stream the answer into the
+database as it arrives, and end every answer marked complete, stopped or error.
+
+Used by both the command line and the window, so both behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from desktop.core.engine import Engine
+from desktop.core.errors import HearthError
+from desktop.core.library import Library, LibraryError
+from desktop.core.providers import ChatClient, ConnectionLost, ContextOverflow
+from desktop.core.settings import Sampling, Settings
+from desktop.core.store import HEARTBEAT_S, THIS_MACHINE, Conversation, Message, ModelRecord, Store
+
+log = logging.getLogger(__name__)
+
+SAVE_INTERVAL_S = 0.5  # an answer in progress is written at least this often
+PER_MESSAGE_TOKENS = 8  # the chat template's tokens around each message, a generous guess
+TITLE_LENGTH = 48
+NEW_CHAT = "New chat"
+RESTART_HINT = "Your conversation is kept; your next message starts the model again."
+
+
+def title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+@dataclass
+class _Answer:
+    """What has arrived so far of the answer being generated."""
+
+    message_id: int
+    parts: list[str] = field(default_factory=list)
+    started: float = 0.0
+    first_token: float | None = None
+    last_token: float | None = None
+    tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def stats(self) -> dict[str, float | int | None]:
+        ttft = (self.first_token - self.started) * 1000 if self.first_token else None
+        rate = None
+        if self.tokens > 1 and self.first_token and self.last_token and self.last_token > self.first_token:
+            rate = (self.tokens - 1) / (self.last_token - self.first_token)
+        return {"tokens_out": self.tokens, "ttft_ms": ttft, "tokens_per_s": rate}
+
+
+class ChatService:
+    def __init__(self, store: Store, library: Library, engine: Engine,
+                 settings: Callable[[], Settings]) -> None:
+        self.store = store
+        self.library = library
+        self.engine = engine
+        self.settings = settings
+        self.context_used: int | None = None
+        self.trimmed_messages = 0  # older messages left out of the last request to fit the context
+        self._inner: asyncio.Future[None] | None = None
+        self._live: _Answer | None = None
+        self._stop_requested = False
+        self._token_counts: dict[str, int] = {}
+
+    # -- conversations --------------------------------------------------------------------------
+    def new_conversation(self, model_id: str = "") -> Conversation:
+        s = self.settings()
+        return self.store.create_conversation(
+            title=NEW_CHAT, system_prompt=s.system_prompt,
+            sampling=asdict(s.sampling), model=model_id or s.last_model,
+        )
+
+    def model_for(self, conversation: Conversation) -> ModelRecord:
+        """The conversation's model; else the last one used; else any installed one."""
+        for ref in (conversation.model, self.settings().last_model):
+            if ref:
+                try:
+                    return self.library.resolve(ref)
+                except LibraryError:
+                    continue
+        models = self.library.models()
+        if not models:
+            raise LibraryError("No model is installed yet. Import a .gguf file to start chatting.")
+        return models[0]
+
+    def live_answer(self) -> tuple[int, str] | None:
+        """The answer being generated right now: (message id, text so far)."""
+        if self._live is None:
+            return None
+        return self._live.message_id, self._live.text
+
+    @property
+    def busy(self) -> bool:
+        return self._inner is not None and not self._inner.done()
+
+    def stop(self) -> None:
+        """Stop the answer being generated, at once; what arrived so far is kept."""
+        if self.busy:
+            self._stop_requested = True
+            assert self._inner is not None
+            self._inner.cancel()
+
+    # -- asking ---------------------------------------------------------------------------------
+    async def send(self, conversation_id: int, text: str,
+                   on_text: Callable[[str], None] | None = None) -> Message:
+        """Save the user's message, then generate and save the answer. Returns the answer."""
+        conversation = self.store.conversation(conversation_id)
+        self.store.add_message(conversation_id, "user", text)
+        if conversation.title == NEW_CHAT:
+            conversation = self.store.update_conversation(conversation_id, title=title_from(text))
+        return await self._answer(conversation, on_text)
+
+    async def regenerate(self, conversation_id: int,
+                         on_text: Callable[[str], None] | None = None) -> Message:
+        """Replace the last answer with a new one."""
+        conversation = self.store.conversation(conversation_id)
+        messages = self.store.messages(conversation_id)
+        if messages and messages[-1].role == "assistant":
+            self.store.delete_message(messages[-1].id)
+        return await self._answer(conversation, on_text)
+
+    async def _answer(self, conversation: Conversation, on_text: Callable[[str], None] | None) -> Message:
+        settings = self.settings()
+        sampling = Sampling.from_dict(conversation.sampling)
+        try:
+            model = self.model_for(conversation)
+        except HearthError as exc:
+            return self.store.add_message(conversation.id, "assistant", "", status="error", error=str(exc))
+        answer_row = self.store.add_message(
+            conversation.id, "assistant", "", status="streaming", model=model.name,
+            provider="local", processed_on=THIS_MACHINE,
+        )
+        answer = _Answer(answer_row.id)
+        self._live = answer
+        self._stop_requested = False
+        try:
+            await self.engine.ensure(model, settings.load)
+            if conversation.model != model.id:
+                self.store.update_conversation(conversation.id, model=model.id)
+            self.store.touch_model(model.id)
+            history = await self._history(conversation, answer_row.id, sampling)
+            self._inner = asyncio.ensure_future(self._stream(answer, history, sampling, on_text))
+            await self._inner
+            status, error = "complete", ""
+        except asyncio.CancelledError:
+            if not self._stop_requested:  # the app itself is closing: save, then let it close
+                self._finish(answer, "stopped", "")
+                raise
+            status, error = "stopped", ""
+        except ConnectionLost as exc:
+            death = self.engine.check_alive()
+            if death is not None:
+                status, error = "error", f"{death} {RESTART_HINT}"
+            else:
+                status, error = "error", str(exc)
+        except HearthError as exc:
+            status, error = "error", str(exc)
+        finally:
+            self._inner = None
+            self._live = None
+        message = self._finish(answer, status, error)
+        if status != "error":
+            self.context_used = await self.engine.context_used()
+            if self.context_used is not None and message.tokens_out:
+                tokens_in = max(self.context_used - message.tokens_out + 1, 0)
+                self.store.update_message(message.id, tokens_in=tokens_in)
+                message = self.store.message(message.id)
+        return message
+
+    def _finish(self, answer: _Answer, status: str, error: str) -> Message:
+        self.store.update_message(answer.message_id, content=answer.text, status=status, error=error,
+                                  **answer.stats())
+        return self.store.message(answer.message_id)
+
+    async def _stream(self, answer: _Answer, history: list[dict[str, str]], sampling: Sampling,
+                      on_text: Callable[[str], None] | None) -> None:
+        client = ChatClient(self.engine.endpoint())
+        heartbeat = asyncio.ensure_future(self._heartbeat(answer.message_id))
+        try:
+            answer.started = last_save = time.monotonic()
+            async for delta in client.stream(history, sampling):
+                now = time.monotonic()
+                if answer.first_token is None:
+                    answer.first_token = now
+                answer.last_token = now
+                answer.tokens += 1
+                answer.parts.append(delta)
+                if on_text:
+                    on_text(delta)
+                if now - last_save >= SAVE_INTERVAL_S:
+                    self.store.update_message(answer.message_id, content=answer.text)
+                    last_save = now
+        finally:
+            heartbeat.cancel()
+            await client.aclose()
+
+    async def _heartbeat(self, message_id: int) -> None:
+        """Keep the answer's row fresh while no token arrives (a long prompt being read), so no
+        other Hearth process takes it for one cut off by a crash."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            self.store.update_message(message_id)
+
+    # -- the context window ---------------------------------------------------------------------
+    async def _history(self, conversation: Conversation, answer_id: int,
+                       sampling: Sampling) -> list[dict[str, str]]:
+        """The messages to send: the system prompt and as many recent turns as fit the context."""
+        turns = [
+            {"role": m.role, "content": m.content}
+            for m in self.store.messages(conversation.id)
+            if m.id != answer_id and m.content and not (m.role == "assistant" and m.status == "error")
+        ]
+        system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt.strip() else []
+        n_ctx = self.engine.n_ctx
+        budget = n_ctx - min(sampling.max_tokens, n_ctx // 2)
+        rough = sum(len(m["content"]) // 3 + PER_MESSAGE_TOKENS for m in system + turns)
+        self.trimmed_messages = 0
+        if rough <= budget:  # a cheap over-estimate says it fits: no need to count
+            return system + turns
+        used = sum([await self._tokens(m["content"]) for m in system])
+        kept: list[dict[str, str]] = []
+        for message in reversed(turns):
+            cost = await self._tokens(message["content"])
+            if used + cost > budget:
+                break
+            kept.append(message)
+            used += cost
+        if not kept:
+            raise ContextOverflow(
+                f"Your message is too long for this model's context of {n_ctx} tokens, with room "
+                "left for an answer. Shorten it, or raise the context length in Settings."
+            )
+        self.trimmed_messages = len(turns) - len(kept)
+        return system + list(reversed(kept))
+
+    async def _tokens(self, text: str) -> int:
+        if text not in self._token_counts:
+            self._token_counts[text] = await self.engine.count_tokens(text) + PER_MESSAGE_TOKENS
+        return self._token_counts[text]

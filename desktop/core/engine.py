@@ -1,0 +1,322 @@
+"""Runs one local model at a time in a child process and says, in words, when that goes wrong.
+
+The child is llama-cpp-python's OpenAI-compatible server (see engine_server.py) on 127.0.0.1,
+a free port and a fresh random API key. A crash in llama.cpp kills only the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from desktop.core import gguf, hardware, net
+from desktop.core.errors import HearthError
+from desktop.core.paths import Paths
+from desktop.core.providers import Endpoint
+from desktop.core.settings import LoadOptions
+from desktop.core.store import THIS_MACHINE, ModelRecord
+from desktop.core.units import human_bytes
+
+LOAD_TIMEOUT_S = 900.0  # a large model on a slow disk takes minutes; a hung child does not get forever
+
+
+class EngineError(HearthError):
+    pass
+
+
+class EngineCrashed(EngineError):
+    pass
+
+
+def llama_cpp_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llama-cpp-python")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def engine_command() -> list[str]:
+    """How to start the engine child: the frozen app starts itself, a source install runs -m."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "engine"]
+    return [sys.executable, "-m", "desktop", "engine"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What will be loaded and how, after the checks that need no child process."""
+
+    model: ModelRecord
+    info: gguf.GGUFInfo
+    n_ctx: int
+    n_gpu_layers: int
+    n_threads: int
+    memory: hardware.MemoryEstimate
+
+
+def plan_load(model: ModelRecord, options: LoadOptions, *, releasable: int = 0) -> LoadPlan:
+    """Check the file and the memory it needs before any child is started."""
+    path = Path(model.path)
+    if not path.exists():
+        raise EngineError(f"The file for “{model.name}” is missing: {path}. It may have been moved "
+                          "or deleted; remove the model and add it again.")
+    info = gguf.read_info(path)
+    n_ctx = options.n_ctx if options.n_ctx > 0 else 4096
+    if info.context_length:
+        n_ctx = min(n_ctx, info.context_length)
+    memory = hardware.estimate_memory(info.file_size, info.kv_cache_bytes(n_ctx))
+    total = hardware.total_memory()
+    if memory.total > total:
+        raise EngineError(
+            f"“{model.name}” needs about {memory.explain()}, but this computer has "
+            f"{human_bytes(total)} of memory in all. Choose a smaller quantization of this model, "
+            "or a smaller model."
+        )
+    free = hardware.available_memory() + releasable
+    if memory.total > free:
+        raise EngineError(
+            f"“{model.name}” needs about {memory.explain()}, but only {human_bytes(free)} of memory "
+            "is free now. Close other apps, or lower the context length, then try again."
+        )
+    threads = options.n_threads if options.n_threads > 0 else hardware.physical_cores()
+    return LoadPlan(model=model, info=info, n_ctx=n_ctx, n_gpu_layers=options.n_gpu_layers,
+                    n_threads=threads, memory=memory)
+
+
+def explain_exit(log_text: str, returncode: int | None, model_name: str) -> str:
+    """Turn the child's last words and exit status into a sentence."""
+    arch = re.search(r"unknown model architecture: '([^']+)'", log_text)
+    if arch:
+        return (f"“{model_name}” is a {arch.group(1)} model, an architecture that the llama.cpp "
+                f"inside Hearth (llama-cpp-python {llama_cpp_version()}) does not know. "
+                "A newer version of Hearth may run it.")
+    if re.search(r"out of memory|failed to allocate|unable to allocate|std::bad_alloc|"
+                 r"cannot allocate memory", log_text, re.IGNORECASE):
+        return (f"There was not enough memory to load “{model_name}”. Close other apps, lower "
+                "the context length, or choose a smaller model.")
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        if -returncode == getattr(signal, "SIGKILL", 9):
+            return (f"The engine running “{model_name}” was killed ({name}), perhaps by the system "
+                    "because memory ran out.")
+        return f"The engine running “{model_name}” stopped unexpectedly ({name})."
+    llama_lines = [ln.strip() for ln in log_text.splitlines()
+                   if re.search(r"error|failed|exception", ln, re.IGNORECASE)]
+    detail = f" llama.cpp said: “{llama_lines[-1][:300]}”" if llama_lines else ""
+    return f"llama.cpp could not load “{model_name}” (the engine exited with code {returncode}).{detail}"
+
+
+class Engine:
+    """The local model engine: one child process, loaded with one model at a time."""
+
+    def __init__(self, paths: Paths, on_state: Callable[[str, str], None] | None = None) -> None:
+        self.paths = paths
+        self.on_state = on_state  # (state, detail): stopped, loading, ready, failed, crashed
+        self.state = "stopped"
+        self.plan: LoadPlan | None = None
+        self.options: LoadOptions | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._port = 0
+        self._api_key = ""
+        self._log_path = paths.logs / "engine.log"
+        self._lock = asyncio.Lock()
+
+    # -- state --------------------------------------------------------------------------------
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self.state = state
+        if self.on_state:
+            self.on_state(state, detail)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def model(self) -> ModelRecord | None:
+        return self.plan.model if self.plan else None
+
+    @property
+    def n_ctx(self) -> int:
+        return self.plan.n_ctx if self.plan else 0
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def endpoint(self) -> Endpoint:
+        if not self.is_alive() or not self.plan:
+            raise EngineError("No model is loaded.")
+        return Endpoint(base_url=f"http://127.0.0.1:{self._port}/v1", api_key=self._api_key,
+                        model="local", provider="local", processed_on=THIS_MACHINE, local=True)
+
+    def log_tail(self, limit: int = 20_000) -> str:
+        try:
+            with open(self._log_path, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - limit))
+                return fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def check_alive(self) -> str | None:
+        """If the loaded model's child has died since it was ready, say why (once) and mark it."""
+        if self.state == "ready" and self._proc is not None and self._proc.poll() is not None:
+            message = self.death_message()
+            self._set_state("crashed", message)
+            return message
+        return None
+
+    def death_message(self) -> str:
+        """Why the child is gone, for a child that was running and is no longer."""
+        name = self.model.name if self.model else "the model"
+        code = self._proc.returncode if self._proc else None
+        return explain_exit(self.log_tail(), code, name)
+
+    # -- loading ------------------------------------------------------------------------------
+    def loaded_with(self, model: ModelRecord, options: LoadOptions) -> bool:
+        return (self.is_alive() and self.state == "ready" and self.model is not None
+                and self.model.id == model.id and self.model.path == model.path
+                and self.options == options)
+
+    async def ensure(self, model: ModelRecord, options: LoadOptions) -> None:
+        """Load `model` unless it is already loaded with these options and running."""
+        async with self._lock:
+            if not self.loaded_with(model, options):
+                await self._load(model, options)
+
+    async def _load(self, model: ModelRecord, options: LoadOptions) -> None:
+        releasable = hardware.process_memory(self.pid) if self.is_alive() else 0
+        try:
+            plan = plan_load(model, options, releasable=releasable)
+        except HearthError as exc:
+            self._set_state("failed", str(exc))
+            raise
+        await self._stop()
+        self.plan, self.options = plan, options
+        self._set_state("loading", model.name)
+        started = time.monotonic()
+        for attempt in range(2):  # a second try only if another program took the port meanwhile
+            self._port, self._api_key = free_port(), secrets.token_urlsafe(24)
+            self._spawn(plan)
+            try:
+                await self._wait_ready(plan)
+                break
+            except EngineError as exc:
+                if attempt == 0 and "address already in use" in self.log_tail().lower():
+                    continue
+                self._set_state("failed", str(exc))
+                raise
+        self._set_state("ready", f"{model.name} loaded in {time.monotonic() - started:.1f} s")
+
+    def _spawn(self, plan: LoadPlan) -> None:
+        args = [
+            *engine_command(),
+            "--model", plan.model.path,
+            "--port", str(self._port),
+            "--n-ctx", str(plan.n_ctx),
+            "--n-gpu-layers", str(plan.n_gpu_layers),
+            "--threads", str(plan.n_threads),
+            "--parent-pid", str(os.getpid()),
+        ]
+        env = dict(os.environ, HEARTH_ENGINE_KEY=self._api_key)  # never on a command line
+        if self._log_path.exists():
+            os.replace(self._log_path, self._log_path.with_suffix(".previous.log"))
+        with open(self._log_path, "wb") as log:
+            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          env=env, close_fds=True)
+
+    async def _wait_ready(self, plan: LoadPlan) -> None:
+        url = f"http://127.0.0.1:{self._port}/v1/models"
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        async with net.async_client(local_only=True, timeout=2.0) as client:
+            while True:
+                if self._proc is None or self._proc.poll() is not None:
+                    raise EngineError(self.death_message())
+                try:
+                    response = await client.get(url, headers=headers)
+                    if response.status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    await self._stop()
+                    raise EngineError(f"“{plan.model.name}” took more than {LOAD_TIMEOUT_S / 60:.0f} "
+                                      "minutes to load, so Hearth gave up. Is the disk very slow?")
+                await asyncio.sleep(0.05)
+
+    # -- status -------------------------------------------------------------------------------
+    async def context_used(self) -> int | None:
+        """Tokens in the model's context after the last answer, or None when it cannot be asked."""
+        if not self.is_alive():
+            return None
+        try:
+            async with net.async_client(local_only=True, timeout=5.0) as client:
+                response = await client.get(f"http://127.0.0.1:{self._port}/hearth/status",
+                                            headers={"Authorization": f"Bearer {self._api_key}"})
+                response.raise_for_status()
+                return int(response.json()["n_tokens"])
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    async def count_tokens(self, text: str) -> int:
+        async with net.async_client(local_only=True, timeout=30.0) as client:
+            response = await client.post(f"http://127.0.0.1:{self._port}/extras/tokenize/count",
+                                         headers={"Authorization": f"Bearer {self._api_key}"},
+                                         json={"input": text})
+            response.raise_for_status()
+            return int(response.json()["count"])
+
+    # -- stopping -----------------------------------------------------------------------------
+    async def stop(self) -> None:
+        async with self._lock:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                proc.kill()
+                proc.wait()
+        self._proc = None
+        self._set_state("stopped", "")
+
+    def stop_now(self) -> None:
+        """Stop the child without an event loop (at exit)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None

@@ -1,0 +1,56 @@
+"""Builds the core services once, for the command line and the window alike."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from dataclasses import dataclass, field
+
+from desktop.core.chat import ChatService
+from desktop.core.engine import Engine
+from desktop.core.library import Library
+from desktop.core.paths import Paths, app_paths
+from desktop.core.settings import Settings, SettingsFile
+from desktop.core.store import Store
+
+
+@dataclass
+class Services:
+    paths: Paths
+    store: Store
+    library: Library
+    engine: Engine
+    settings_file: SettingsFile
+    settings: Settings
+    chat: ChatService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.chat = ChatService(self.store, self.library, self.engine, lambda: self.settings)
+
+    def save_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self.settings_file.save(settings)
+
+    def close(self) -> None:
+        self.engine.stop_now()
+        self.store.close()
+
+
+def setup_logging(paths: Paths, *, verbose: bool = False) -> None:
+    handler = logging.handlers.RotatingFileHandler(paths.logs / "hearth.log", maxBytes=2_000_000,
+                                                   backupCount=2, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def open_services(paths: Paths | None = None) -> Services:
+    paths = paths or app_paths()
+    store = Store(paths.database)
+    store.close_interrupted_answers()
+    settings_file = SettingsFile(paths.settings_file)
+    return Services(paths=paths, store=store, library=Library(store, paths), engine=Engine(paths),
+                    settings_file=settings_file, settings=settings_file.load())

@@ -1,0 +1,377 @@
+"""SQLite on the user's disk: conversations, messages (with full-text search) and installed models.
+
+WAL mode, schema versioned with PRAGMA user_version and forward-only migrations. Every write
+commits at once, so killing the app loses nothing that was written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from desktop.core.errors import HearthError
+
+# One entry per schema version; a database at version N has run the first N entries.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        system_prompt TEXT NOT NULL DEFAULT '',
+        sampling TEXT NOT NULL DEFAULT '{}',
+        model TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'complete'
+            CHECK (status IN ('streaming', 'complete', 'stopped', 'error')),
+        error TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        provider TEXT NOT NULL DEFAULT '',
+        processed_on TEXT NOT NULL DEFAULT '',
+        tokens_in INTEGER,
+        tokens_out INTEGER,
+        ttft_ms REAL,
+        tokens_per_s REAL,
+        cost REAL NOT NULL DEFAULT 0,
+        bytes_sent INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+    CREATE VIRTUAL TABLE messages_fts USING fts5 (
+        content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        origin TEXT NOT NULL CHECK (origin IN ('downloaded', 'imported', 'linked')),
+        repo TEXT NOT NULL DEFAULT '',
+        file TEXT NOT NULL DEFAULT '',
+        revision TEXT NOT NULL DEFAULT '',
+        sha256 TEXT NOT NULL DEFAULT '',
+        size INTEGER NOT NULL,
+        architecture TEXT NOT NULL DEFAULT '',
+        parameters INTEGER NOT NULL DEFAULT 0,
+        quantization TEXT NOT NULL DEFAULT '',
+        context_length INTEGER NOT NULL DEFAULT 0,
+        license TEXT NOT NULL DEFAULT '',
+        has_chat_template INTEGER NOT NULL DEFAULT 0,
+        added_at REAL NOT NULL,
+        last_used_at REAL
+    );
+    """,
+]
+
+ROLES = ("system", "user", "assistant")
+# An answer being written is saved at least this often, even while no token arrives.
+HEARTBEAT_S = 2.0
+STALE_STREAM_S = 15.0
+THIS_MACHINE = "this machine"
+
+
+class StoreError(HearthError):
+    """The database cannot be used; str() says why in words."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    system_prompt: str
+    sampling: dict[str, Any]
+    model: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    status: str = "complete"
+    error: str = ""
+    model: str = ""
+    provider: str = ""
+    processed_on: str = ""
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    cost: float = 0.0
+    bytes_sent: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: str
+    name: str
+    path: str
+    origin: str
+    size: int
+    repo: str = ""
+    file: str = ""
+    revision: str = ""
+    sha256: str = ""
+    architecture: str = ""
+    parameters: int = 0
+    quantization: str = ""
+    context_length: int = 0
+    license: str = ""
+    has_chat_template: bool = False
+    added_at: float = 0.0
+    last_used_at: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    conversation_title: str
+    message_id: int
+    role: str
+    snippet: str
+
+
+MESSAGE_META = {f.name for f in fields(Message)} - {
+    "id", "conversation_id", "role", "content", "created_at", "updated_at"}
+
+
+def _fts_query(text: str) -> str:
+    """Turn what a person typed into an FTS5 query: every word must appear, as a prefix."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    return " ".join(f'"{w}"*' for w in words)
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"Hearth cannot open its database at {self.path} ({exc}). "
+                "If the disk is full, free some space and start Hearth again."
+            ) from exc
+
+    # -- schema -------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"The database at {self.path} was written by a newer Hearth (schema {current}). "
+                "Update Hearth to open it."
+            )
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self._lock:
+                self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {version}; COMMIT;")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            try:
+                return self._db.execute(sql, tuple(params))
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc).lower():
+                    raise StoreError("The disk is full: Hearth could not save. Free some space; "
+                                     "nothing already saved is lost.") from exc
+                raise
+
+    # -- conversations --------------------------------------------------------------------------
+    @staticmethod
+    def _conversation(row: sqlite3.Row) -> Conversation:
+        return Conversation(
+            id=row["id"], title=row["title"], system_prompt=row["system_prompt"],
+            sampling=json.loads(row["sampling"] or "{}"), model=row["model"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )
+
+    def create_conversation(self, title: str = "New chat", system_prompt: str = "",
+                            sampling: dict[str, Any] | None = None, model: str = "") -> Conversation:
+        now = time.time()
+        cur = self._write(
+            "INSERT INTO conversations (title, system_prompt, sampling, model, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (title, system_prompt, json.dumps(sampling or {}), model, now, now),
+        )
+        return self.conversation(cur.lastrowid)
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        row = self._db.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise KeyError(conversation_id)
+        return self._conversation(row)
+
+    def conversations(self) -> list[Conversation]:
+        rows = self._db.execute("SELECT * FROM conversations ORDER BY updated_at DESC, id DESC")
+        return [self._conversation(r) for r in rows]
+
+    def update_conversation(self, conversation_id: int, *, title: str | None = None,
+                            system_prompt: str | None = None, sampling: dict[str, Any] | None = None,
+                            model: str | None = None) -> Conversation:
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = title.strip() or "New chat"
+        if system_prompt is not None:
+            changes["system_prompt"] = system_prompt
+        if sampling is not None:
+            changes["sampling"] = json.dumps(sampling)
+        if model is not None:
+            changes["model"] = model
+        if changes:
+            sets = ", ".join(f"{k} = ?" for k in changes)
+            self._write(f"UPDATE conversations SET {sets} WHERE id = ?", (*changes.values(), conversation_id))
+        return self.conversation(conversation_id)
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        self._write("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    def _touch(self, conversation_id: int, now: float) -> None:
+        self._write("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+
+    # -- messages -------------------------------------------------------------------------------
+    @staticmethod
+    def _message(row: sqlite3.Row) -> Message:
+        return Message(**{k: row[k] for k in row.keys()})
+
+    def add_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> Message:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        unknown = set(meta) - MESSAGE_META
+        if unknown:
+            raise TypeError(f"unknown message fields: {sorted(unknown)}")
+        now = time.time()
+        cols = ["conversation_id", "role", "content", "created_at", "updated_at", *meta]
+        values = [conversation_id, role, content, now, now, *meta.values()]
+        with self._lock:
+            cur = self._write(
+                f"INSERT INTO messages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values)
+            self._touch(conversation_id, now)
+        return self.message(cur.lastrowid)
+
+    def update_message(self, message_id: int, *, content: str | None = None, **meta: Any) -> None:
+        unknown = set(meta) - MESSAGE_META
+        if unknown:
+            raise TypeError(f"unknown message fields: {sorted(unknown)}")
+        changes = dict(meta)
+        if content is not None:
+            changes["content"] = content
+        changes["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        self._write(f"UPDATE messages SET {sets} WHERE id = ?", (*changes.values(), message_id))
+
+    def message(self, message_id: int) -> Message:
+        row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise KeyError(message_id)
+        return self._message(row)
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+        return [self._message(r) for r in rows]
+
+    def delete_message(self, message_id: int) -> None:
+        self._write("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def close_interrupted_answers(self, quiet_for: float = STALE_STREAM_S) -> int:
+        """Mark stopped the answers still 'streaming' that nobody has written for `quiet_for`
+        seconds: their writer was killed. (A live writer saves at least every few seconds, and
+        another Hearth process may be writing one right now.)"""
+        cur = self._write(
+            "UPDATE messages SET status = 'stopped', error = ? WHERE status = 'streaming'"
+            " AND updated_at < ?",
+            ("Hearth closed before this answer was finished.", time.time() - quiet_for),
+        )
+        return cur.rowcount
+
+    def search(self, text: str, limit: int = 50) -> list[SearchHit]:
+        query = _fts_query(text)
+        if not query:
+            return []
+        rows = self._db.execute(
+            """
+            SELECT m.id AS message_id, m.conversation_id, m.role, c.title,
+                   snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet
+            FROM messages_fts
+            JOIN messages m ON m.id = messages_fts.rowid
+            JOIN conversations c ON c.id = m.conversation_id
+            WHERE messages_fts MATCH ?
+            ORDER BY rank LIMIT ?
+            """,
+            (query, limit),
+        )
+        return [SearchHit(r["conversation_id"], r["title"], r["message_id"], r["role"], r["snippet"])
+                for r in rows]
+
+    # -- models ---------------------------------------------------------------------------------
+    @staticmethod
+    def _model(row: sqlite3.Row) -> ModelRecord:
+        data = {k: row[k] for k in row.keys()}
+        data["has_chat_template"] = bool(data["has_chat_template"])
+        return ModelRecord(**data)
+
+    def add_model(self, record: ModelRecord) -> ModelRecord:
+        data = {f.name: getattr(record, f.name) for f in fields(ModelRecord)}
+        data["added_at"] = data["added_at"] or time.time()
+        self._write(
+            f"INSERT INTO models ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
+            list(data.values()),
+        )
+        return self.model(record.id)
+
+    def model(self, model_id: str) -> ModelRecord:
+        row = self._db.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+        if row is None:
+            raise KeyError(model_id)
+        return self._model(row)
+
+    def models(self) -> list[ModelRecord]:
+        rows = self._db.execute("SELECT * FROM models ORDER BY COALESCE(last_used_at, added_at) DESC")
+        return [self._model(r) for r in rows]
+
+    def touch_model(self, model_id: str) -> None:
+        self._write("UPDATE models SET last_used_at = ? WHERE id = ?", (time.time(), model_id))
+
+    def remove_model(self, model_id: str) -> None:
+        self._write("DELETE FROM models WHERE id = ?", (model_id,))

@@ -1,0 +1,373 @@
+"""The conversation itself: message bubbles, the scrolling list, the empty state, the composer."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QKeyEvent
+from PySide6.QtWidgets import (
+    QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy, QToolButton,
+    QVBoxLayout, QWidget,
+)
+
+from desktop.core.store import Message
+from desktop.ui.icons import app_icon, icon
+from desktop.ui.markdown import to_html
+from desktop.ui.theme import Theme
+
+COLUMN_WIDTH = 820  # the widest the text column gets: long lines are hard to read
+
+
+def stats_line(message: Message) -> str:
+    """The figures under an answer: model, tokens, time to first token, speed."""
+    parts = [message.model or "model"]
+    if message.tokens_out:
+        parts.append(f"{message.tokens_out} tokens")
+    if message.ttft_ms is not None:
+        parts.append(f"{message.ttft_ms / 1000:.2f} s to first token")
+    if message.tokens_per_s:
+        parts.append(f"{message.tokens_per_s:.1f} tokens/s")
+    if message.processed_on:
+        parts.append(f"processed on {message.processed_on}")
+    if message.status == "stopped":
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+def _text_label(rich: bool = True) -> QLabel:
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                  | Qt.TextInteractionFlag.TextSelectableByKeyboard
+                                  | Qt.TextInteractionFlag.LinksAccessibleByMouse)
+    label.setOpenExternalLinks(True)
+    label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    return label
+
+
+class MessageWidget(QFrame):
+    """One message. An answer being generated grows with `set_text` and ends with `finish`."""
+
+    regenerate_requested = Signal()
+
+    def __init__(self, role: str, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.theme = theme
+        self.message: Message | None = None
+        self._text = ""
+        self.body = _text_label(rich=True)
+        self.body.setObjectName("MessageBody")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 6, 0, 6)
+        outer.setSpacing(4)
+        if role == "user":
+            row = QHBoxLayout()
+            row.addStretch(1)
+            bubble = QFrame()
+            bubble.setObjectName("UserBubble")
+            bubble.setMaximumWidth(int(COLUMN_WIDTH * 0.8))
+            inner = QVBoxLayout(bubble)
+            inner.setContentsMargins(14, 10, 14, 10)
+            inner.addWidget(self.body)
+            row.addWidget(bubble)
+            outer.addLayout(row)
+            self.author = None
+        else:
+            self.author = QLabel()
+            self.author.setObjectName("MessageAuthor")
+            outer.addWidget(self.author)
+            outer.addWidget(self.body)
+        self.error = QLabel()
+        self.error.setObjectName("MessageError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        outer.addWidget(self.error)
+
+        self.meta_row = QWidget()
+        meta = QHBoxLayout(self.meta_row)
+        meta.setContentsMargins(0, 0, 0, 0)
+        meta.setSpacing(2)
+        if role == "user":
+            meta.addStretch(1)
+        self.meta = QLabel()
+        self.meta.setObjectName("MessageMeta")
+        self.meta.setWordWrap(True)
+        meta.addWidget(self.meta, 0 if role == "user" else 1)
+        self.copy_button = self._tool("copy", "Copy this message", self.copy_text)
+        meta.addWidget(self.copy_button)
+        self.regenerate_button = self._tool("regenerate", "Write this answer again",
+                                            self.regenerate_requested.emit)
+        self.regenerate_button.setVisible(False)
+        meta.addWidget(self.regenerate_button)
+        outer.addWidget(self.meta_row)
+
+    def _tool(self, name: str, tip: str, slot) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(icon(name, self.theme.muted))
+        button.setIconSize(QSize(16, 16))
+        button.setToolTip(tip)
+        button.setAccessibleName(tip)
+        button.clicked.connect(slot)
+        return button
+
+    # -- content --------------------------------------------------------------------------------
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def set_text(self, text: str) -> None:
+        self._text = text
+        if self.role == "user":
+            self.body.setTextFormat(Qt.TextFormat.PlainText)
+            self.body.setText(text)
+        else:
+            self.body.setText(to_html(text, code_bg=self.theme.code_bg, muted=self.theme.muted)
+                              if text else "")
+        self.body.setVisible(bool(text))
+
+    def start_streaming(self, model_name: str, note: str = "Thinking…") -> None:
+        if self.author:
+            self.author.setText(model_name)
+        self.meta.setText(note)
+        self.copy_button.setVisible(False)
+
+    def show_message(self, message: Message) -> None:
+        """Show a saved message with its figures and how it ended."""
+        self.message = message
+        self.set_text(message.content)
+        if self.author:
+            self.author.setText(message.model or "Assistant")
+        if message.role == "assistant":
+            self.meta.setText(stats_line(message) if message.status != "streaming" else "Writing…")
+        else:
+            self.meta.setText("")
+        self.copy_button.setVisible(bool(message.content))
+        if message.error:
+            self.error.setText(message.error)
+            self.error.show()
+        else:
+            self.error.hide()
+
+    def set_regenerate_visible(self, visible: bool) -> None:
+        self.regenerate_button.setVisible(visible and self.role == "assistant")
+
+    def copy_text(self) -> None:
+        QGuiApplication.clipboard().setText(self._text)
+        self.meta.setProperty("copied", True)
+        previous = self.meta.text()
+        self.meta.setText("Copied")
+        QTimer.singleShot(1200, lambda: self.meta.setText(previous))
+
+
+class EmptyState(QWidget):
+    """What a new conversation shows: what Hearth is, and a few things to try."""
+
+    suggestion_chosen = Signal(str)
+    import_requested = Signal()
+
+    SUGGESTIONS = (
+        "Explain what a GGUF file is, in two sentences.",
+        "Write a haiku about a quiet evening by the fire.",
+        "Give me three ideas for a short weekend trip.",
+    )
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 48, 24, 24)
+        layout.setSpacing(10)
+        layout.addStretch(1)
+        logo = QLabel()
+        logo.setPixmap(app_icon().pixmap(72, 72))
+        logo.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(logo)
+        self.title = QLabel("Start a private chat")
+        self.title.setObjectName("EmptyTitle")
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(self.title)
+        self.text = QLabel()
+        self.text.setObjectName("EmptyText")
+        self.text.setWordWrap(True)
+        self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(self.text)
+        layout.addSpacing(12)
+        self.suggestions: list[QPushButton] = []
+        for prompt in self.SUGGESTIONS:
+            button = QPushButton(prompt)
+            button.setObjectName("SuggestionButton")
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            button.clicked.connect(lambda _=False, p=prompt: self.suggestion_chosen.emit(p))
+            self.suggestions.append(button)
+            row = QHBoxLayout()
+            row.addStretch(1)
+            button.setMinimumWidth(380)
+            row.addWidget(button)
+            row.addStretch(1)
+            layout.addLayout(row)
+        self.import_button = QPushButton("Import a .gguf model…")
+        self.import_button.setObjectName("Primary")
+        self.import_button.clicked.connect(self.import_requested.emit)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.import_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        layout.addStretch(2)
+
+    def set_model(self, model_name: str | None) -> None:
+        has_model = bool(model_name)
+        for button in self.suggestions:
+            button.setVisible(has_model)
+        self.import_button.setVisible(not has_model)
+        if has_model:
+            self.title.setText("Start a private chat")
+            self.text.setText(f"You are talking to {model_name}, running on this computer. "
+                              "Nothing you write here leaves it.")
+        else:
+            self.title.setText("Add a model to begin")
+            self.text.setText("Hearth runs open models in GGUF format on your own computer. "
+                              "Import a .gguf file you already have to start chatting.")
+
+
+class MessageList(QScrollArea):
+    """The messages of one conversation, newest at the bottom, following the answer as it grows
+    unless the reader has scrolled up."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        holder = QWidget()
+        holder.setObjectName("ChatArea")
+        outer = QHBoxLayout(holder)
+        outer.setContentsMargins(24, 12, 24, 12)
+        outer.addStretch(1)
+        self.column = QWidget()
+        self.column.setObjectName("MessageColumn")
+        self.column.setMaximumWidth(COLUMN_WIDTH)
+        self.column.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.layout_ = QVBoxLayout(self.column)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.layout_.setSpacing(8)
+        self.layout_.addStretch(1)
+        outer.addWidget(self.column, 100)
+        outer.addStretch(1)
+        self.setWidget(holder)
+        self._stick = True
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrolled)
+        bar.rangeChanged.connect(self._on_range_changed)
+
+    def _on_scrolled(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        self._stick = value >= bar.maximum() - 24
+
+    def _on_range_changed(self, _min: int, maximum: int) -> None:
+        if self._stick:
+            self.verticalScrollBar().setValue(maximum)
+
+    def widgets(self) -> list[MessageWidget]:
+        found = []
+        for i in range(self.layout_.count()):
+            w = self.layout_.itemAt(i).widget()
+            if isinstance(w, MessageWidget):
+                found.append(w)
+        return found
+
+    def add(self, widget: MessageWidget) -> None:
+        self.layout_.insertWidget(self.layout_.count(), widget)
+
+    def clear(self) -> None:
+        for w in self.widgets():
+            self.layout_.removeWidget(w)
+            w.deleteLater()
+        self._stick = True
+
+    def scroll_to_bottom(self) -> None:
+        self._stick = True
+        self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+
+    def scroll_to(self, widget: MessageWidget) -> None:
+        self._stick = False
+        QTimer.singleShot(0, lambda: self.ensureWidgetVisible(widget, 0, 40))
+
+
+class ComposerInput(QPlainTextEdit):
+    """Enter sends; Shift+Enter starts a new line. Grows with its text up to a few lines."""
+
+    submitted = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ComposerInput")
+        self.setPlaceholderText("Message the model…   (Enter sends, Shift+Enter for a new line)")
+        self.setTabChangesFocus(True)
+        self.document().contentsChanged.connect(self._fit_height)
+        self._fit_height()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+                event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+    def _fit_height(self) -> None:
+        lines = max(1, min(8, int(self.document().size().height())))
+        line_height = self.fontMetrics().lineSpacing()
+        self.setFixedHeight(lines * line_height + 14)
+
+
+class Composer(QFrame):
+    send_requested = Signal(str)
+    stop_requested = Signal()
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.theme = theme
+        self.setObjectName("Composer")
+        self.generating = False
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 8, 8, 8)
+        layout.setSpacing(8)
+        self.input = ComposerInput()
+        self.input.submitted.connect(self._submit)
+        layout.addWidget(self.input, 1)
+        self.button = QToolButton()
+        self.button.setObjectName("SendButton")
+        self.button.setFixedSize(32, 32)
+        self.button.setIconSize(QSize(18, 18))
+        self.button.clicked.connect(self._clicked)
+        layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignBottom)
+        self.input.textChanged.connect(self._refresh)
+        self._refresh()
+
+    def set_generating(self, generating: bool) -> None:
+        self.generating = generating
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.generating:
+            self.button.setIcon(icon("stop", self.theme.accent_text))
+            self.button.setToolTip("Stop generating (Esc)")
+            self.button.setAccessibleName("Stop")
+            self.button.setEnabled(True)
+        else:
+            self.button.setIcon(icon("send", self.theme.accent_text))
+            self.button.setToolTip("Send (Enter)")
+            self.button.setAccessibleName("Send")
+            self.button.setEnabled(bool(self.input.toPlainText().strip()))
+
+    def _clicked(self) -> None:
+        if self.generating:
+            self.stop_requested.emit()
+        else:
+            self._submit()
+
+    def _submit(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text or self.generating:
+            return
+        self.input.clear()
+        self.send_requested.emit(text)

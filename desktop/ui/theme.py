@@ -1,0 +1,125 @@
+"""Light and dark looks, following the system unless HEARTH_THEME says otherwise."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+
+@dataclass(frozen=True)
+class Theme:
+    dark: bool
+    window: str
+    sidebar: str
+    base: str
+    text: str
+    muted: str
+    accent: str
+    accent_text: str
+    user_bubble: str
+    border: str
+    code_bg: str
+    error: str
+    error_bg: str
+    selection: str
+
+
+LIGHT = Theme(dark=False, window="#f7f7f8", sidebar="#efeef0", base="#ffffff", text="#1d1d1f",
+              muted="#6e6e76", accent="#d4622a", accent_text="#ffffff", user_bubble="#fbe7da",
+              border="#e1e0e5", code_bg="#f2f1f4", error="#b42318", error_bg="#fdecea",
+              selection="#e4e3e8")
+DARK = Theme(dark=True, window="#1d1c22", sidebar="#16151a", base="#26252c", text="#ececf1",
+             muted="#9d9ca6", accent="#f08a4b", accent_text="#1d1c22", user_bubble="#3d2c24",
+             border="#33323a", code_bg="#2c2b33", error="#ff8a80", error_bg="#3a2224",
+             selection="#2e2d35")
+
+
+def system_prefers_dark() -> bool:
+    choice = os.environ.get("HEARTH_THEME", "").lower()
+    if choice in ("dark", "light"):
+        return choice == "dark"
+    hints = QGuiApplication.styleHints()
+    return hints.colorScheme() == Qt.ColorScheme.Dark
+
+
+def _palette(t: Theme) -> QPalette:
+    p = QPalette()
+    role = QPalette.ColorRole
+    for r, c in ((role.Window, t.window), (role.WindowText, t.text), (role.Base, t.base),
+                 (role.AlternateBase, t.sidebar), (role.Text, t.text), (role.Button, t.base),
+                 (role.ButtonText, t.text), (role.Highlight, t.accent),
+                 (role.HighlightedText, t.accent_text), (role.ToolTipBase, t.base),
+                 (role.ToolTipText, t.text), (role.PlaceholderText, t.muted), (role.Link, t.accent),
+                 (role.Mid, t.border), (role.Midlight, t.border)):
+        p.setColor(r, QColor(c))
+    p.setColor(QPalette.ColorGroup.Disabled, role.Text, QColor(t.muted))
+    p.setColor(QPalette.ColorGroup.Disabled, role.ButtonText, QColor(t.muted))
+    p.setColor(QPalette.ColorGroup.Disabled, role.WindowText, QColor(t.muted))
+    return p
+
+
+def stylesheet(t: Theme) -> str:
+    return f"""
+    QWidget {{ font-size: 10pt; }}
+    QToolTip {{ color: {t.text}; background: {t.base}; border: 1px solid {t.border}; padding: 4px; }}
+    #Sidebar {{ background: {t.sidebar}; border-right: 1px solid {t.border}; }}
+    #SidebarTitle {{ font-size: 13pt; font-weight: 600; }}
+    #SidebarFooter {{ color: {t.muted}; font-size: 8.5pt; }}
+    #ConversationList {{ background: transparent; border: none; outline: none; }}
+    #ConversationList::item {{ padding: 7px 8px; border-radius: 8px; margin: 1px 0; }}
+    #ConversationList::item:selected {{ background: {t.selection}; color: {t.text}; }}
+    #ConversationList::item:hover:!selected {{ background: {t.selection}; }}
+    QLineEdit, QPlainTextEdit, QSpinBox, QDoubleSpinBox, QComboBox {{
+        background: {t.base}; border: 1px solid {t.border}; border-radius: 8px; padding: 5px 8px;
+        selection-background-color: {t.accent}; selection-color: {t.accent_text};
+    }}
+    QLineEdit:focus, QPlainTextEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus {{ border-color: {t.accent}; }}
+    QComboBox::drop-down {{ border: none; width: 22px; }}
+    QPushButton {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 8px; padding: 6px 12px; }}
+    QPushButton:hover {{ border-color: {t.muted}; }}
+    QPushButton:disabled {{ color: {t.muted}; }}
+    QPushButton#Primary {{ background: {t.accent}; color: {t.accent_text}; border: none; font-weight: 600; }}
+    QPushButton#Primary:disabled {{ background: {t.border}; color: {t.muted}; }}
+    QToolButton {{ border: none; border-radius: 6px; padding: 4px; }}
+    QToolButton:hover {{ background: {t.selection}; }}
+    #Header {{ background: {t.window}; border-bottom: 1px solid {t.border}; }}
+    #ChatArea, #MessageColumn {{ background: {t.window}; }}
+    QScrollArea {{ border: none; background: {t.window}; }}
+    #Composer {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 14px; }}
+    #ComposerInput {{ background: transparent; border: none; padding: 4px 2px; font-size: 10.5pt; }}
+    #SendButton {{ background: {t.accent}; border-radius: 16px; }}
+    #SendButton:disabled {{ background: {t.border}; }}
+    #UserBubble {{ background: {t.user_bubble}; border-radius: 14px; }}
+    #MessageMeta {{ color: {t.muted}; font-size: 8.5pt; }}
+    #MessageAuthor {{ font-weight: 600; }}
+    #MessageError {{ color: {t.error}; background: {t.error_bg}; border-radius: 8px; padding: 8px 10px; }}
+    #Banner {{ background: {t.error_bg}; color: {t.error}; border-radius: 10px; padding: 8px 12px; }}
+    #Banner[level="info"] {{ background: {t.selection}; color: {t.text}; }}
+    #EmptyTitle {{ font-size: 17pt; font-weight: 600; }}
+    #EmptyText {{ color: {t.muted}; font-size: 10.5pt; }}
+    #SuggestionButton {{ text-align: left; padding: 10px 14px; border-radius: 10px; color: {t.text}; }}
+    #SettingsPanel {{ background: {t.sidebar}; border-left: 1px solid {t.border}; }}
+    #SettingsPanel QLabel#SectionTitle {{ font-weight: 600; font-size: 10.5pt; padding-top: 8px; }}
+    #SettingsHint {{ color: {t.muted}; font-size: 8.5pt; }}
+    QStatusBar {{ background: {t.sidebar}; border-top: 1px solid {t.border}; color: {t.muted}; }}
+    QStatusBar QLabel {{ color: {t.muted}; padding: 0 8px; }}
+    QScrollBar:vertical {{ background: transparent; width: 10px; margin: 2px; }}
+    QScrollBar::handle:vertical {{ background: {t.border}; border-radius: 4px; min-height: 30px; }}
+    QScrollBar::add-line, QScrollBar::sub-line {{ height: 0; }}
+    QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
+    """
+
+
+def apply_theme(app: QApplication, dark: bool | None = None) -> Theme:
+    theme = DARK if (system_prefers_dark() if dark is None else dark) else LIGHT
+    app.setStyle("Fusion")
+    app.setPalette(_palette(theme))
+    font = QFont(app.font())
+    font.setPointSizeF(10)
+    app.setFont(font)
+    app.setStyleSheet(stylesheet(theme))
+    return theme
