@@ -15,11 +15,14 @@ from desktop.ui.markdown import to_html
 from desktop.ui.theme import Theme
 
 COLUMN_WIDTH = 820  # the widest the text column gets: long lines are hard to read
+USER_BUBBLE_WIDTH = int(COLUMN_WIDTH * 0.75)
+BUBBLE_PAD = 14
+MAX_INPUT_LINES = 8
 
 
 def stats_line(message: Message) -> str:
     """The figures under an answer: model, tokens, time to first token, speed."""
-    parts = [message.model or "model"]
+    parts = []
     if message.tokens_out:
         parts.append(f"{message.tokens_out} tokens")
     if message.ttft_ms is not None:
@@ -61,14 +64,17 @@ class MessageWidget(QFrame):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 6, 0, 6)
         outer.setSpacing(4)
+        self.copy_button = self._tool("copy", "Copy this message", self.copy_text)
         if role == "user":
             row = QHBoxLayout()
+            row.setSpacing(6)
             row.addStretch(1)
+            row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignVCenter)
             bubble = QFrame()
             bubble.setObjectName("UserBubble")
-            bubble.setMaximumWidth(int(COLUMN_WIDTH * 0.8))
+            bubble.setMaximumWidth(USER_BUBBLE_WIDTH)
             inner = QVBoxLayout(bubble)
-            inner.setContentsMargins(14, 10, 14, 10)
+            inner.setContentsMargins(BUBBLE_PAD, 10, BUBBLE_PAD, 10)
             inner.addWidget(self.body)
             row.addWidget(bubble)
             outer.addLayout(row)
@@ -88,19 +94,18 @@ class MessageWidget(QFrame):
         meta = QHBoxLayout(self.meta_row)
         meta.setContentsMargins(0, 0, 0, 0)
         meta.setSpacing(2)
-        if role == "user":
-            meta.addStretch(1)
         self.meta = QLabel()
         self.meta.setObjectName("MessageMeta")
         self.meta.setWordWrap(True)
-        meta.addWidget(self.meta, 0 if role == "user" else 1)
-        self.copy_button = self._tool("copy", "Copy this message", self.copy_text)
-        meta.addWidget(self.copy_button)
+        meta.addWidget(self.meta, 1)
+        if role != "user":
+            meta.addWidget(self.copy_button)
         self.regenerate_button = self._tool("regenerate", "Write this answer again",
                                             self.regenerate_requested.emit)
         self.regenerate_button.setVisible(False)
         meta.addWidget(self.regenerate_button)
         outer.addWidget(self.meta_row)
+        self.meta_row.setVisible(role != "user")
 
     def _tool(self, name: str, tip: str, slot) -> QToolButton:
         button = QToolButton()
@@ -121,6 +126,10 @@ class MessageWidget(QFrame):
         if self.role == "user":
             self.body.setTextFormat(Qt.TextFormat.PlainText)
             self.body.setText(text)
+            # A wrapping label asks for too little width; ask for what the longest line needs.
+            metrics = self.body.fontMetrics()
+            widest = max((metrics.horizontalAdvance(line) for line in text.splitlines()), default=0)
+            self.body.setMinimumWidth(min(widest + 4, USER_BUBBLE_WIDTH - 2 * BUBBLE_PAD))
         else:
             self.body.setText(to_html(text, code_bg=self.theme.code_bg, muted=self.theme.muted)
                               if text else "")
@@ -314,7 +323,10 @@ class ComposerInput(QPlainTextEdit):
         super().keyPressEvent(event)
 
     def _fit_height(self) -> None:
-        lines = max(1, min(8, int(self.document().size().height())))
+        wanted = int(self.document().size().height())  # in lines, for a plain-text document
+        lines = max(1, min(MAX_INPUT_LINES, wanted))
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if wanted > MAX_INPUT_LINES
+                                        else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         line_height = self.fontMetrics().lineSpacing()
         self.setFixedHeight(lines * line_height + 14)
 

@@ -15,6 +15,7 @@ from desktop.core.settings import LoadOptions, Sampling
 
 def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
+    box.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)  # type, or scroll over it
     box.setRange(low, high)
     box.setSingleStep(step)
     box.setDecimals(decimals)
@@ -23,6 +24,7 @@ def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleS
 
 def _int(low: int, high: int, step: int = 1, special: str = "") -> QSpinBox:
     box = QSpinBox()
+    box.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
     box.setRange(low, high)
     box.setSingleStep(step)
     if special:

@@ -1,0 +1,596 @@
+"""The main window: conversations on the left, the chat in the middle, settings on the right,
+and a status bar that says what the model is doing and how much memory it takes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Coroutine
+
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
+    QStackedWidget, QToolButton, QVBoxLayout, QWidget,
+)
+
+from desktop.core import hardware
+from desktop.core.chat import NEW_CHAT, RESTART_HINT
+from desktop.core.errors import HearthError
+from desktop.core.services import Services
+from desktop.core.settings import LoadOptions, Sampling
+from desktop.core.store import Conversation, Message
+from desktop.core.units import human_bytes
+from desktop.ui.chat_view import COLUMN_WIDTH, Composer, EmptyState, MessageList, MessageWidget
+from desktop.ui.icons import icon
+from desktop.ui.settings_panel import SettingsPanel
+from desktop.ui.sidebar import Sidebar
+from desktop.ui.theme import Theme
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second
+
+
+class _Relay(QObject):
+    """Carries progress from a worker thread to the window (queued across threads by Qt)."""
+
+    progress = Signal(int, int)
+
+
+class Banner(QFrame):
+    """A one-line notice above the conversation; errors stay until closed."""
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Banner")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 6, 6, 6)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.label, 1)
+        close = QToolButton()
+        close.setIcon(icon("close", theme.muted))
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_text(self, text: str, level: str = "error") -> None:
+        self.setProperty("level", level)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, services: Services, theme: Theme, *, preload_model: bool = True) -> None:
+        super().__init__()
+        self.services = services
+        self.theme = theme
+        self.current_id: int | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._streaming: MessageWidget | None = None
+        self._dirty = False
+        self.setWindowTitle("Hearth")
+        self.resize(1180, 760)
+        self.setMinimumSize(760, 480)
+
+        self.sidebar = Sidebar(theme)
+        self.sidebar.new_requested.connect(self.new_chat)
+        self.sidebar.conversation_chosen.connect(self.open_conversation)
+        self.sidebar.rename_requested.connect(self.rename_conversation)
+        self.sidebar.delete_requested.connect(self.confirm_delete)
+        self.sidebar.search_changed.connect(self._search)
+        self.sidebar.footer.setToolTip(f"Saved in {services.paths.data}")
+
+        self.settings_panel = SettingsPanel(cores=hardware.physical_cores())
+        self.settings_panel.hide()
+        self.settings_panel.chat_settings_changed.connect(self._save_chat_settings)
+        self.settings_panel.load_options_changed.connect(self._save_load_options)
+        self.settings_panel.make_default_requested.connect(self._make_default)
+        self.settings_panel.reload_requested.connect(lambda: self.spawn(self.reload_model()))
+        self.settings_panel.show_load(services.settings.load)
+
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.sidebar)
+        row.addWidget(self._build_chat_area(), 1)
+        row.addWidget(self.settings_panel)
+        self.setCentralWidget(central)
+        self._build_status_bar()
+
+        self._flush_timer = QTimer(self, interval=FLUSH_INTERVAL_MS)
+        self._flush_timer.timeout.connect(self._flush)
+        self._watchdog = QTimer(self, interval=1000)
+        self._watchdog.timeout.connect(self._check_engine)
+        self._watchdog.start()
+        self._memory_timer = QTimer(self, interval=2000)
+        self._memory_timer.timeout.connect(self._update_memory)
+        self._memory_timer.start()
+
+        QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
+        QShortcut(QKeySequence("Ctrl+F"), self, activated=self.sidebar.search.setFocus)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
+        QShortcut(QKeySequence("Ctrl+,"), self, activated=self.toggle_settings)
+
+        services.engine.on_state = self._on_engine_state
+        self.refresh_models()
+        conversations = services.store.conversations()
+        if conversations:
+            self.open_conversation(conversations[0].id)
+        else:
+            self.new_chat()
+        self._update_memory()
+        if preload_model and self.selected_model_id():
+            QTimer.singleShot(0, lambda: self.spawn(self.load_selected_model()))
+
+    # -- building -------------------------------------------------------------------------------
+    def _build_chat_area(self) -> QWidget:
+        area = QWidget()
+        area.setObjectName("ChatArea")
+        column = QVBoxLayout(area)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+
+        header = QFrame()
+        header.setObjectName("Header")
+        bar = QHBoxLayout(header)
+        bar.setContentsMargins(14, 8, 10, 8)
+        bar.setSpacing(6)
+        chip = QLabel()
+        chip.setPixmap(icon("chip", self.theme.muted).pixmap(18, 18))
+        bar.addWidget(chip)
+        self.model_combo = QComboBox()
+        self.model_combo.setMinimumWidth(320)
+        self.model_combo.setToolTip("The model this chat uses. It runs on this computer.")
+        self.model_combo.activated.connect(self._model_chosen)
+        bar.addWidget(self.model_combo)
+        self.import_button = self._header_button("import", "Import a .gguf model from disk", self.import_model)
+        bar.addWidget(self.import_button)
+        self.eject_button = self._header_button("eject", "Unload the model and free its memory",
+                                                lambda: self.spawn(self.services.engine.stop()))
+        bar.addWidget(self.eject_button)
+        bar.addStretch(1)
+        self.settings_button = self._header_button("settings", "Chat and model settings (Ctrl+,)",
+                                                   self.toggle_settings)
+        self.settings_button.setCheckable(True)
+        bar.addWidget(self.settings_button)
+        column.addWidget(header)
+
+        self.banner = Banner(self.theme)
+        banner_row = QHBoxLayout()
+        banner_row.setContentsMargins(24, 10, 24, 0)
+        banner_row.addWidget(self.banner)
+        column.addLayout(banner_row)
+
+        self.stack = QStackedWidget()
+        self.empty_state = EmptyState()
+        self.empty_state.suggestion_chosen.connect(self.send)
+        self.empty_state.import_requested.connect(self.import_model)
+        self.message_list = MessageList()
+        self.stack.addWidget(self.empty_state)
+        self.stack.addWidget(self.message_list)
+        column.addWidget(self.stack, 1)
+
+        self.composer = Composer(self.theme)
+        self.composer.send_requested.connect(self.send)
+        self.composer.stop_requested.connect(self.stop)
+        self.composer.setMaximumWidth(COLUMN_WIDTH)
+        composer_row = QHBoxLayout()
+        composer_row.setContentsMargins(24, 6, 24, 6)
+        composer_row.addStretch(1)
+        composer_row.addWidget(self.composer, 100)
+        composer_row.addStretch(1)
+        column.addLayout(composer_row)
+        note = QLabel("Runs on this computer. Answers can be wrong: check what matters.")
+        note.setObjectName("SettingsHint")
+        note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        column.addWidget(note)
+        column.addSpacing(6)
+        return area
+
+    def _header_button(self, name: str, tip: str, slot) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(icon(name, self.theme.text))
+        button.setIconSize(QSize(18, 18))
+        button.setToolTip(tip)
+        button.setAccessibleName(tip)
+        button.clicked.connect(slot)
+        return button
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        status.setSizeGripEnabled(False)
+        self.engine_label = QLabel("No model loaded")
+        self.load_progress = QProgressBar()
+        self.load_progress.setRange(0, 0)  # llama.cpp gives no load fraction: a busy bar
+        self.load_progress.setFixedWidth(90)
+        self.load_progress.setFixedHeight(10)
+        self.load_progress.setTextVisible(False)
+        self.load_progress.hide()
+        self.context_label = QLabel("")
+        self.memory_label = QLabel("")
+        status.addWidget(self.engine_label)
+        status.addWidget(self.load_progress)
+        status.addPermanentWidget(self.context_label)
+        status.addPermanentWidget(self.memory_label)
+
+    # -- background work --------------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """Run a coroutine on the loop; an error nobody expected is logged and shown as a sentence."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if isinstance(exc, HearthError):
+                self.banner.show_text(str(exc))
+            elif exc is not None:
+                log.error("unexpected error", exc_info=exc)
+                self.banner.show_text(
+                    f"Something went wrong inside Hearth ({type(exc).__name__}). Nothing you wrote "
+                    f"is lost. The details are in {self.services.paths.logs / 'hearth.log'}.")
+
+        task.add_done_callback(done)
+        return task
+
+    # -- models ---------------------------------------------------------------------------------
+    def refresh_models(self, select: str | None = None) -> None:
+        models = self.services.library.models()
+        wanted = select or self.selected_model_id() or self.services.settings.last_model
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for m in models:
+            label = f"{m.name}   ·   {m.quantization}   ·   {human_bytes(m.size)}"
+            self.model_combo.addItem(label, m.id)
+        if not models:
+            self.model_combo.addItem("No model installed", "")
+        index = self.model_combo.findData(wanted)
+        self.model_combo.setCurrentIndex(max(index, 0))
+        self.model_combo.blockSignals(False)
+        self.model_combo.setEnabled(bool(models))
+        self.empty_state.set_model(self.selected_model_name())
+
+    def selected_model_id(self) -> str:
+        return str(self.model_combo.currentData() or "")
+
+    def selected_model_name(self) -> str | None:
+        model_id = self.selected_model_id()
+        if not model_id:
+            return None
+        try:
+            return self.services.library.get(model_id).name
+        except HearthError:
+            return None
+
+    def _model_chosen(self, _index: int) -> None:
+        model_id = self.selected_model_id()
+        if not model_id:
+            return
+        self.services.save_settings(replace(self.services.settings, last_model=model_id))
+        if self.current_id is not None:
+            self.services.store.update_conversation(self.current_id, model=model_id)
+        self.empty_state.set_model(self.selected_model_name())
+        self.spawn(self.load_selected_model())
+
+    async def load_selected_model(self) -> None:
+        model_id = self.selected_model_id()
+        if model_id:
+            await self.services.engine.ensure(self.services.library.get(model_id), self.services.settings.load)
+
+    async def reload_model(self) -> None:
+        await self.services.engine.stop()
+        await self.load_selected_model()
+
+    def import_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a model", str(Path.home()),
+                                              "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.spawn(self.import_path(path))
+
+    async def import_path(self, path: str) -> None:
+        relay = _Relay()
+        relay.progress.connect(lambda done, total: self.engine_label.setText(
+            f"Importing {Path(path).name}: {done * 100 // max(total, 1)} %"))
+        try:
+            record = await asyncio.to_thread(self.services.library.import_file, path,
+                                             progress=relay.progress.emit)
+        finally:
+            self._on_engine_state(self.services.engine.state, "")
+        self.refresh_models(select=record.id)
+        self._model_chosen(self.model_combo.currentIndex())
+        self.banner.show_text(f"Added {record.name} ({record.quantization}, {human_bytes(record.size)}).",
+                              level="info")
+
+    # -- engine state -----------------------------------------------------------------------------
+    def _on_engine_state(self, state: str, detail: str) -> None:
+        engine = self.services.engine
+        name = engine.model.name if engine.model else "the model"
+        self.load_progress.setVisible(state == "loading")
+        self.eject_button.setEnabled(state in ("ready", "loading"))
+        text = {
+            "loading": f"Loading {name}…",
+            "ready": f"● {name} · ready",
+            "failed": "The model could not be loaded",
+            "crashed": f"The engine running {name} stopped",
+            "stopped": "No model loaded",
+        }.get(state, state)
+        self.engine_label.setText(text)
+        if state == "ready" and engine.plan:
+            self.engine_label.setToolTip(
+                f"{engine.plan.model.path}\nContext {engine.n_ctx} tokens · {engine.plan.n_threads} "
+                f"threads · needs about {human_bytes(engine.plan.memory.total)}")
+        if self._streaming is not None and state == "loading":
+            self._streaming.start_streaming(name, "Loading the model…")
+        elif self._streaming is not None and state == "ready":
+            self._streaming.start_streaming(name, "Thinking…")
+        self._update_context()
+
+    def _check_engine(self) -> None:
+        if self.services.chat.busy:
+            return
+        death = self.services.engine.check_alive()
+        if death:
+            self.banner.show_text(f"{death} {RESTART_HINT}")
+
+    def _update_memory(self) -> None:
+        app = hardware.process_memory()
+        text = f"Memory: Hearth {human_bytes(app)}"
+        pid = self.services.engine.pid
+        if pid and self.services.engine.is_alive():
+            text += f" · model {human_bytes(hardware.process_memory(pid))}"
+        self.memory_label.setText(text)
+
+    def _update_context(self) -> None:
+        n_ctx = self.services.engine.n_ctx if self.services.engine.is_alive() else 0
+        used = None
+        if self.current_id is not None:
+            answers = [m for m in self.services.store.messages(self.current_id)
+                       if m.role == "assistant" and m.tokens_in is not None]
+            if answers:
+                used = (answers[-1].tokens_in or 0) + (answers[-1].tokens_out or 0)
+        if n_ctx and used is not None:
+            self.context_label.setText(f"Context: {min(used, n_ctx):,} of {n_ctx:,} tokens")
+        elif n_ctx:
+            self.context_label.setText(f"Context: {n_ctx:,} tokens")
+        else:
+            self.context_label.setText("")
+
+    # -- conversations ---------------------------------------------------------------------------
+    def refresh_conversations(self) -> None:
+        if not self.sidebar.searching:
+            self.sidebar.set_conversations(self.services.store.conversations(), self.current_id)
+
+    def _search(self, text: str) -> None:
+        if text:
+            self.sidebar.show_hits(self.services.store.search(text))
+        else:
+            self.refresh_conversations()
+
+    def _drop_if_empty(self, conversation_id: int | None) -> None:
+        """Leave no empty 'New chat' behind when the user moves on without writing."""
+        if conversation_id is None:
+            return
+        try:
+            conversation = self.services.store.conversation(conversation_id)
+        except KeyError:
+            return
+        if conversation.title == NEW_CHAT and not self.services.store.messages(conversation_id):
+            self.services.store.delete_conversation(conversation_id)
+
+    def new_chat(self) -> None:
+        self.settings_panel.flush()
+        previous = self.current_id
+        conversation = self.services.chat.new_conversation(model_id=self.selected_model_id())
+        if previous != conversation.id:
+            self._drop_if_empty(previous)
+        self.open_conversation(conversation.id)
+        self.composer.input.setFocus()
+
+    def open_conversation(self, conversation_id: int, focus_message: int = 0) -> None:
+        self.settings_panel.flush()
+        if self.current_id not in (None, conversation_id):
+            self._drop_if_empty(self.current_id)
+        try:
+            conversation = self.services.store.conversation(conversation_id)
+        except KeyError:
+            return
+        self.current_id = conversation_id
+        self.setWindowTitle(f"{conversation.title} — Hearth")
+        self._show_messages(conversation, focus_message)
+        self.settings_panel.show_chat(conversation.system_prompt, Sampling.from_dict(conversation.sampling))
+        if conversation.model:
+            index = self.model_combo.findData(conversation.model)
+            if index >= 0:
+                self.model_combo.setCurrentIndex(index)
+        self.empty_state.set_model(self.selected_model_name())
+        self.refresh_conversations()
+        self._update_context()
+
+    def _show_messages(self, conversation: Conversation, focus_message: int = 0) -> None:
+        self.message_list.clear()
+        self._streaming = None
+        live = self.services.chat.live_answer()
+        focus_widget = None
+        for message in self.services.store.messages(conversation.id):
+            widget = self._add_widget(message.role)
+            widget.show_message(message)
+            if live and live[0] == message.id:
+                self._attach_stream(widget)
+            if message.id == focus_message:
+                focus_widget = widget
+        self._mark_last_answer()
+        self.stack.setCurrentWidget(self.message_list if self.message_list.widgets() else self.empty_state)
+        if focus_widget is not None:
+            self.message_list.scroll_to(focus_widget)
+        else:
+            self.message_list.scroll_to_bottom()
+
+    def _add_widget(self, role: str) -> MessageWidget:
+        widget = MessageWidget(role, self.theme)
+        widget.regenerate_requested.connect(self.regenerate)
+        self.message_list.add(widget)
+        return widget
+
+    def _mark_last_answer(self) -> None:
+        widgets = self.message_list.widgets()
+        busy = self.services.chat.busy
+        for i, widget in enumerate(widgets):
+            widget.set_regenerate_visible(not busy and i == len(widgets) - 1 and widget.role == "assistant")
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        conversation = self.services.store.update_conversation(conversation_id, title=title)
+        if conversation_id == self.current_id:
+            self.setWindowTitle(f"{conversation.title} — Hearth")
+        QTimer.singleShot(0, self.refresh_conversations)
+
+    def confirm_delete(self, conversation_id: int) -> None:
+        try:
+            conversation = self.services.store.conversation(conversation_id)
+        except KeyError:
+            return
+        answer = QMessageBox.question(
+            self, "Delete chat", f"Delete “{conversation.title}” and all its messages? This cannot be undone.",
+            QMessageBox.StandardButton.Delete | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Delete:
+            self.delete_conversation(conversation_id)
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        live = self.services.chat.live_answer()
+        if live and conversation_id == self.current_id:
+            self.stop()
+        self.services.store.delete_conversation(conversation_id)
+        if conversation_id == self.current_id:
+            self.current_id = None
+            remaining = self.services.store.conversations()
+            if remaining:
+                self.open_conversation(remaining[0].id)
+            else:
+                self.new_chat()
+        self.refresh_conversations()
+
+    def _save_chat_settings(self, system_prompt: str, sampling: dict) -> None:
+        if self.current_id is not None:
+            self.services.store.update_conversation(self.current_id, system_prompt=system_prompt,
+                                                    sampling=sampling)
+
+    def _save_load_options(self, options: LoadOptions) -> None:
+        self.services.save_settings(replace(self.services.settings, load=options))
+
+    def _make_default(self) -> None:
+        panel = self.settings_panel
+        self.services.save_settings(replace(self.services.settings, sampling=panel.sampling(),
+                                            system_prompt=panel.system_prompt.toPlainText()))
+        self.banner.show_text("New chats will start with these settings.", level="info")
+
+    def toggle_settings(self) -> None:
+        visible = not self.settings_panel.isVisible()
+        self.settings_panel.setVisible(visible)
+        self.settings_button.setChecked(visible)
+
+    # -- chatting --------------------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        chat = self.services.chat
+        text = text.strip()
+        if not text or chat.busy:
+            return
+        if not self.services.library.models():
+            self.banner.show_text("Import a model first: Hearth needs a .gguf file to chat with.")
+            return
+        self.settings_panel.flush()
+        if self.current_id is None:
+            self.new_chat()
+        assert self.current_id is not None
+        self.banner.hide()
+        user = self._add_widget("user")
+        user.set_text(text)
+        self.stack.setCurrentWidget(self.message_list)
+        self.message_list.scroll_to_bottom()
+        conversation_id = self.current_id
+        self._begin_answer()
+        self.spawn(self._generate(conversation_id, chat.send(conversation_id, text, on_text=self._on_text)))
+
+    def regenerate(self) -> None:
+        chat = self.services.chat
+        if chat.busy or self.current_id is None:
+            return
+        widgets = self.message_list.widgets()
+        if widgets and widgets[-1].role == "assistant":
+            self.message_list.layout_.removeWidget(widgets[-1])
+            widgets[-1].deleteLater()
+        self.banner.hide()
+        conversation_id = self.current_id
+        self._begin_answer()
+        self.spawn(self._generate(conversation_id, chat.regenerate(conversation_id, on_text=self._on_text)))
+
+    def stop(self) -> None:
+        self.services.chat.stop()
+
+    def _begin_answer(self) -> None:
+        widget = self._add_widget("assistant")
+        engine = self.services.engine
+        name = self.selected_model_name() or "Model"
+        loaded = engine.model is not None and engine.model.id == self.selected_model_id() and engine.is_alive()
+        widget.start_streaming(name, "Thinking…" if loaded else "Loading the model…")
+        self._attach_stream(widget)
+        self._mark_last_answer()
+
+    def _attach_stream(self, widget: MessageWidget) -> None:
+        self._streaming = widget
+        self._dirty = True
+        self.composer.set_generating(True)
+        self._flush_timer.start()
+
+    def _on_text(self, _delta: str) -> None:
+        self._dirty = True
+
+    def _flush(self) -> None:
+        """Put the text that arrived since the last tick on screen (at most ~30 times a second)."""
+        live = self.services.chat.live_answer()
+        if self._streaming is not None and self._dirty and live is not None:
+            self._dirty = False
+            text = live[1]
+            if text and text != self._streaming.text:
+                self._streaming.set_text(text)
+                self._streaming.meta.setText("Writing…")
+
+    async def _generate(self, conversation_id: int, work: Coroutine[Any, Any, Message]) -> None:
+        try:
+            message = await work
+        finally:
+            self._flush_timer.stop()
+            self.composer.set_generating(False)
+        if self.current_id == conversation_id:
+            if self._streaming is not None:
+                self._streaming.show_message(message)
+            self._streaming = None
+            self._mark_last_answer()
+            self.setWindowTitle(f"{self.services.store.conversation(conversation_id).title} — Hearth")
+        else:
+            self._streaming = None
+        if message.status == "error" and message.error:
+            self.banner.show_text(message.error)
+        self.refresh_conversations()
+        self._update_context()
+        self._update_memory()
+
+    # -- closing ---------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.settings_panel.flush()
+        self.services.chat.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        self._drop_if_empty(self.current_id)
+        self.services.engine.stop_now()
+        super().closeEvent(event)
