@@ -45,7 +45,8 @@ def display_name(filename: str, quantization: str) -> str:
 
 def safe_component(name: str) -> str:
     """A single, harmless path component made from untrusted text (no separators, no '..')."""
-    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .")
+    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "_", name)
+    cleaned = re.sub(r"_+", "_", re.sub(r"\.{2,}", "_", cleaned)).strip(" .")
     return cleaned or "_"
 
 

