@@ -163,10 +163,9 @@ class MessageWidget(QFrame):
 
     def copy_text(self) -> None:
         QGuiApplication.clipboard().setText(self._text)
-        self.meta.setProperty("copied", True)
         previous = self.meta.text()
         self.meta.setText("Copied")
-        QTimer.singleShot(1200, lambda: self.meta.setText(previous))
+        QTimer.singleShot(1200, self.meta, lambda: self.meta.setText(previous))
 
 
 class EmptyState(QWidget):
@@ -199,7 +198,8 @@ class EmptyState(QWidget):
         self.text.setObjectName("EmptyText")
         self.text.setWordWrap(True)
         self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout.addWidget(self.text)
+        self.text.setMaximumWidth(560)
+        layout.addWidget(self.text, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addSpacing(12)
         self.suggestions: list[QPushButton] = []
         for prompt in self.SUGGESTIONS:
@@ -263,6 +263,7 @@ class MessageList(QScrollArea):
         outer.addWidget(self.column, 100)
         outer.addStretch(1)
         self.setWidget(holder)
+        self._widgets: list[MessageWidget] = []
         self._stick = True
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
@@ -277,20 +278,22 @@ class MessageList(QScrollArea):
             self.verticalScrollBar().setValue(maximum)
 
     def widgets(self) -> list[MessageWidget]:
-        found = []
-        for i in range(self.layout_.count()):
-            w = self.layout_.itemAt(i).widget()
-            if isinstance(w, MessageWidget):
-                found.append(w)
-        return found
+        # Our own list: walking the layout makes PySide6 hand back None for the stretch item,
+        # which (in 6.12) eventually corrupts None's reference count.
+        return list(self._widgets)
 
     def add(self, widget: MessageWidget) -> None:
         self.layout_.insertWidget(self.layout_.count(), widget)
+        self._widgets.append(widget)
+
+    def remove(self, widget: MessageWidget) -> None:
+        self._widgets.remove(widget)
+        self.layout_.removeWidget(widget)
+        widget.deleteLater()
 
     def clear(self) -> None:
-        for w in self.widgets():
-            self.layout_.removeWidget(w)
-            w.deleteLater()
+        for widget in list(self._widgets):
+            self.remove(widget)
         self._stick = True
 
     def scroll_to_bottom(self) -> None:

@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+,"), self, activated=self.toggle_settings)
 
         services.engine.on_state = self._on_engine_state
+        self._on_engine_state(services.engine.state, "")
         self.refresh_models()
         conversations = services.store.conversations()
         if conversations:
@@ -459,12 +460,16 @@ class MainWindow(QMainWindow):
             conversation = self.services.store.conversation(conversation_id)
         except KeyError:
             return
-        answer = QMessageBox.question(
-            self, "Delete chat", f"Delete “{conversation.title}” and all its messages? This cannot be undone.",
-            QMessageBox.StandardButton.Delete | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
-        if answer == QMessageBox.StandardButton.Delete:
-            self.delete_conversation(conversation_id)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete chat",
+                          f"Delete “{conversation.title}” and all its messages?", parent=self)
+        box.setObjectName("ConfirmDelete")
+        box.setInformativeText("This cannot be undone.")
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(box.addButton(QMessageBox.StandardButton.Cancel))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(
+            lambda button: self.delete_conversation(conversation_id) if button is delete else None)
+        box.open()
 
     def delete_conversation(self, conversation_id: int) -> None:
         live = self.services.chat.live_answer()
@@ -527,8 +532,7 @@ class MainWindow(QMainWindow):
             return
         widgets = self.message_list.widgets()
         if widgets and widgets[-1].role == "assistant":
-            self.message_list.layout_.removeWidget(widgets[-1])
-            widgets[-1].deleteLater()
+            self.message_list.remove(widgets[-1])
         self.banner.hide()
         conversation_id = self.current_id
         self._begin_answer()
@@ -587,6 +591,9 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        for timer in (self._watchdog, self._memory_timer, self._flush_timer):
+            timer.stop()
+        self.services.engine.on_state = None
         self.settings_panel.flush()
         self.services.chat.stop()
         for task in list(self._tasks):

@@ -1,0 +1,121 @@
+"""The `hearth` command as a person uses it in a terminal, with HEARTH_HOME keeping data in one place."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+
+def hearth(*args, env=None, input=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "desktop", *args], capture_output=True, text=True,
+                          env=env or os.environ.copy(), input=input, timeout=timeout)
+
+
+def test_models_import_list_info_and_rm(home, model_file):
+    assert json.loads(hearth("models", "list", "--json").stdout) == []
+    added = hearth("models", "import", str(model_file))
+    assert added.returncode == 0, added.stderr
+    assert "SmolLM2-135M-Instruct" in added.stdout and "smollm2-135m-instruct-q4_1" in added.stdout
+    listed = json.loads(hearth("models", "list", "--json").stdout)
+    assert [(m["id"], m["quantization"], m["origin"]) for m in listed] == [
+        ("smollm2-135m-instruct-q4_1", "Q4_1", "imported")]
+    table = hearth("models", "list").stdout
+    assert "SmolLM2-135M-Instruct" in table and "98.4 MB" in table
+    info = hearth("models", "info", "smollm2").stdout
+    assert "apache-2.0" in info and "llama" in info
+    removed = hearth("models", "rm", "smollm2-135m-instruct-q4_1")
+    assert removed.returncode == 0
+    assert "freed 98.4 MB" in removed.stdout
+    assert json.loads(hearth("models", "list", "--json").stdout) == []
+    assert (home / "data" / "hearth.db").exists()
+
+
+def test_chat_streams_the_answer_to_stdout_and_saves_it(home, model_file):
+    hearth("models", "import", "--link", str(model_file))
+    result = hearth("chat", "-m", "smollm2", "--max-tokens", "16", "--seed", "7", "--temperature", "0",
+                    "--system", "Answer briefly.", "What is 2+2?")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    db = sqlite3.connect(home / "data" / "hearth.db")
+    rows = db.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("user", "What is 2+2?", "complete")
+    assert rows[1][0] == "assistant" and rows[1][2] == "complete"
+    assert rows[1][1].strip() == result.stdout.strip()
+    system = db.execute("SELECT system_prompt FROM conversations").fetchone()[0]
+    assert system == "Answer briefly."
+
+
+def test_chat_with_a_gguf_path_and_a_prompt_from_stdin(home, model_file):
+    result = hearth("chat", "-m", str(model_file), "--max-tokens", "8", "-", input="Say hi.")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["chat", "-m", "nope", "hello"], "No model called “nope” is installed"),
+    (["models", "rm", "nope"], "No model called “nope”"),
+    (["models", "import", "/does/not/exist.gguf"], "There is no file"),
+])
+def test_mistakes_print_one_sentence_and_exit_non_zero(home, args, words):
+    result = hearth(*args)
+    assert result.returncode == 1
+    assert words in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_a_broken_model_file_is_named_in_the_error(home, model_file, tmp_path):
+    cut = tmp_path / "broken.gguf"
+    cut.write_bytes(model_file.read_bytes()[:5_000_000])
+    result = hearth("chat", "-m", str(cut), "hello")
+    assert result.returncode == 1
+    assert "“broken.gguf” ends early: it is 5.0 MB of 98.4 MB" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_killing_the_app_mid_answer_loses_at_most_the_last_second(home, model_file):
+    hearth("models", "import", "--link", str(model_file))
+    app = subprocess.Popen([sys.executable, "-m", "desktop", "chat", "-m", "smollm2", "--max-tokens", "3000",
+                            "Tell me a very long story about a lighthouse keeper."],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = home / "data" / "hearth.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the answer has been streaming for a while
+        if db_path.exists():
+            db = sqlite3.connect(db_path)
+            row = db.execute("SELECT content FROM messages WHERE role='assistant'").fetchone()
+            db.close()
+            if row and len(row[0]) > 200:
+                break
+        time.sleep(0.2)
+    engine_pids = [c.pid for c in psutil.Process(app.pid).children()]
+    assert engine_pids, "the engine child should be running"
+    app.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    app.wait()
+
+    db = sqlite3.connect(db_path)
+    rows = db.execute("SELECT role, content, status, updated_at FROM messages ORDER BY id").fetchall()
+    assert rows[0][:3] == ("user", "Tell me a very long story about a lighthouse keeper.", "complete")
+    role, content, status, updated_at = rows[1]
+    assert role == "assistant" and status == "streaming" and len(content) > 200
+    assert killed_at - updated_at < 1.0, "more than the last second of the answer was lost"
+    for pid in engine_pids:  # the engine went with the app
+        try:
+            psutil.Process(pid).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+
+    # The next start marks the cut-off answer as stopped (once nobody can still be writing it).
+    time.sleep(0.1)
+    db.execute("UPDATE messages SET updated_at = updated_at - 60 WHERE role = 'assistant'")
+    db.commit()
+    hearth("models", "list")
+    status, error = db.execute("SELECT status, error FROM messages WHERE role='assistant'").fetchone()
+    assert status == "stopped" and "closed before" in error

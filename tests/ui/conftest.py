@@ -1,0 +1,65 @@
+"""The real main window, offscreen, on a qasync loop that pytest-qt's waiting drives."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, replace
+
+import pytest
+
+from desktop.core.settings import LoadOptions, Sampling
+
+
+@pytest.fixture
+def qt_loop(qapp):
+    import qasync
+
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(loop)
+    yield loop
+    # Not loop.stop(): qasync's stop calls QApplication.exit(), which leaves Qt's "quit now" flag
+    # set, so every later QEventLoop.exec() (pytest-qt's waits) returns at once. Mark it stopped
+    # by hand, then close it so its executor threads end before Qt is torn down.
+    asyncio.events._set_running_loop(None)
+    loop._QEventLoop__is_running = False
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def make_window(qtbot, qt_loop, qapp, services):
+    from desktop.ui.main_window import MainWindow
+    from desktop.ui.theme import apply_theme
+
+    windows = []
+
+    def make(*, dark: bool = False, preload: bool = False, sampling: Sampling | None = None):
+        services.settings = replace(services.settings, load=LoadOptions(n_ctx=2048, n_threads=2),
+                                    sampling=sampling or services.settings.sampling)
+        theme = apply_theme(qapp, dark=dark)
+        window = MainWindow(services, theme, preload_model=preload)
+        qtbot.addWidget(window)
+        window.resize(1100, 720)
+        window.show()
+        qtbot.waitExposed(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        qtbot.waitUntil(lambda w=window: not w._tasks, timeout=10_000)
+
+
+@pytest.fixture
+def window(make_window, model):
+    return make_window()
+
+
+def set_sampling(window, **changes) -> None:
+    """Give the open conversation these sampling settings, as the settings panel would."""
+    store = window.services.store
+    conversation = store.conversation(window.current_id)
+    sampling = replace(Sampling.from_dict(conversation.sampling), **changes)
+    store.update_conversation(window.current_id, sampling=asdict(sampling))
+    window.open_conversation(window.current_id)

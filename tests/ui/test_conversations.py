@@ -1,0 +1,132 @@
+"""The conversation list, search, settings panel and first-run states of the real window."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from desktop.core.settings import Sampling
+
+
+def _seed_chats(store):
+    trip = store.create_conversation(title="Weekend in Lisbon")
+    store.add_message(trip.id, "user", "Which trams go to the castle?")
+    store.add_message(trip.id, "assistant", "Tram 28 climbs to the castle hill.")
+    cooking = store.create_conversation(title="Tomato soup")
+    store.add_message(cooking.id, "user", "How long do I simmer the tomatoes?")
+    return trip, cooking
+
+
+def test_search_finds_a_message_in_any_chat_and_opens_it(qtbot, services, model, make_window):
+    trip, cooking = _seed_chats(services.store)
+    window = make_window()
+    qtbot.keyClicks(window.sidebar.search, "tram castle")
+    qtbot.waitUntil(lambda: "castle" in window.sidebar.list.item(0).text(), timeout=2_000)
+    assert window.sidebar.list.count() == 2
+    assert all(window.sidebar.list.item(i).text().startswith("Weekend in Lisbon")
+               for i in range(window.sidebar.list.count()))
+    item = window.sidebar.list.item(0)
+    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton,
+                     pos=window.sidebar.list.visualItemRect(item).center())
+    assert window.current_id == trip.id
+    assert "Tram 28" in window.message_list.widgets()[-1].text
+    window.sidebar.search.clear()
+    titles = lambda: {window.sidebar.list.item(i).text() for i in range(window.sidebar.list.count())}  # noqa: E731
+    qtbot.waitUntil(lambda: titles() == {"Weekend in Lisbon", "Tomato soup"}, timeout=2_000)
+
+
+def test_searching_for_nothing_found_says_so(qtbot, services, model, make_window):
+    _seed_chats(services.store)
+    window = make_window()
+    qtbot.keyClicks(window.sidebar.search, "zeppelin")
+    qtbot.waitUntil(lambda: window.sidebar.empty.isVisible(), timeout=2_000)
+    assert window.sidebar.empty.text() == "Nothing found."
+
+
+def test_new_rename_and_delete_a_chat(qtbot, services, model, make_window):
+    trip, cooking = _seed_chats(services.store)
+    window = make_window()
+    assert window.current_id == cooking.id  # the most recent chat opens at start
+    window.sidebar.new_button.click()
+    fresh = window.current_id
+    assert fresh not in (trip.id, cooking.id)
+    assert window.stack.currentWidget() is window.empty_state
+    window.open_conversation(trip.id)  # an untouched new chat is not left behind
+    assert sorted(c.id for c in services.store.conversations()) == sorted([cooking.id, trip.id])
+
+    item = next(window.sidebar.list.item(i) for i in range(window.sidebar.list.count())
+                if window.sidebar.list.item(i).text() == "Weekend in Lisbon")
+    item.setText("Lisbon, May")
+    assert services.store.conversation(trip.id).title == "Lisbon, May"
+
+    def answer_dialog(text: str) -> None:
+        box = window.findChild(QMessageBox, "ConfirmDelete")
+        assert "Lisbon, May" in box.text()
+        button = next(b for b in box.buttons() if b.text().replace("&", "") == text)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: window.findChild(QMessageBox, "ConfirmDelete") is None, timeout=2_000)
+
+    window.confirm_delete(trip.id)
+    answer_dialog("Cancel")
+    assert services.store.conversation(trip.id)
+    window.confirm_delete(trip.id)
+    answer_dialog("Delete")
+    assert [c.id for c in services.store.conversations()] == [cooking.id]
+    assert services.store.search("tram") == []
+    assert window.current_id == cooking.id
+
+
+def test_settings_changed_in_the_panel_belong_to_the_chat(qtbot, services, model, make_window):
+    window = make_window()
+    window.toggle_settings()
+    panel = window.settings_panel
+    assert panel.isVisible()
+    panel.temperature.setValue(0.25)
+    panel.max_tokens.setValue(200)
+    panel.system_prompt.setPlainText("Answer like a pirate.")
+    panel.flush()
+    saved = services.store.conversation(window.current_id)
+    assert saved.system_prompt == "Answer like a pirate."
+    assert Sampling.from_dict(saved.sampling).temperature == 0.25
+    assert Sampling.from_dict(saved.sampling).max_tokens == 200
+
+    panel.default_button.click()
+    assert services.settings.sampling.temperature == 0.25
+    window.new_chat()
+    assert services.store.conversation(window.current_id).system_prompt == "Answer like a pirate."
+
+    panel.n_ctx.setValue(1024)
+    assert services.settings.load.n_ctx == 1024
+    assert services.settings_file.load().load.n_ctx == 1024
+
+
+def test_with_no_model_the_window_says_how_to_add_one(qtbot, services, make_window, shots_dir):
+    window = make_window()
+    assert window.stack.currentWidget() is window.empty_state
+    assert window.empty_state.import_button.isVisible()
+    assert window.empty_state.title.text() == "Add a model to begin"
+    assert not window.model_combo.isEnabled()
+    window.send("hello")
+    assert "Import a model first" in window.banner.label.text()
+    window.grab().save(str(shots_dir / "first-run.png"))
+
+
+def test_importing_a_model_makes_it_ready_to_chat(qtbot, services, make_window, model_file):
+    window = make_window()
+    window.spawn(window.import_path(str(model_file)))
+    qtbot.waitUntil(lambda: window.model_combo.isEnabled(), timeout=20_000)
+    assert window.model_combo.currentText().startswith("SmolLM2-135M-Instruct")
+    assert "Added SmolLM2-135M-Instruct" in window.banner.label.text()
+    assert window.empty_state.suggestions[0].isVisible()
+    qtbot.waitUntil(lambda: "ready" in window.engine_label.text(), timeout=30_000)
+
+
+def test_dark_mode_draws_a_dark_window(qtbot, services, model, make_window, shots_dir):
+    _seed_chats(services.store)
+    window = make_window(dark=True)
+    image = window.grab().toImage()
+    image.save(str(shots_dir / "chat-dark.png"))
+    background = image.pixelColor(image.width() // 2, image.height() // 3)
+    assert background.lightness() < 60
+    text_color = window.palette().color(window.palette().ColorRole.WindowText)
+    assert text_color.lightness() > 200
