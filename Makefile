@@ -22,11 +22,14 @@ run: $(VENV)/.installed $(STARTER)
 	$(BIN)/python tools/starter.py install $(STARTER)
 	$(BIN)/hearth
 
-test: $(VENV)/.installed-test $(STARTER)
+test: $(VENV)/.installed-test $(STARTER) lint
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test $(STARTER)
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/stream.py
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check desktop tests tools
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -7,9 +7,8 @@ import sys
 
 
 def run_app(*, self_test: bool = False) -> int:
-    from PySide6.QtWidgets import QApplication, QMessageBox
-
     import qasync
+    from PySide6.QtWidgets import QApplication, QMessageBox
 
     from desktop.core.errors import HearthError
     from desktop.core.services import open_services, setup_logging

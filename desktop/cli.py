@@ -10,8 +10,8 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, replace
-from typing import Sequence
 
 from desktop import __version__
 
@@ -136,11 +136,6 @@ def _chat(services, args: argparse.Namespace) -> int:
         return 130
 
 
-def _model_dict(record) -> dict:
-    data = asdict(record)
-    return data
-
-
 def _models(services, args: argparse.Namespace) -> int:
     from desktop.core.units import human_bytes, human_count
 
@@ -148,7 +143,7 @@ def _models(services, args: argparse.Namespace) -> int:
     if args.models_command == "list":
         models = library.models()
         if args.json:
-            print(json.dumps([_model_dict(m) for m in models], indent=2))
+            print(json.dumps([asdict(m) for m in models], indent=2))
             return 0
         if not models:
             print("No models installed. Add one with: hearth models import PATH.gguf")
@@ -158,14 +153,14 @@ def _models(services, args: argparse.Namespace) -> int:
                   str(m.context_length or "?"), m.origin) for m in models]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         return 0
     if args.models_command == "info":
         record = library.get(args.id)
         if args.json:
-            print(json.dumps(_model_dict(record), indent=2))
+            print(json.dumps(asdict(record), indent=2))
             return 0
-        for key, value in _model_dict(record).items():
+        for key, value in asdict(record).items():
             print(f"{key:18} {value}")
         return 0
     if args.models_command == "import":

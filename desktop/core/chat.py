@@ -9,15 +9,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from desktop.core.engine import Engine
 from desktop.core.errors import HearthError
 from desktop.core.library import Library, LibraryError
 from desktop.core.providers import ChatClient, ConnectionLost, ContextOverflow
 from desktop.core.settings import Sampling, Settings
-from desktop.core.store import HEARTBEAT_S, THIS_MACHINE, Conversation, Message, ModelRecord, Store
+from desktop.core.store import (
+    HEARTBEAT_S,
+    THIS_MACHINE,
+    Conversation,
+    Message,
+    ModelRecord,
+    Store,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,10 @@ PER_MESSAGE_TOKENS = 8  # the chat template's tokens around each message, a gene
 TITLE_LENGTH = 48
 NEW_CHAT = "New chat"
 RESTART_HINT = "Your conversation is kept; your next message starts the model again."
+
+
+class MessageNotSaved(HearthError):
+    """The user's message could not be written, so it was not sent either."""
 
 
 def title_from(text: str) -> str:
@@ -113,7 +125,10 @@ class ChatService:
                    on_text: Callable[[str], None] | None = None) -> Message:
         """Save the user's message, then generate and save the answer. Returns the answer."""
         conversation = self.store.conversation(conversation_id)
-        self.store.add_message(conversation_id, "user", text)
+        try:
+            self.store.add_message(conversation_id, "user", text)
+        except StoreError as exc:
+            raise MessageNotSaved(f"{exc} Your message was not sent; it is still in the box.") from exc
         if conversation.title == NEW_CHAT:
             conversation = self.store.update_conversation(conversation_id, title=title_from(text))
         return await self._answer(conversation, on_text)

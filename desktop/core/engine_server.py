@@ -49,6 +49,9 @@ def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int,
         n_gpu_layers=n_gpu_layers,
         n_threads=n_threads,
         n_threads_batch=n_threads,
+        # The server's default (True) keeps logits for every token: n_ctx x vocabulary floats
+        # (400 MB for SmolLM2 at 2048 tokens) and slower prompts. Hearth never asks for logprobs.
+        logits_all=False,
         verbose=True,  # llama.cpp's own words go to the engine log: the app reads them on failure
     )
     print(f"hearth-engine: loading {model}", file=sys.stderr, flush=True)

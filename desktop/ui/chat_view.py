@@ -5,12 +5,20 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
-    QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy, QToolButton,
-    QVBoxLayout, QWidget,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from desktop.core.store import Message
-from desktop.ui.icons import app_icon, icon
+from desktop.ui.icons import app_icon, icon, tool_button
 from desktop.ui.markdown import to_html
 from desktop.ui.theme import Theme
 
@@ -108,13 +116,7 @@ class MessageWidget(QFrame):
         self.meta_row.setVisible(role != "user")
 
     def _tool(self, name: str, tip: str, slot) -> QToolButton:
-        button = QToolButton()
-        button.setIcon(icon(name, self.theme.muted))
-        button.setIconSize(QSize(16, 16))
-        button.setToolTip(tip)
-        button.setAccessibleName(tip)
-        button.clicked.connect(slot)
-        return button
+        return tool_button(name, tip, slot, self.theme.muted)
 
     # -- content --------------------------------------------------------------------------------
     @property

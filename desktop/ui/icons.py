@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from PySide6.QtCore import QByteArray, QRectF, Qt
+from PySide6.QtCore import QByteArray, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtWidgets import QToolButton
 
 from desktop.core.paths import resources_dir
 
@@ -56,3 +57,14 @@ def icon(name: str, color: QColor | str) -> QIcon:
 
 def app_icon() -> QIcon:
     return QIcon(str(resources_dir() / "icons" / "hearth.svg"))
+
+
+def tool_button(name: str, tip: str, slot, color: QColor | str, size: int = 16) -> QToolButton:
+    """A flat icon button whose tooltip doubles as its name for screen readers."""
+    button = QToolButton()
+    button.setIcon(icon(name, color))
+    button.setIconSize(QSize(size, size))
+    button.setToolTip(tip)
+    button.setAccessibleName(tip)
+    button.clicked.connect(slot)
+    return button

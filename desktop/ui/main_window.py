@@ -5,26 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any
 
-from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
-    QStackedWidget, QToolButton, QVBoxLayout, QWidget,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from desktop.core import hardware
-from desktop.core.chat import NEW_CHAT, RESTART_HINT
+from desktop.core.chat import NEW_CHAT, RESTART_HINT, MessageNotSaved
 from desktop.core.errors import HearthError
 from desktop.core.services import Services
 from desktop.core.settings import LoadOptions, Sampling
 from desktop.core.store import Conversation, Message
 from desktop.core.units import human_bytes
 from desktop.ui.chat_view import COLUMN_WIDTH, Composer, EmptyState, MessageList, MessageWidget
-from desktop.ui.icons import icon
+from desktop.ui.icons import icon, tool_button
 from desktop.ui.settings_panel import SettingsPanel
 from desktop.ui.sidebar import Sidebar
 from desktop.ui.theme import Theme
@@ -198,13 +209,7 @@ class MainWindow(QMainWindow):
         return area
 
     def _header_button(self, name: str, tip: str, slot) -> QToolButton:
-        button = QToolButton()
-        button.setIcon(icon(name, self.theme.text))
-        button.setIconSize(QSize(18, 18))
-        button.setToolTip(tip)
-        button.setAccessibleName(tip)
-        button.clicked.connect(slot)
-        return button
+        return tool_button(name, tip, slot, self.theme.text, size=18)
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
@@ -524,7 +529,8 @@ class MainWindow(QMainWindow):
         self.message_list.scroll_to_bottom()
         conversation_id = self.current_id
         self._begin_answer()
-        self.spawn(self._generate(conversation_id, chat.send(conversation_id, text, on_text=self._on_text)))
+        self.spawn(self._generate(conversation_id, chat.send(conversation_id, text, on_text=self._on_text),
+                                  unsaved=(text, user)))
 
     def regenerate(self) -> None:
         chat = self.services.chat
@@ -569,9 +575,22 @@ class MainWindow(QMainWindow):
                 self._streaming.set_text(text)
                 self._streaming.meta.setText("Writing…")
 
-    async def _generate(self, conversation_id: int, work: Coroutine[Any, Any, Message]) -> None:
+    async def _generate(self, conversation_id: int, work: Coroutine[Any, Any, Message],
+                        unsaved: tuple[str, MessageWidget] | None = None) -> None:
         try:
             message = await work
+        except MessageNotSaved as exc:
+            # Nothing reached the disk: take the bubbles back and give the words back to the box.
+            assert unsaved is not None
+            text, user_widget = unsaved
+            for widget in (user_widget, self._streaming):
+                if widget is not None and widget in self.message_list.widgets():
+                    self.message_list.remove(widget)
+            self._streaming = None
+            if not self.composer.input.toPlainText().strip():
+                self.composer.input.setPlainText(text)
+            self.banner.show_text(str(exc))
+            return
         finally:
             self._flush_timer.stop()
             self.composer.set_generating(False)

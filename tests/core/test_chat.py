@@ -103,7 +103,9 @@ def test_regenerate_replaces_the_last_answer(services, model):
 def test_a_killed_engine_becomes_a_sentence_and_the_next_message_restarts_it(services, model):
     conversation = _chat(services, model, LONG)
 
-    def kill_engine(_text, killed=[]):
+    killed = []
+
+    def kill_engine(_text):
         if not killed:
             killed.append(services.engine.pid)
             os.kill(services.engine.pid, signal.SIGKILL)

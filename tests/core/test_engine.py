@@ -10,7 +10,7 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from desktop.core.engine import Engine, EngineError
+from desktop.core.engine import EngineError
 from desktop.core.gguf import GGUFError
 from desktop.core.settings import LoadOptions
 from tests.gguf_forge import write_gguf

@@ -174,3 +174,23 @@ def test_importing_broken_files_explains_what_is_wrong(qtbot, window, model_file
         assert words in window.banner.label.text()
         assert "Traceback" not in window.banner.label.text()
     assert [m.id for m in window.services.library.models()] == ["smollm2-135m-instruct-q4_1"]
+
+
+def test_a_full_disk_keeps_the_message_in_the_box_and_says_so(qtbot, window):
+    store = window.services.store
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite now reports a full disk
+    words = "A long message I do not want to lose. " * 200
+    window.composer.input.setPlainText(words)
+    qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(window.banner.isVisible, timeout=5_000)
+    assert "The disk is full" in window.banner.label.text()
+    assert "still in the box" in window.banner.label.text()
+    assert window.composer.input.toPlainText() == words.strip()
+    assert window.message_list.widgets() == []
+    assert not window.composer.generating
+    store._db.execute("PRAGMA max_page_count = 1073741823")  # space freed: sending works again
+    set_sampling(window, max_tokens=8, seed=1)
+    qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
+    wait_until_idle(qtbot, window)
+    assert store.messages(window.current_id)[0].content == words.strip()

@@ -1,0 +1,17 @@
+"""One quick pass of each benchmark, so `make bench` cannot rot unnoticed. No timing is asserted."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_streaming_benchmark_runs_and_reports_each_figure(home):
+    result = subprocess.run([sys.executable, "tests/bench/stream.py", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for words in ("generation, tokens/s", "time to first token, ms", "GUI stall p99 / max, ms", "Machine:"):
+        assert words in result.stdout
