@@ -171,7 +171,7 @@ class ChatService:
                 raise
             status, error = "stopped", ""
         except ConnectionLost as exc:
-            death = self.engine.check_alive()
+            death = await self.engine.confirm_death()
             if death is not None:
                 status, error = "error", f"{death} {RESTART_HINT}"
             else:

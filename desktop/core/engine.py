@@ -187,6 +187,14 @@ class Engine:
             return message
         return None
 
+    async def confirm_death(self, within: float = 2.0) -> str | None:
+        """After a broken connection: if the child is dying, wait for it and say why; None if it
+        lives on. (The socket closes a moment before a killed process can be reaped.)"""
+        deadline = time.monotonic() + within
+        while self._proc is not None and self._proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.check_alive()
+
     def death_message(self) -> str:
         """Why the child is gone, for a child that was running and is no longer."""
         name = self.model.name if self.model else "the model"

@@ -41,6 +41,11 @@ def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int,
     from llama_cpp.server.app import authenticate, create_app, get_llama_proxy
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
+    # These settings are pydantic BaseSettings: they read environment variables named like their
+    # fields (MODEL, CACHE, PORT, N_CTX...). Only Hearth decides how its engine runs.
+    named_like_a_setting = set(ServerSettings.model_fields) | set(ModelSettings.model_fields) | {"config_file"}
+    for name in [n for n in os.environ if n.lower() in named_like_a_setting]:
+        del os.environ[name]
     server = ServerSettings(host="127.0.0.1", port=port, api_key=api_key, interrupt_requests=True)
     model_settings = ModelSettings(
         model=model,

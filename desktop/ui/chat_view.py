@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.store import Message
 from desktop.ui.icons import app_icon, icon, tool_button
-from desktop.ui.markdown import to_html
+from desktop.ui.markdown import breakable, to_html
 from desktop.ui.theme import Theme
 
 COLUMN_WIDTH = 820  # the widest the text column gets: long lines are hard to read
@@ -44,8 +44,8 @@ def stats_line(message: Message) -> str:
     return " · ".join(parts)
 
 
-def _text_label(rich: bool = True) -> QLabel:
-    label = QLabel()
+def _text_label(rich: bool = True, cls: type[QLabel] = QLabel) -> QLabel:
+    label = cls()
     label.setWordWrap(True)
     label.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
@@ -54,6 +54,19 @@ def _text_label(rich: bool = True) -> QLabel:
     label.setOpenExternalLinks(True)
     label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
     return label
+
+
+class _BubbleLabel(QLabel):
+    """A wrapping label that asks for its text's natural width (up to the bubble's limit) but
+    may shrink with the window. A plain wrapping QLabel asks for far too little."""
+
+    natural_width = 0
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(min(self.natural_width, USER_BUBBLE_WIDTH - 2 * BUBBLE_PAD), super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(min(self.natural_width, 120), super().minimumSizeHint().height())
 
 
 class MessageWidget(QFrame):
@@ -67,7 +80,7 @@ class MessageWidget(QFrame):
         self.theme = theme
         self.message: Message | None = None
         self._text = ""
-        self.body = _text_label(rich=True)
+        self.body = _text_label(rich=role != "user", cls=_BubbleLabel if role == "user" else QLabel)
         self.body.setObjectName("MessageBody")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 6, 0, 6)
@@ -126,12 +139,11 @@ class MessageWidget(QFrame):
     def set_text(self, text: str) -> None:
         self._text = text
         if self.role == "user":
-            self.body.setTextFormat(Qt.TextFormat.PlainText)
-            self.body.setText(text)
-            # A wrapping label asks for too little width; ask for what the longest line needs.
+            self.body.setText(breakable(text))
             metrics = self.body.fontMetrics()
             widest = max((metrics.horizontalAdvance(line) for line in text.splitlines()), default=0)
-            self.body.setMinimumWidth(min(widest + 4, USER_BUBBLE_WIDTH - 2 * BUBBLE_PAD))
+            self.body.natural_width = widest + 4
+            self.body.updateGeometry()
         else:
             self.body.setText(to_html(text, code_bg=self.theme.code_bg, muted=self.theme.muted)
                               if text else "")

@@ -152,3 +152,22 @@ asyncio.run(main())
     else:
         os.kill(child_pid, signal.SIGKILL)
         pytest.fail("the engine child outlived the killed app")
+
+
+def test_the_users_environment_cannot_reconfigure_the_engine(services, model, monkeypatch):
+    """llama-cpp-python's server settings read variables such as MODEL or CACHE from the
+    environment; a user who happens to have them set must still get a working engine."""
+    for name, value in (("MODEL", "/nowhere.gguf"), ("CACHE", "/tmp/somewhere"), ("N_CTX", "lots"),
+                        ("PORT", "1"), ("HOST", "0.0.0.0"), ("API_KEY", "guess")):
+        monkeypatch.setenv(name, value)
+
+    async def scenario():
+        await services.engine.ensure(model, OPTIONS)
+        ready = services.engine.state
+        serving = services.engine.endpoint().base_url
+        await services.engine.stop()
+        return ready, serving
+
+    state, url = run(scenario())
+    assert state == "ready"
+    assert url.startswith("http://127.0.0.1:")

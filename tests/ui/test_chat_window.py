@@ -194,3 +194,15 @@ def test_a_full_disk_keeps_the_message_in_the_box_and_says_so(qtbot, window):
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
     wait_until_idle(qtbot, window)
     assert store.messages(window.current_id)[0].content == words.strip()
+
+
+def test_quitting_the_app_stops_the_engine(qtbot, window):
+    import psutil
+
+    set_sampling(window, max_tokens=8, seed=1)
+    type_and_send(qtbot, window, "Hi")
+    wait_until_idle(qtbot, window)
+    engine = psutil.Process(window.services.engine.pid)
+    window.close()
+    engine.wait(timeout=10)
+    assert not engine.is_running() or engine.status() == psutil.STATUS_ZOMBIE
