@@ -80,7 +80,7 @@ class ChatService:
         self._inner: asyncio.Future[None] | None = None
         self._live: _Answer | None = None
         self._stop_requested = False
-        self._token_counts: dict[str, int] = {}
+        self._token_counts: dict[tuple[str, str], int] = {}  # (model path, text): tokens
 
     # -- conversations --------------------------------------------------------------------------
     def new_conversation(self, model_id: str = "") -> Conversation:
@@ -257,6 +257,7 @@ class ChatService:
         return system + list(reversed(kept))
 
     async def _tokens(self, text: str) -> int:
-        if text not in self._token_counts:
-            self._token_counts[text] = await self.engine.count_tokens(text) + PER_MESSAGE_TOKENS
-        return self._token_counts[text]
+        key = (self.engine.model.path if self.engine.model else "", text)
+        if key not in self._token_counts:
+            self._token_counts[key] = await self.engine.count_tokens(text) + PER_MESSAGE_TOKENS
+        return self._token_counts[key]

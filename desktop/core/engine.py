@@ -36,10 +36,6 @@ class EngineError(HearthError):
     pass
 
 
-class EngineCrashed(EngineError):
-    pass
-
-
 def llama_cpp_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

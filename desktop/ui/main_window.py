@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Future[Any]] = set()
         self._streaming: MessageWidget | None = None
         self._dirty = False
+        self._left_out: dict[int, int] = {}  # conversation id: messages the model no longer sees
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
         self.setMinimumSize(760, 480)
@@ -365,8 +366,10 @@ class MainWindow(QMainWindow):
                        if m.role == "assistant" and m.tokens_in is not None]
             if answers:
                 used = (answers[-1].tokens_in or 0) + (answers[-1].tokens_out or 0)
+        left_out = self._left_out.get(self.current_id or 0, 0)
         if n_ctx and used is not None:
-            self.context_label.setText(f"Context: {min(used, n_ctx):,} of {n_ctx:,} tokens")
+            note = f" · the oldest {left_out} messages no longer fit" if left_out else ""
+            self.context_label.setText(f"Context: {min(used, n_ctx):,} of {n_ctx:,} tokens{note}")
         elif n_ctx:
             self.context_label.setText(f"Context: {n_ctx:,} tokens")
         else:
@@ -604,6 +607,8 @@ class MainWindow(QMainWindow):
             self._streaming = None
         if message.status == "error" and message.error:
             self.banner.show_text(message.error)
+        else:
+            self._left_out[conversation_id] = self.services.chat.trimmed_messages
         self.refresh_conversations()
         self._update_context()
         self._update_memory()

@@ -206,3 +206,22 @@ def test_quitting_the_app_stops_the_engine(qtbot, window):
     window.close()
     engine.wait(timeout=10)
     assert not engine.is_running() or engine.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_chat_longer_than_the_context_still_answers_and_says_what_no_longer_fits(qtbot, window):
+    from dataclasses import replace
+
+    from desktop.core.settings import LoadOptions
+
+    store = window.services.store
+    filler = "The quick brown fox jumps over the lazy dog. " * 12
+    for _ in range(5):
+        store.add_message(window.current_id, "user", filler)
+        store.add_message(window.current_id, "assistant", filler)
+    window.services.settings = replace(window.services.settings, load=LoadOptions(n_ctx=512, n_threads=2))
+    set_sampling(window, max_tokens=24, seed=1)
+    type_and_send(qtbot, window, "And in one word?")
+    wait_until_idle(qtbot, window)
+    assert store.messages(window.current_id)[-1].status == "complete"
+    label = window.context_label.text()
+    assert "of 512 tokens" in label and "oldest" in label and "no longer fit" in label
