@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from desktop.core.engine import Engine
 from desktop.core.errors import HearthError
 from desktop.core.library import Library, LibraryError
-from desktop.core.providers import ChatClient, ConnectionLost, ContextOverflow
+from desktop.core.providers import ChatClient, ConnectionLost, ContextOverflow, Usage
 from desktop.core.settings import Sampling, Settings
 from desktop.core.store import (
     HEARTBEAT_S,
@@ -54,18 +54,20 @@ class _Answer:
     started: float = 0.0
     first_token: float | None = None
     last_token: float | None = None
-    tokens: int = 0
+    usage: Usage | None = None  # as the endpoint counted it, when it did
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
-    def stats(self) -> dict[str, float | int | None]:
+    def stats(self, tokens_out: int | None) -> dict[str, float | int | None]:
         ttft = (self.first_token - self.started) * 1000 if self.first_token else None
         rate = None
-        if self.tokens > 1 and self.first_token and self.last_token and self.last_token > self.first_token:
-            rate = (self.tokens - 1) / (self.last_token - self.first_token)
-        return {"tokens_out": self.tokens, "ttft_ms": ttft, "tokens_per_s": rate}
+        if (tokens_out and tokens_out > 1 and self.first_token and self.last_token
+                and self.last_token > self.first_token):
+            rate = (tokens_out - 1) / (self.last_token - self.first_token)
+        tokens_in = self.usage.prompt_tokens if self.usage else None
+        return {"tokens_out": tokens_out, "tokens_in": tokens_in, "ttft_ms": ttft, "tokens_per_s": rate}
 
 
 class ChatService:
@@ -167,7 +169,7 @@ class ChatService:
             status, error = "complete", ""
         except asyncio.CancelledError:
             if not self._stop_requested:  # the app itself is closing: save, then let it close
-                self._finish(answer, "stopped", "")
+                self._finish(answer, "stopped", "", None)
                 raise
             status, error = "stopped", ""
         except ConnectionLost as exc:
@@ -181,18 +183,29 @@ class ChatService:
         finally:
             self._inner = None
             self._live = None
-        message = self._finish(answer, status, error)
-        if status != "error":
-            self.context_used = await self.engine.context_used()
-            if self.context_used is not None and message.tokens_out:
-                tokens_in = max(self.context_used - message.tokens_out + 1, 0)
-                self.store.update_message(message.id, tokens_in=tokens_in)
-                message = self.store.message(message.id)
-        return message
+        tokens_out = await self._tokens_out(answer)
+        if answer.usage:
+            self.context_used = answer.usage.prompt_tokens + answer.usage.completion_tokens
+        return self._finish(answer, status, error, tokens_out)
 
-    def _finish(self, answer: _Answer, status: str, error: str) -> Message:
+    async def _tokens_out(self, answer: _Answer) -> int | None:
+        """The answer's length in tokens: as the endpoint counted it, else (stopped early) as the
+        model's tokenizer counts the text that arrived."""
+        if answer.usage:
+            return answer.usage.completion_tokens
+        if not answer.text or not self.engine.is_alive():
+            return None
+        try:
+            return await self.engine.count_tokens(answer.text)
+        except HearthError:
+            raise
+        except Exception:  # noqa: BLE001 - a figure under the answer is not worth failing it for
+            log.warning("could not count the tokens of a stopped answer", exc_info=True)
+            return None
+
+    def _finish(self, answer: _Answer, status: str, error: str, tokens_out: int | None) -> Message:
         self.store.update_message(answer.message_id, content=answer.text, status=status, error=error,
-                                  **answer.stats())
+                                  **answer.stats(tokens_out))
         return self.store.message(answer.message_id)
 
     async def _stream(self, answer: _Answer, history: list[dict[str, str]], sampling: Sampling,
@@ -206,13 +219,13 @@ class ChatService:
                 if answer.first_token is None:
                     answer.first_token = now
                 answer.last_token = now
-                answer.tokens += 1
                 answer.parts.append(delta)
                 if on_text:
                     on_text(delta)
                 if now - last_save >= SAVE_INTERVAL_S:
                     self.store.update_message(answer.message_id, content=answer.text)
                     last_save = now
+            answer.usage = client.usage
         finally:
             heartbeat.cancel()
             await client.aclose()

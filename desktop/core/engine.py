@@ -164,7 +164,8 @@ class Engine:
     def endpoint(self) -> Endpoint:
         if not self.is_alive() or not self.plan:
             raise EngineError("No model is loaded.")
-        return Endpoint(base_url=f"http://127.0.0.1:{self._port}/v1", api_key=self._api_key,
+        # Hearth's own streaming route (see engine_server.py); the OpenAI routes stay for other apps.
+        return Endpoint(base_url=f"http://127.0.0.1:{self._port}/hearth/v1", api_key=self._api_key,
                         model="local", provider="local", processed_on=THIS_MACHINE, local=True)
 
     def log_tail(self, limit: int = 20_000) -> str:
@@ -270,20 +271,7 @@ class Engine:
                                       "minutes to load, so Hearth gave up. Is the disk very slow?")
                 await asyncio.sleep(0.05)
 
-    # -- status -------------------------------------------------------------------------------
-    async def context_used(self) -> int | None:
-        """Tokens in the model's context after the last answer, or None when it cannot be asked."""
-        if not self.is_alive():
-            return None
-        try:
-            async with net.async_client(local_only=True, timeout=5.0) as client:
-                response = await client.get(f"http://127.0.0.1:{self._port}/hearth/status",
-                                            headers={"Authorization": f"Bearer {self._api_key}"})
-                response.raise_for_status()
-                return int(response.json()["n_tokens"])
-        except (httpx.HTTPError, KeyError, ValueError):
-            return None
-
+    # -- tokens -------------------------------------------------------------------------------
     async def count_tokens(self, text: str) -> int:
         async with net.async_client(local_only=True, timeout=30.0) as client:
             response = await client.post(f"http://127.0.0.1:{self._port}/extras/tokenize/count",

@@ -1,17 +1,32 @@
-"""What runs inside the engine child: llama-cpp-python's OpenAI-compatible server for one model.
+"""What runs inside the engine child: llama-cpp-python's OpenAI-compatible server for one model,
+plus the streaming route Hearth itself uses.
 
 Started by `hearth engine ...` (so a frozen app can start itself). Binds to 127.0.0.1 only and
-requires the per-launch API key on every route, including the one Hearth adds for context use.
+requires the per-launch API key on every route.
+
+Why a route of our own: the stock route sends every token as its own HTTP chunk and hops threads
+for each one. On a laptop whose cores are all busy generating, that per-token work (and the
+client's work of reading it) takes CPU from llama.cpp. `/hearth/v1/chat/completions` speaks the
+same OpenAI protocol but generates in one thread and sends the first token at once, then what
+has arrived every COALESCE_S, and ends with a `usage` chunk counted here.
 """
 
-from __future__ import annotations
-
+import asyncio
+import collections
+import contextlib
 import ctypes
+import json
 import os
 import signal
 import sys
 import threading
 import time
+from typing import Any
+
+COALESCE_S = 0.03
+# Request fields passed through to llama-cpp-python's create_chat_completion.
+CHAT_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed",
+               "stop", "presence_penalty", "frequency_penalty")
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -32,13 +47,120 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _merge(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Join consecutive content deltas into one chunk; keep role and finish chunks as they are."""
+    merged: list[dict[str, Any]] = []
+    for chunk in chunks:
+        choice = chunk["choices"][0] if chunk.get("choices") else {}
+        content = choice.get("delta", {}).get("content")
+        last = merged[-1] if merged else None
+        if (content and last is not None and not last["choices"][0].get("finish_reason")
+                and last["choices"][0]["delta"].get("content") is not None
+                and set(last["choices"][0]["delta"]) == {"content"}):
+            last["choices"][0]["delta"]["content"] += content
+        else:
+            merged.append(chunk)
+    return merged
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def add_hearth_routes(app: Any) -> None:
+    from fastapi import Depends, Request
+    from fastapi.responses import StreamingResponse
+    from llama_cpp.server.app import authenticate, get_llama_proxy
+
+    @app.post("/hearth/v1/chat/completions", dependencies=[Depends(authenticate)])
+    async def chat(request: Request) -> StreamingResponse:
+        body = await request.json()
+        kwargs = {k: body[k] for k in CHAT_FIELDS if body.get(k) is not None}
+        messages = body["messages"]
+        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        loop = asyncio.get_running_loop()
+
+        async def events():
+            async with contextlib.asynccontextmanager(get_llama_proxy)() as proxy:
+                llama = proxy(None)
+                pending: collections.deque[Any] = collections.deque()
+                stop = threading.Event()
+                arrived = asyncio.Event()
+                first_sent = threading.Event()  # after the first words, batches go every COALESCE_S
+                finished = threading.Event()
+                counted = {"tokens": 0, "finish": None}
+
+                def generate() -> None:
+                    try:
+                        stream = llama.create_chat_completion(messages=messages, stream=True, **kwargs)
+                        for chunk in stream:
+                            choice = chunk["choices"][0]
+                            if choice["delta"].get("content"):
+                                counted["tokens"] += 1
+                            if choice.get("finish_reason"):
+                                counted["finish"] = choice["finish_reason"]
+                            pending.append(chunk)
+                            if not first_sent.is_set():  # until the first words are out: at once
+                                loop.call_soon_threadsafe(arrived.set)
+                            if stop.is_set():
+                                stream.close()
+                                break
+                    except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
+                        pending.append(exc)
+                    finally:
+                        finished.set()
+                        loop.call_soon_threadsafe(arrived.set)
+
+                worker = threading.Thread(target=generate, name="generate", daemon=True)
+                worker.start()
+                try:
+                    while True:
+                        if not pending and not finished.is_set():
+                            if not first_sent.is_set():
+                                arrived.clear()
+                                if not pending and not finished.is_set():
+                                    await arrived.wait()
+                            else:
+                                await asyncio.sleep(COALESCE_S)
+                        batch = []
+                        while pending:
+                            batch.append(pending.popleft())
+                        errors = [c for c in batch if isinstance(c, Exception)]
+                        for chunk in _merge([c for c in batch if not isinstance(c, Exception)]):
+                            yield _sse(chunk)
+                            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                                first_sent.set()
+                        if errors:
+                            yield _sse({"error": {"message": str(errors[0])}})
+                            break
+                        if finished.is_set() and not pending:
+                            break
+                    if want_usage:
+                        # The KV cache now holds the prompt and the answer, except the last
+                        # token when the answer was cut at max_tokens.
+                        completion = counted["tokens"]
+                        in_context = int(llama.n_tokens) + (1 if counted["finish"] == "length" else 0)
+                        prompt = max(in_context - completion, 0)
+                        yield _sse({"id": "usage", "object": "chat.completion.chunk", "created": int(time.time()),
+                                    "model": body.get("model", "local"), "choices": [],
+                                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                              "total_tokens": prompt + completion}})
+                    yield "data: [DONE]\n\n"
+                finally:
+                    # The reader left (Stop) or the answer is done: end generation before the
+                    # model is free for the next request.
+                    stop.set()
+                    await asyncio.shield(asyncio.to_thread(worker.join))
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
 def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int, n_threads: int,
           parent_pid: int) -> int:
     if parent_pid:
         _die_with_parent(parent_pid)
     import uvicorn
-    from fastapi import Depends
-    from llama_cpp.server.app import authenticate, create_app, get_llama_proxy
+    from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
     # These settings are pydantic BaseSettings: they read environment variables named like their
@@ -61,12 +183,7 @@ def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int,
     )
     print(f"hearth-engine: loading {model}", file=sys.stderr, flush=True)
     app = create_app(server_settings=server, model_settings=[model_settings])
-
-    @app.get("/hearth/status", dependencies=[Depends(authenticate)])
-    async def status(llama_proxy=Depends(get_llama_proxy)) -> dict[str, int]:
-        llama = llama_proxy(None)
-        return {"n_tokens": int(llama.n_tokens), "n_ctx": int(llama.n_ctx())}
-
+    add_hearth_routes(app)
     print(f"hearth-engine: ready on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     return 0

@@ -30,6 +30,14 @@ class ContextOverflow(ProviderError):
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Token counts for one answer, as the endpoint reported them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
 class Endpoint:
     base_url: str  # up to and including /v1
     api_key: str
@@ -61,6 +69,7 @@ class ChatClient:
         import openai  # imported here: it is heavy, and the window must show before it is needed
 
         self.endpoint = endpoint
+        self.usage: Usage | None = None  # set when the endpoint reports it, at the end of a stream
         self._http = net.async_client(local_only=endpoint.local,
                                       timeout=httpx.Timeout(600.0, connect=10.0))
         self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
@@ -74,28 +83,33 @@ class ChatClient:
         which makes the engine stop generating."""
         import openai
 
+        self.usage = None
         try:
             stream = await self._client.chat.completions.create(
                 model=self.endpoint.model, messages=messages, stream=True,
-                **request_body(messages, sampling),
+                stream_options={"include_usage": True}, **request_body(messages, sampling),
             )
             async with stream:
                 async for chunk in stream:
+                    if chunk.usage is not None:
+                        self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     if not chunk.choices:
                         continue
                     text = chunk.choices[0].delta.content
                     if text:
                         yield text
-        except openai.APIStatusError as exc:
+        except (openai.APIConnectionError, httpx.TransportError) as exc:
+            raise ConnectionLost(f"The connection to {self.endpoint.processed_on} broke off.") from exc
+        except openai.APIError as exc:
             detail = _error_detail(exc)
             if "exceed context window" in detail:
                 raise ContextOverflow(
                     "This conversation no longer fits in the model's context. Start a new chat, "
                     "or raise the context length in the model's settings."
                 ) from exc
-            raise ProviderError(f"The model answered with an error ({exc.status_code}): {detail}") from exc
-        except (openai.APIConnectionError, httpx.TransportError) as exc:
-            raise ConnectionLost(f"The connection to {self.endpoint.processed_on} broke off.") from exc
+            status = getattr(exc, "status_code", None)
+            where = f" ({status})" if status else ""
+            raise ProviderError(f"The model answered with an error{where}: {detail}") from exc
 
 
 def _error_detail(exc: Any) -> str:

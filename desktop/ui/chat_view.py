@@ -22,6 +22,7 @@ from desktop.ui.icons import app_icon, icon, tool_button
 from desktop.ui.markdown import breakable, to_html
 from desktop.ui.theme import Theme
 
+QWIDGETSIZE_MAX = (1 << 24) - 1
 COLUMN_WIDTH = 820  # the widest the text column gets: long lines are hard to read
 USER_BUBBLE_WIDTH = int(COLUMN_WIDTH * 0.75)
 BUBBLE_PAD = 14
@@ -80,6 +81,7 @@ class MessageWidget(QFrame):
         self.theme = theme
         self.message: Message | None = None
         self._text = ""
+        self._frozen_width = 0  # >0: height fixed for this column width (see freeze)
         self.body = _text_label(rich=role != "user", cls=_BubbleLabel if role == "user" else QLabel)
         self.body.setObjectName("MessageBody")
         outer = QVBoxLayout(self)
@@ -131,12 +133,40 @@ class MessageWidget(QFrame):
     def _tool(self, name: str, tip: str, slot) -> QToolButton:
         return tool_button(name, tip, slot, self.theme.muted)
 
+    # -- size -----------------------------------------------------------------------------------
+    # Qt asks every wrapped label in the list for its height-for-width on each layout pass, and a
+    # rich-text label lays its whole document out again to answer. With the answer growing 30
+    # times a second that cost grew with the length of the chat and starved the model of CPU.
+    # A finished message therefore keeps a fixed height for the column's width instead.
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+        return not self._frozen_width and super().hasHeightForWidth()
+
+    def freeze(self, width: int) -> None:
+        """Fix this message's height for `width`; it stops being measured on every layout."""
+        if width <= 0 or width == self._frozen_width:
+            return
+        self.thaw()
+        height = self.layout().totalHeightForWidth(width)
+        self._frozen_width = width
+        self.setFixedHeight(height)
+
+    def thaw(self) -> None:
+        if self._frozen_width:
+            self._frozen_width = 0
+            self.setMinimumHeight(0)
+            self.setMaximumHeight(QWIDGETSIZE_MAX)
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self._frozen_width)
+
     # -- content --------------------------------------------------------------------------------
     @property
     def text(self) -> str:
         return self._text
 
     def set_text(self, text: str) -> None:
+        self.thaw()
         self._text = text
         if self.role == "user":
             self.body.setText(breakable(text))
@@ -150,6 +180,7 @@ class MessageWidget(QFrame):
         self.body.setVisible(bool(text))
 
     def start_streaming(self, model_name: str, note: str = "Thinking…") -> None:
+        self.thaw()
         if self.author:
             self.author.setText(model_name)
         self.meta.setText(note)
@@ -157,6 +188,7 @@ class MessageWidget(QFrame):
 
     def show_message(self, message: Message) -> None:
         """Show a saved message with its figures and how it ended."""
+        self.thaw()
         self.message = message
         self.set_text(message.content)
         if self.author:
@@ -174,6 +206,7 @@ class MessageWidget(QFrame):
 
     def set_regenerate_visible(self, visible: bool) -> None:
         self.regenerate_button.setVisible(visible and self.role == "assistant")
+        # (a button in the row under the text changes no height: no need to thaw)
 
     def copy_text(self) -> None:
         QGuiApplication.clipboard().setText(self._text)
@@ -278,10 +311,24 @@ class MessageList(QScrollArea):
         outer.addStretch(1)
         self.setWidget(holder)
         self._widgets: list[MessageWidget] = []
+        self.live: MessageWidget | None = None  # the answer being written, if any
+        self._freeze_timer = QTimer(self, singleShot=True, interval=0)
+        self._freeze_timer.timeout.connect(self.freeze_finished)
         self._stick = True
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
         bar.rangeChanged.connect(self._on_range_changed)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._freeze_timer.start()  # re-measure finished messages once the width settles
+
+    def freeze_finished(self) -> None:
+        """Give every message that is not being written a fixed height for the column's width."""
+        width = self.column.width()
+        for widget in self._widgets:
+            if widget is not self.live:
+                widget.freeze(width)
 
     def _on_scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
@@ -299,8 +346,18 @@ class MessageList(QScrollArea):
     def add(self, widget: MessageWidget) -> None:
         self.layout_.insertWidget(self.layout_.count(), widget)
         self._widgets.append(widget)
+        self._freeze_timer.start()
+
+    def set_live(self, widget: MessageWidget | None) -> None:
+        """Mark the message being written (it keeps measuring itself); None when it is done."""
+        if widget is not None:
+            widget.thaw()
+        self.live = widget
+        self._freeze_timer.start()
 
     def remove(self, widget: MessageWidget) -> None:
+        if widget is self.live:
+            self.live = None
         self._widgets.remove(widget)
         self.layout_.removeWidget(widget)
         widget.deleteLater()
@@ -308,6 +365,7 @@ class MessageList(QScrollArea):
     def clear(self) -> None:
         for widget in list(self._widgets):
             self.remove(widget)
+        self.live = None
         self._stick = True
 
     def scroll_to_bottom(self) -> None:

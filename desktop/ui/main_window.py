@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +43,12 @@ from desktop.ui.theme import Theme
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second
+FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second...
+MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
+# ...and drawing may take about 1/RENDER_BUDGET of the time, so that on a small machine the
+# window does not take the CPU the model needs (painting costs about as much as the layout
+# measured here, hence the factor 2 below).
+RENDER_BUDGET = 20
 
 
 class _Relay(QObject):
@@ -561,9 +567,10 @@ class MainWindow(QMainWindow):
 
     def _attach_stream(self, widget: MessageWidget) -> None:
         self._streaming = widget
+        self.message_list.set_live(widget)
         self._dirty = True
         self.composer.set_generating(True)
-        self._flush_timer.start()
+        self._flush_timer.start(FLUSH_INTERVAL_MS)
 
     def _on_text(self, _delta: str) -> None:
         self._dirty = True
@@ -575,8 +582,14 @@ class MainWindow(QMainWindow):
             self._dirty = False
             text = live[1]
             if text and text != self._streaming.text:
+                started = time.perf_counter()
                 self._streaming.set_text(text)
-                self._streaming.meta.setText("Writing…")
+                if self._streaming.meta.text() != "Writing…":
+                    self._streaming.meta.setText("Writing…")
+                self.message_list.widget().layout().activate()  # lay out now, to know the cost
+                cost_ms = (time.perf_counter() - started) * 1000
+                interval = min(MAX_FLUSH_INTERVAL_MS, max(FLUSH_INTERVAL_MS, cost_ms * 2 * RENDER_BUDGET))
+                self._flush_timer.setInterval(int(interval))
 
     async def _generate(self, conversation_id: int, work: Coroutine[Any, Any, Message],
                         unsaved: tuple[str, MessageWidget] | None = None) -> None:
@@ -601,6 +614,7 @@ class MainWindow(QMainWindow):
             if self._streaming is not None:
                 self._streaming.show_message(message)
             self._streaming = None
+            self.message_list.set_live(None)
             self._mark_last_answer()
             self.setWindowTitle(f"{self.services.store.conversation(conversation_id).title} — Hearth")
         else:

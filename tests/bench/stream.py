@@ -112,8 +112,7 @@ class Hearth:
         self._last = 0
         self._ticker.start()
         self.window.send(PROMPT)
-        while self.services.chat.busy or self.window._streaming is not None:
-            await asyncio.sleep(0.005)
+        await asyncio.gather(*self.window._tasks)  # the answer's task: no polling to steal CPU
         self._ticker.stop()
         answer = store.messages(conversation.id)[-1]
         assert answer.status == "complete", answer.error

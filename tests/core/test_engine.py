@@ -31,14 +31,18 @@ def test_a_model_loads_in_a_child_process_bound_to_loopback_with_a_key(services,
         await engine.ensure(model, OPTIONS)
         endpoint = engine.endpoint()
         assert endpoint.base_url.startswith("http://127.0.0.1:")
+        root = endpoint.base_url.split("/hearth/")[0]
         import httpx
 
+        key = {"Authorization": f"Bearer {endpoint.api_key}"}
+        ask = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
         async with httpx.AsyncClient() as client:
-            no_key = await client.get(endpoint.base_url + "/models")
-            with_key = await client.get(endpoint.base_url + "/models",
-                                        headers={"Authorization": f"Bearer {endpoint.api_key}"})
-        assert no_key.status_code == 401
-        assert with_key.status_code == 200
+            assert (await client.get(root + "/v1/models")).status_code == 401
+            assert (await client.get(root + "/v1/models", headers=key)).status_code == 200
+            assert (await client.post(endpoint.base_url + "/chat/completions", json=ask)).status_code == 401
+            streamed = await client.post(endpoint.base_url + "/chat/completions", json=ask, headers=key)
+        assert streamed.status_code == 200
+        assert streamed.text.rstrip().endswith("data: [DONE]")
         child = psutil.Process(engine.pid)
         assert child.ppid() == os.getpid()
         assert endpoint.api_key not in " ".join(child.cmdline())
