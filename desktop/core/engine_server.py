@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 COALESCE_S = 0.03
+FIRST_WORDS_WAIT_S = 0.1
 # Request fields passed through to llama-cpp-python's create_chat_completion.
 CHAT_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed",
                "stop", "presence_penalty", "frequency_penalty")
@@ -102,6 +103,10 @@ def add_hearth_routes(app: Any) -> None:
                             pending.append(chunk)
                             if not first_sent.is_set():  # until the first words are out: at once
                                 loop.call_soon_threadsafe(arrived.set)
+                                if choice["delta"].get("content"):
+                                    # Let the event loop have the GIL to send them, rather than
+                                    # have it wait on this thread's next token.
+                                    first_sent.wait(FIRST_WORDS_WAIT_S)
                             if stop.is_set():
                                 stream.close()
                                 break
@@ -113,6 +118,7 @@ def add_hearth_routes(app: Any) -> None:
 
                 worker = threading.Thread(target=generate, name="generate", daemon=True)
                 worker.start()
+                batch: list[Any] = []
                 try:
                     while True:
                         if not pending and not finished.is_set():
@@ -122,16 +128,23 @@ def add_hearth_routes(app: Any) -> None:
                                     await arrived.wait()
                             else:
                                 await asyncio.sleep(COALESCE_S)
-                        batch = []
                         while pending:
                             batch.append(pending.popleft())
                         errors = [c for c in batch if isinstance(c, Exception)]
-                        for chunk in _merge([c for c in batch if not isinstance(c, Exception)]):
-                            yield _sse(chunk)
-                            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                                first_sent.set()
+                        chunks = _merge([c for c in batch if not isinstance(c, Exception)])
+                        has_words = any(c["choices"] and c["choices"][0]["delta"].get("content") for c in chunks)
+                        if not has_words and not errors and not finished.is_set():
+                            continue  # the role alone is not worth a write: it goes with the first words
+                        batch = []
+                        # One write per batch: small writes in a row can wait on each other's ACKs.
+                        out = "".join(_sse(chunk) for chunk in chunks)
                         if errors:
-                            yield _sse({"error": {"message": str(errors[0])}})
+                            out += _sse({"error": {"message": str(errors[0])}})
+                        if out:
+                            yield out
+                        if has_words:
+                            first_sent.set()
+                        if errors:
                             break
                         if finished.is_set() and not pending:
                             break
@@ -155,11 +168,20 @@ def add_hearth_routes(app: Any) -> None:
         return StreamingResponse(events(), media_type="text/event-stream")
 
 
+def _quiet(llama: Any) -> None:
+    """Stop the per-answer debug output (about 20 ms before every answer); errors still print."""
+    from llama_cpp import _logger
+
+    llama.verbose = False
+    _logger.set_verbose(False)
+
+
 def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int, n_threads: int,
           parent_pid: int) -> int:
     if parent_pid:
         _die_with_parent(parent_pid)
     import uvicorn
+    from llama_cpp.server import app as app_module
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
@@ -179,10 +201,13 @@ def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int,
         # The server's default (True) keeps logits for every token: n_ctx x vocabulary floats
         # (400 MB for SmolLM2 at 2048 tokens) and slower prompts. Hearth never asks for logprobs.
         logits_all=False,
-        verbose=True,  # llama.cpp's own words go to the engine log: the app reads them on failure
+        # Verbose while loading: llama.cpp's reasons for failing (an unknown architecture, a failed
+        # allocation) reach the engine log only then, and the app reads them. Quiet afterwards.
+        verbose=True,
     )
     print(f"hearth-engine: loading {model}", file=sys.stderr, flush=True)
     app = create_app(server_settings=server, model_settings=[model_settings])
+    _quiet(app_module._llama_proxy(None))
     add_hearth_routes(app)
     print(f"hearth-engine: ready on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -48,7 +48,7 @@ MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
 # ...and drawing may take about 1/RENDER_BUDGET of the time, so that on a small machine the
 # window does not take the CPU the model needs (painting costs about as much as the layout
 # measured here, hence the factor 2 below).
-RENDER_BUDGET = 20
+RENDER_BUDGET = 40
 
 
 class _Relay(QObject):

@@ -117,7 +117,7 @@ class Hearth:
         answer = store.messages(conversation.id)[-1]
         assert answer.status == "complete", answer.error
         return {"tokens": answer.tokens_out, "tokens_per_s": answer.tokens_per_s, "ttft_ms": answer.ttft_ms,
-                "stall_p99_ms": percentile(self.lateness, 99), "stall_max_ms": max(self.lateness, default=0)}
+                "lateness": list(self.lateness)}
 
     def close(self) -> None:
         self.window.close()
@@ -127,7 +127,7 @@ class Hearth:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one short run of each (smoke test)")
@@ -160,8 +160,9 @@ def main() -> int:
         "ratio": round(b_rate / a_rate, 3),
         "bare_ttft_ms": round(median([r["ttft_ms"] for r in a_runs]), 1),
         "hearth_ttft_ms": round(median([r["ttft_ms"] for r in b_runs]), 1),
-        "gui_stall_p99_ms": round(max(r["stall_p99_ms"] for r in b_runs), 2),
-        "gui_stall_max_ms": round(max(r["stall_max_ms"] for r in b_runs), 2),
+        # every tick of every Hearth run, pooled
+        "gui_stall_p99_ms": round(percentile([x for r in b_runs for x in r["lateness"]], 99), 2),
+        "gui_stall_max_ms": round(max(x for r in b_runs for x in r["lateness"]), 2),
     }
     m = machine()
     print(f"Machine: {m['cpu']}, {m['physical_cores']} cores, {m['ram_gb']} GB; Python {m['python']}, "
