@@ -312,3 +312,5 @@ class Engine:
                 proc.kill()
                 proc.wait()
         self._proc = None
+        if proc is not None:
+            self._set_state("stopped", "")

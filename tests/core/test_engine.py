@@ -175,3 +175,12 @@ def test_the_users_environment_cannot_reconfigure_the_engine(services, model, mo
     state, url = run(scenario())
     assert state == "ready"
     assert url.startswith("http://127.0.0.1:")
+
+
+def test_stopping_without_a_loop_says_so_too(services, model):
+    asyncio.run(services.engine.ensure(model, OPTIONS))
+    pid = services.engine.pid
+    services.engine.stop_now()
+    assert services.engine.state == "stopped"
+    assert not services.engine.is_alive()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
