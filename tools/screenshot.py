@@ -50,7 +50,7 @@ def main(out: Path) -> None:
             services.store.update_conversation(window.current_id, sampling=asdict(sampling))
             for prompt in PROMPTS:
                 window.send(prompt)
-                while services.chat.busy or window._streaming is not None:
+                while window.answering:
                     await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
         window.grab().save(str(out / name))

@@ -77,7 +77,6 @@ class ChatService:
         self.library = library
         self.engine = engine
         self.settings = settings
-        self.context_used: int | None = None
         self.trimmed_messages = 0  # older messages left out of the last request to fit the context
         self._inner: asyncio.Future[None] | None = None
         self._live: _Answer | None = None
@@ -183,10 +182,7 @@ class ChatService:
         finally:
             self._inner = None
             self._live = None
-        tokens_out = await self._tokens_out(answer)
-        if answer.usage:
-            self.context_used = answer.usage.prompt_tokens + answer.usage.completion_tokens
-        return self._finish(answer, status, error, tokens_out)
+        return self._finish(answer, status, error, await self._tokens_out(answer))
 
     async def _tokens_out(self, answer: _Answer) -> int | None:
         """The answer's length in tokens: as the endpoint counted it, else (stopped early) as the

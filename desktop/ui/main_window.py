@@ -556,6 +556,11 @@ class MainWindow(QMainWindow):
     def stop(self) -> None:
         self.services.chat.stop()
 
+    @property
+    def answering(self) -> bool:
+        """An answer is being generated, or is still being put on screen."""
+        return self.services.chat.busy or self._streaming is not None
+
     def _begin_answer(self) -> None:
         widget = self._add_widget("assistant")
         engine = self.services.engine

@@ -33,7 +33,7 @@ def schedule_self_test(window) -> SelfTestResult:
             services.store.update_conversation(conversation.id, sampling=asdict(sampling))
             window.open_conversation(conversation.id)
             window.send("Say hello.")
-            while services.chat.busy or window._streaming is not None:
+            while window.answering:
                 await asyncio.sleep(0.05)
             answer = services.store.messages(conversation.id)[-1]
             services.store.delete_conversation(conversation.id)

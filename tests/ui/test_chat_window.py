@@ -24,7 +24,7 @@ def type_and_send(qtbot, window, text: str) -> None:
 
 
 def wait_until_idle(qtbot, window, timeout: int = LONG_WAIT) -> None:
-    qtbot.waitUntil(lambda: not window.services.chat.busy and window._streaming is None, timeout=timeout)
+    qtbot.waitUntil(lambda: not window.answering, timeout=timeout)
 
 
 def test_typing_a_prompt_and_pressing_enter_streams_an_answer_that_is_saved(qtbot, window, shots_dir):
