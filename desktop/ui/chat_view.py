@@ -288,7 +288,10 @@ class EmptyState(QWidget):
 
 class MessageList(QScrollArea):
     """The messages of one conversation, newest at the bottom, following the answer as it grows
-    unless the reader has scrolled up."""
+    unless the reader has scrolled up. Long chats show their newest messages first and load
+    earlier ones on request."""
+
+    earlier_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -307,6 +310,11 @@ class MessageList(QScrollArea):
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(8)
         self.layout_.addStretch(1)
+        self.earlier_button = QPushButton()
+        self.earlier_button.setObjectName("EarlierButton")
+        self.earlier_button.clicked.connect(self.earlier_requested.emit)
+        self.earlier_button.hide()
+        self.layout_.addWidget(self.earlier_button, 0, Qt.AlignmentFlag.AlignHCenter)
         outer.addWidget(self.column, 100)
         outer.addStretch(1)
         self.setWidget(holder)
@@ -347,6 +355,23 @@ class MessageList(QScrollArea):
         self.layout_.insertWidget(self.layout_.count(), widget)
         self._widgets.append(widget)
         self._freeze_timer.start()
+
+    def prepend(self, widgets: list[MessageWidget]) -> None:
+        """Put earlier messages above the ones shown, keeping the reader where they were."""
+        bar = self.verticalScrollBar()
+        from_bottom = bar.maximum() - bar.value()
+        first = self.layout_.indexOf(self.earlier_button) + 1
+        for offset, widget in enumerate(widgets):
+            self.layout_.insertWidget(first + offset, widget)
+        self._widgets[:0] = widgets
+        self._stick = False
+        self._freeze_timer.start()
+        QTimer.singleShot(0, self, lambda: bar.setValue(bar.maximum() - from_bottom))
+
+    def set_earlier(self, count: int) -> None:
+        """How many earlier messages are not shown yet (0 hides the button)."""
+        self.earlier_button.setText(f"Show earlier messages ({count:,} more)")
+        self.earlier_button.setVisible(count > 0)
 
     def set_live(self, widget: MessageWidget | None) -> None:
         """Mark the message being written (it keeps measuring itself); None when it is done."""

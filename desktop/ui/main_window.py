@@ -43,6 +43,7 @@ from desktop.ui.theme import Theme
 
 log = logging.getLogger(__name__)
 
+PAGE = 60  # messages shown when a chat opens, and added by "Show earlier messages"
 FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second...
 MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
 # ...and drawing may take about 1/RENDER_BUDGET of the time, so that on a small machine the
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self._streaming: MessageWidget | None = None
         self._dirty = False
         self._left_out: dict[int, int] = {}  # conversation id: messages the model no longer sees
+        self._earlier: list[Message] = []  # the open chat's messages not shown yet, oldest first
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
         self.setMinimumSize(760, 480)
@@ -194,6 +196,7 @@ class MainWindow(QMainWindow):
         self.empty_state.suggestion_chosen.connect(self.send)
         self.empty_state.import_requested.connect(self.import_model)
         self.message_list = MessageList()
+        self.message_list.earlier_requested.connect(self.show_earlier)
         self.stack.addWidget(self.empty_state)
         self.stack.addWidget(self.message_list)
         column.addWidget(self.stack, 1)
@@ -437,7 +440,14 @@ class MainWindow(QMainWindow):
         self._streaming = None
         live = self.services.chat.live_answer()
         focus_widget = None
-        for message in self.services.store.messages(conversation.id):
+        messages = self.services.store.messages(conversation.id)
+        start = max(0, len(messages) - PAGE)
+        for index, message in enumerate(messages):
+            if message.id == focus_message:
+                start = min(start, index)  # a search hit far back: show down to it
+        self._earlier = messages[:start]
+        self.message_list.set_earlier(len(self._earlier))
+        for message in messages[start:]:
             widget = self._add_widget(message.role)
             widget.show_message(message)
             if live and live[0] == message.id:
@@ -451,11 +461,23 @@ class MainWindow(QMainWindow):
         else:
             self.message_list.scroll_to_bottom()
 
-    def _add_widget(self, role: str) -> MessageWidget:
+    def _add_widget(self, role: str, *, shown: bool = True) -> MessageWidget:
         widget = MessageWidget(role, self.theme)
         widget.regenerate_requested.connect(self.regenerate)
-        self.message_list.add(widget)
+        if shown:
+            self.message_list.add(widget)
         return widget
+
+    def show_earlier(self) -> None:
+        """Add the previous page of the open chat above what is shown."""
+        page, self._earlier = self._earlier[-PAGE:], self._earlier[:-PAGE]
+        widgets = []
+        for message in page:
+            widget = self._add_widget(message.role, shown=False)
+            widget.show_message(message)
+            widgets.append(widget)
+        self.message_list.prepend(widgets)
+        self.message_list.set_earlier(len(self._earlier))
 
     def _mark_last_answer(self) -> None:
         widgets = self.message_list.widgets()

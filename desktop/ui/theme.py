@@ -101,6 +101,7 @@ def stylesheet(t: Theme) -> str:
     #Banner[level="info"] {{ background: {t.selection}; color: {t.text}; }}
     #EmptyTitle {{ font-size: 17pt; font-weight: 600; }}
     #EmptyText {{ color: {t.muted}; font-size: 10.5pt; }}
+    #EarlierButton {{ border-radius: 14px; padding: 5px 14px; color: {t.muted}; }}
     #SuggestionButton {{ text-align: left; padding: 10px 14px; border-radius: 10px; color: {t.text}; }}
     #SettingsPanel {{ background: {t.sidebar}; border-left: 1px solid {t.border}; }}
     #SettingsPanel QLabel#SectionTitle {{ font-weight: 600; font-size: 10.5pt; padding-top: 8px; }}

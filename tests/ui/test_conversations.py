@@ -130,3 +130,41 @@ def test_dark_mode_draws_a_dark_window(qtbot, services, model, make_window, shot
     assert background.lightness() < 60
     text_color = window.palette().color(window.palette().ColorRole.WindowText)
     assert text_color.lightness() > 200
+
+
+def _long_chat(store, pairs: int):
+    chat = store.create_conversation(title="A long chat")
+    for i in range(pairs):
+        store.add_message(chat.id, "user", f"Question {i}")
+        store.add_message(chat.id, "assistant", f"Answer {i}")
+    return chat
+
+
+def test_a_long_chat_opens_with_its_newest_messages_and_shows_earlier_ones_on_request(
+        qtbot, services, model, make_window):
+    from desktop.ui.main_window import PAGE
+
+    _long_chat(services.store, 75)  # 150 messages
+    window = make_window()
+    shown = lambda: [w.text for w in window.message_list.widgets()]  # noqa: E731
+    assert len(shown()) == PAGE
+    assert shown()[-1] == "Answer 74"
+    button = window.message_list.earlier_button
+    assert button.isVisible() and "90 more" in button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert len(shown()) == 2 * PAGE and "30 more" in button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert shown()[0] == "Question 0" and len(shown()) == 150
+    assert not button.isVisible()
+    assert shown() == [m.content for m in services.store.messages(window.current_id)]
+
+
+def test_a_search_hit_far_back_in_a_long_chat_is_shown(qtbot, services, model, make_window):
+    chat = _long_chat(services.store, 100)
+    window = make_window()
+    hit = services.store.search("Question 3")[0]
+    assert hit.conversation_id == chat.id
+    window.open_conversation(chat.id, focus_message=hit.message_id)
+    texts = [w.text for w in window.message_list.widgets()]
+    assert texts[0] == services.store.message(hit.message_id).content
+    assert texts[-1] == "Answer 99"
