@@ -109,10 +109,10 @@ def test_a_download_killed_halfway_continues_without_fetching_again(hub, remote,
     dest = tmp_path / "m.gguf"
     part, _ = part_paths(dest)
     script = (
-        "import asyncio, sys; sys.path.insert(0, %r)\n"
+        f"import asyncio, sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from desktop.core.downloads import RemoteFile, download\n"
-        "asyncio.run(download(RemoteFile(**%r), __import__('pathlib').Path(%r), local_only=True))\n"
-        % (str(ROOT), remote.__dict__, str(dest)))
+        f"asyncio.run(download(RemoteFile(**{remote.__dict__!r}), __import__('pathlib').Path({str(dest)!r}),"
+        " local_only=True))\n")
     app = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < remote.size // 2):
