@@ -39,6 +39,15 @@ def _build_parser() -> argparse.ArgumentParser:
     minfo = msub.add_parser("info", help="everything known about one model")
     minfo.add_argument("id")
     minfo.add_argument("--json", action="store_true", help="machine-readable output")
+    msearch = msub.add_parser("search", help="find GGUF models on the Hugging Face hub")
+    msearch.add_argument("query")
+    msearch.add_argument("--sort", choices=("downloads", "likes", "lastModified"), default="downloads")
+    msearch.add_argument("--limit", type=int, default=20)
+    msearch.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
+    msearch.add_argument("--json", action="store_true", help="machine-readable output")
+    mpull = msub.add_parser("pull", help="download a model: REPO, REPO:QUANT or REPO:FILE (resumable)")
+    mpull.add_argument("ref")
+    mpull.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
     mimport = msub.add_parser("import", help="add a .gguf file from disk")
     mimport.add_argument("path")
     mimport.add_argument("--link", action="store_true",
@@ -163,6 +172,27 @@ def _models(services, args: argparse.Namespace) -> int:
         for key, value in asdict(record).items():
             print(f"{key:18} {value}")
         return 0
+    if args.models_command == "search":
+        from desktop.core import hub
+
+        found = asyncio.run(hub.search(args.query, endpoint_url=hub.endpoint(args.endpoint), token=_hub_token(),
+                                       sort=args.sort, limit=args.limit))
+        if args.json:
+            print(json.dumps([asdict(r) for r in found], indent=2))
+        elif not found:
+            print(f"No GGUF models found for “{args.query}”.")
+        for r in found if not args.json else []:
+            gated = "  (gated)" if r.gated else ""
+            print(f"{r.id}  ·  {r.downloads:,} downloads  ·  {r.likes:,} likes{gated}")
+        return 0
+    if args.models_command == "pull":
+        from desktop.core import hub
+        from desktop.core.downloads import pull
+
+        record = asyncio.run(pull(library, args.ref, endpoint_url=hub.endpoint(args.endpoint),
+                                  token=_hub_token(), on_progress=_download_printer()))
+        print(f"Downloaded {record.name} ({record.quantization}, {human_bytes(record.size)}) as “{record.id}”.")
+        return 0
     if args.models_command == "import":
         record = library.import_file(args.path, link=args.link, progress=_progress_printer())
         print(f"Added {record.name} ({record.quantization}, {human_bytes(record.size)}) as “{record.id}”.")
@@ -173,6 +203,33 @@ def _models(services, args: argparse.Namespace) -> int:
         print(f"Removed {record.id}{note}.")
         return 0
     raise AssertionError(args.models_command)
+
+
+def _hub_token() -> str | None:
+    """The token huggingface_hub already keeps (HF_TOKEN or its login), if any."""
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def _download_printer():
+    """Progress on stderr: a line that rewrites itself on a terminal, else a line every 10 %."""
+    from desktop.core.units import human_bytes
+
+    last = [-1]
+
+    def show(p) -> None:
+        eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        line = (f"{human_bytes(p.done)} of {human_bytes(p.total)} ({p.done * 100 // max(p.total, 1)} %), "
+                f"{human_bytes(p.bytes_per_s)}/s{eta}")
+        if sys.stderr.isatty():
+            sys.stderr.write("\r  " + line.ljust(70) + ("\n" if p.done >= p.total else ""))
+        elif p.done * 10 // max(p.total, 1) != last[0]:
+            last[0] = p.done * 10 // max(p.total, 1)
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    return show
 
 
 def _progress_printer():

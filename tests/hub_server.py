@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,7 @@ class HubFile:
 class Hub:
     def __init__(self) -> None:
         self.files: dict[str, HubFile] = {}
+        self.repos: dict[str, dict] = {}
         self.faults = Faults()
         self.bytes_served = 0
         self.requests: list[tuple[str, str, str]] = []  # (method, path, range header)
@@ -52,10 +55,27 @@ class Hub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add(self, repo: str, filename: str, path: Path) -> str:
+    def add(self, repo: str, filename: str, path: Path, **meta) -> str:
+        """Serve `path` as `filename` in `repo`; meta: license, gated, downloads, likes."""
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         self.files[f"/{repo}/resolve/main/{filename}"] = HubFile(path, path.stat().st_size, digest, f'"{digest}"')
+        entry = self.repos.setdefault(repo, {"files": {}, "license": "apache-2.0", "gated": False,
+                                             "downloads": 0, "likes": 0})
+        entry.update(meta)
+        entry["files"][filename] = self.files[f"/{repo}/resolve/main/{filename}"]
         return f"{self.url}/{repo}/resolve/main/{filename}"
+
+    def _repo_json(self, repo: str, with_files: bool) -> dict:
+        entry = self.repos[repo]
+        data = {"id": repo, "author": repo.split("/")[0], "sha": self.revision, "private": False,
+                "gated": entry["gated"], "downloads": entry["downloads"], "likes": entry["likes"],
+                "tags": ["gguf"], "lastModified": "2026-10-01T00:00:00.000Z",
+                "cardData": {"license": entry["license"]}}
+        if with_files:
+            data["siblings"] = [{"rfilename": name, "size": f.size, "blobId": f.sha256[:40],
+                                 "lfs": {"size": f.size, "sha256": f.sha256, "pointerSize": 134}}
+                                for name, f in entry["files"].items()] + [{"rfilename": "README.md", "size": 10}]
+        return data
 
     def start(self) -> "Hub":
         self._thread.start()
@@ -87,7 +107,10 @@ class Hub:
                 self.end_headers()
 
             def _find(self) -> HubFile | None:
-                path = self.path.split("?")[0]
+                path = urllib.parse.unquote(self.path.split("?")[0])
+                # a file is found by branch name or by the commit it is at, as on the hub
+                path = re.sub(r"/resolve/([^/]+)/", lambda m: "/resolve/main/" if m.group(1) in (
+                    "main", hub.revision) else m.group(0), path, count=1)
                 f = hub.files.get(path)
                 status = hub.faults.status or (404 if f is None else None)
                 if status:
@@ -106,9 +129,37 @@ class Hub:
                 if f is not None:
                     self._headers_for(f, 200, 0, f.size)
 
+            def _json(self, data, status: int = 200) -> None:
+                body = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _api(self) -> None:
+                url = urllib.parse.urlparse(self.path)
+                query = urllib.parse.parse_qs(url.query)
+                if url.path == "/api/models":
+                    words = query.get("search", [""])[0].lower()
+                    found = [r for r in hub.repos if words in r.lower()]
+                    key = query.get("sort", ["downloads"])[0]
+                    found.sort(key=lambda r: hub.repos[r].get(key, 0), reverse=True)
+                    limit = int(query.get("limit", ["50"])[0])
+                    self._json([hub._repo_json(r, with_files=False) for r in found[:limit]])
+                    return
+                repo = url.path[len("/api/models/"):].split("/revision/")[0]
+                if repo not in hub.repos:
+                    self._json({"error": "Repository not found"}, 404)
+                    return
+                self._json(hub._repo_json(repo, with_files="blobs" in query))
+
             def do_GET(self) -> None:  # noqa: N802
                 wanted = self.headers.get("Range", "")
                 hub.requests.append(("GET", self.path, wanted))
+                if self.path.startswith("/api/"):
+                    self._api()
+                    return
                 if hub.faults.fail_next:
                     status = hub.faults.fail_next.pop(0)
                     self.send_response(status)

@@ -216,3 +216,37 @@ async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, stat
         raise _Retry(type(exc).__name__) from exc
     if state.have < remote.size:
         raise _Retry(f"the connection closed at {human_bytes(state.have)} of {human_bytes(remote.size)}")
+
+
+async def pull(library, ref: str, *, endpoint_url: str, token: str | None = None,
+               on_progress: Callable[[Progress], None] | None = None, local_only: bool = False):
+    """`REPO[:FILE|:QUANT]` from the hub into the library; run it again to continue an interrupted one."""
+    from desktop.core import hub
+    from desktop.core.library import AlreadyInstalled, safe_component
+
+    repo, _, selector = ref.partition(":")
+    if repo.count("/") != 1:
+        raise DownloadError(f"“{repo}” is not a hub repository name: write it as publisher/name.")
+    files = await hub.repo_files(repo, endpoint_url=endpoint_url, token=token)
+    variant = hub.choose(files, selector)
+    first = variant.files[0].name
+    existing = library.find_downloaded(files.repo, first)
+    if existing is not None:
+        raise AlreadyInstalled(existing)
+    publisher, name = (safe_component(part) for part in files.repo.split("/"))
+    folder = library.paths.models / publisher / name
+    total = variant.size
+    done_before = 0
+    paths = []
+    for f in variant.files:
+        def report(p: Progress, offset: int = done_before) -> None:
+            if on_progress:
+                on_progress(Progress(offset + p.done, total, p.bytes_per_s))
+
+        remote = RemoteFile(url=hub.file_url(endpoint_url, files.repo, files.revision, f.name), size=f.size,
+                            sha256=f.sha256, revision=files.revision)
+        paths.append(await download(remote, folder / hub.safe_filename(f.name), token=token,
+                                    on_progress=report, local_only=local_only))
+        done_before += f.size
+    return library.add_downloaded(paths[0], repo=files.repo, file=first, revision=files.revision,
+                                  sha256=variant.files[0].sha256, size=total)

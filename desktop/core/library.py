@@ -177,6 +177,20 @@ class Library:
         record = replace(record, id=self._unique_id(record.id))
         return self.store.add_model(record)
 
+    def find_downloaded(self, repo: str, file: str) -> ModelRecord | None:
+        for m in self.store.models():
+            if m.repo == repo and m.file == file:
+                return m
+        return None
+
+    def add_downloaded(self, path: Path, *, repo: str, file: str, revision: str, sha256: str,
+                       size: int) -> ModelRecord:
+        """Record a model the downloader has put in place (and verified) under the models folder."""
+        info = gguf.read_info(path)
+        record = replace(self._record(path, info, origin="downloaded", sha256=sha256),
+                         repo=repo, file=file, revision=revision, size=size)
+        return self.store.add_model(replace(record, id=self._unique_id(record.id)))
+
     def remove(self, ref: str) -> tuple[ModelRecord, int]:
         """Forget a model and delete its file if Hearth owns it; returns (record, bytes freed)."""
         record = self.get(ref)

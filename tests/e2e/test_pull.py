@@ -1,0 +1,80 @@
+"""`hearth models search` and `hearth models pull` against the hub stand-in on 127.0.0.1."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.hub_server import Hub
+
+REPO = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+
+
+@pytest.fixture
+def server(model_file, home, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    s = Hub().start()
+    s.add(REPO, model_file.name, model_file, downloads=42)
+    monkeypatch.setenv("HF_ENDPOINT", s.url)
+    yield s
+    s.stop()
+
+
+def hearth(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "desktop", *args], capture_output=True, text=True,
+                          timeout=timeout, env=os.environ.copy())
+
+
+def test_search_prints_what_the_hub_has(server):
+    out = hearth("models", "search", "smol")
+    assert out.returncode == 0, out.stderr
+    assert f"{REPO}  ·  42 downloads" in out.stdout
+    assert json.loads(hearth("models", "search", "smol", "--json").stdout)[0]["id"] == REPO
+
+
+def test_pull_downloads_checks_and_installs_a_model(server, home, model_file):
+    out = hearth("models", "pull", f"{REPO}:Q4_1")
+    assert out.returncode == 0, out.stderr
+    assert "Downloaded SmolLM2-135M-Instruct (Q4_1, 98.4 MB)" in out.stdout
+    assert "98.4 MB of 98.4 MB (100 %)" in out.stderr
+    [model] = json.loads(hearth("models", "list", "--json").stdout)
+    assert (model["origin"], model["repo"], model["file"], model["revision"]) == (
+        "downloaded", REPO, model_file.name, server.revision)
+    on_disk = home / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct-GGUF" / model_file.name
+    assert on_disk.read_bytes() == model_file.read_bytes()
+    again = hearth("models", "pull", REPO)
+    assert again.returncode == 1 and "already installed" in again.stderr
+
+
+def test_a_pull_stopped_halfway_continues_when_run_again(server, home, model_file):
+    server.faults.throttle = 0.004
+    part = home / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct-GGUF" / (model_file.name + ".part")
+    app = subprocess.Popen([sys.executable, "-m", "desktop", "models", "pull", REPO],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 40_000_000):
+        time.sleep(0.05)
+    app.send_signal(signal.SIGKILL)
+    app.wait()
+    had = part.stat().st_size
+    server.faults.throttle = 0
+    before = server.bytes_served
+    out = hearth("models", "pull", REPO)
+    assert out.returncode == 0, out.stderr
+    assert server.bytes_served - before <= model_file.stat().st_size - had + 1_000_000
+    assert json.loads(hearth("models", "list", "--json").stdout)[0]["origin"] == "downloaded"
+
+
+@pytest.mark.parametrize("ref, words", [
+    ("nobody/nothing", "has no repository “nobody/nothing” (404)"),
+    (f"{REPO}:Q2_K", "It offers: Q4_1"),
+    ("not-a-repo", "write it as publisher/name"),
+])
+def test_pull_mistakes_get_one_sentence(server, ref, words):
+    out = hearth("models", "pull", ref)
+    assert out.returncode == 1
+    assert words in out.stderr and "Traceback" not in out.stderr
