@@ -27,6 +27,7 @@ test: $(VENV)/.installed-test $(STARTER) lint
 
 bench: $(VENV)/.installed-test $(STARTER)
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/stream.py
+	$(BIN)/python tests/bench/download.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check desktop tests tools

@@ -57,7 +57,11 @@ class Hub:
 
     def add(self, repo: str, filename: str, path: Path, **meta) -> str:
         """Serve `path` as `filename` in `repo`; meta: license, gated, downloads, likes."""
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        hasher = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                hasher.update(block)
+        digest = hasher.hexdigest()
         self.files[f"/{repo}/resolve/main/{filename}"] = HubFile(path, path.stat().st_size, digest, f'"{digest}"')
         entry = self.repos.setdefault(repo, {"files": {}, "license": "apache-2.0", "gated": False,
                                              "downloads": 0, "likes": 0})
@@ -160,6 +164,9 @@ class Hub:
                 if self.path.startswith("/api/"):
                     self._api()
                     return
+                if self.path == "/_stats":  # for benchmarks that run the hub in its own process
+                    self._json({"bytes_served": hub.bytes_served})
+                    return
                 if hub.faults.fail_next:
                     status = hub.faults.fail_next.pop(0)
                     self.send_response(status)
@@ -202,3 +209,15 @@ class Hub:
                             time.sleep(faults.throttle)
 
         return Handler
+
+
+if __name__ == "__main__":
+    # python -m tests.hub_server FILE: serve FILE as test/big/<name>, print its URL and sha256.
+    import sys
+
+    served = Path(sys.argv[1])
+    hub = Hub().start()
+    url = hub.add("test/big", served.name, served)
+    print(json.dumps({"url": url, "sha256": hub.files[urllib.parse.urlparse(url).path].sha256,
+                      "size": served.stat().st_size, "stats": hub.url + "/_stats"}), flush=True)
+    threading.Event().wait()

@@ -30,7 +30,7 @@ from desktop.core.units import human_bytes
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 1024 * 1024  # for hashing a partial file when resuming
 PROGRESS_EVERY_S = 0.5
 DISK_MARGIN = 50_000_000  # what is left free after a download, at least
 
@@ -187,14 +187,9 @@ async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, stat
             with open(part, "r+b" if state.have and part.exists() else "wb") as out:
                 out.seek(state.have)
                 out.truncate()
-                chunks = response.aiter_bytes(READ_CHUNK).__aiter__()
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(chunks.__anext__(), stall_timeout)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise _Retry(f"no data for {stall_timeout:.0f} s") from None
+                # Chunks as they are received (no re-chunking copies). A stall ends in httpx's
+                # ReadTimeout: the client's read timeout is the stall timeout.
+                async for chunk in response.aiter_raw():
                     try:
                         out.write(chunk)
                     except OSError as exc:
@@ -212,6 +207,8 @@ async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, stat
                         last_report = now
                 out.flush()
                 os.fsync(out.fileno())
+    except httpx.ReadTimeout:
+        raise _Retry(f"no data for {stall_timeout:.0f} s") from None
     except httpx.TransportError as exc:
         raise _Retry(type(exc).__name__) from exc
     if state.have < remote.size:

@@ -15,3 +15,11 @@ def test_the_streaming_benchmark_runs_and_reports_each_figure(home):
     assert result.returncode == 0, result.stderr[-2000:]
     for words in ("generation, tokens/s", "time to first token, ms", "GUI stall p99 / max, ms", "Machine:"):
         assert words in result.stdout
+
+
+def test_the_download_benchmark_runs_and_reports_each_figure():
+    result = subprocess.run([sys.executable, "tests/bench/download.py", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for words in ("throughput, MB/s", "Hearth CPU seconds per GB", "fetched again after a kill"):
+        assert words in result.stdout

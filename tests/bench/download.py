@@ -1,0 +1,117 @@
+"""Download speed and cost: Hearth's downloader against curl on the same loopback URL, in one run.
+
+A 1 GB file is served by the hub stand-in in its own process. Runs interleave Hearth and curl;
+prints both throughputs (medians), the ratio, Hearth's CPU seconds per GB (hashing included),
+and how many bytes are fetched again when a download is killed halfway and started again.
+
+Usage: python tests/bench/download.py [--size-mb N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from desktop.core.downloads import RemoteFile, download, part_paths  # noqa: E402
+from tests.bench.common import machine, median, save  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def served(stats_url: str) -> int:
+    with urllib.request.urlopen(stats_url) as response:
+        return int(json.loads(response.read())["bytes_served"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="50 MB, one run, nothing saved (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.size_mb, args.runs = 50, 1
+    work = Path(tempfile.mkdtemp(prefix="hearth-download-bench-"))
+    try:
+        source = work / "big.gguf"
+        block = os.urandom(16 << 20)
+        with open(source, "wb") as fh:
+            for _ in range(max(1, args.size_mb * 1_000_000 // len(block))):
+                fh.write(block)
+        hub = subprocess.Popen([sys.executable, "-m", "tests.hub_server", str(source)], cwd=ROOT,
+                               stdout=subprocess.PIPE, text=True)
+        info = json.loads(hub.stdout.readline())
+        remote = RemoteFile(url=info["url"], size=info["size"], sha256=info["sha256"])
+        gb = info["size"] / 1e9
+        hearth_rates, curl_rates, cpu_per_gb = [], [], []
+        for i in range(args.runs):
+            dest = work / f"hearth-{i}.gguf"
+            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            asyncio.run(download(remote, dest, local_only=True))
+            wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+            hearth_rates.append(info["size"] / wall / 1e6)
+            cpu_per_gb.append(cpu / gb)
+            dest.unlink()
+            t0 = time.perf_counter()
+            subprocess.run(["curl", "-s", "-f", "-o", str(work / "curl.bin"), info["url"]], check=True)
+            curl_rates.append(info["size"] / (time.perf_counter() - t0) / 1e6)
+            (work / "curl.bin").unlink()
+
+        # Kill a download halfway, start it again, count what is fetched twice.
+        dest = work / "killed.gguf"
+        part, _ = part_paths(dest)
+        script = (f"import asyncio, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                  "from desktop.core.downloads import RemoteFile, download\n"
+                  f"asyncio.run(download(RemoteFile(**{remote.__dict__!r}), __import__('pathlib').Path({str(dest)!r}),"
+                  " local_only=True))\n")
+        child = subprocess.Popen([sys.executable, "-c", script])
+        while not part.exists() or part.stat().st_size < info["size"] // 2:
+            time.sleep(0.002)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        on_disk = part.stat().st_size
+        before = served(info["stats"])
+        asyncio.run(download(remote, dest, local_only=True))
+        refetched = served(info["stats"]) - before - (info["size"] - on_disk)
+        hub.kill()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    h, c = median(hearth_rates), median(curl_rates)
+    result = {"size_bytes": info["size"], "runs": args.runs, "hearth_mb_per_s": round(h, 1),
+              "curl_mb_per_s": round(c, 1), "ratio": round(h / c, 3),
+              "hearth_cpu_s_per_gb": round(median(cpu_per_gb), 2),
+              "killed_at_fraction": round(on_disk / info["size"], 3),
+              "refetched_bytes": max(refetched, 0), "refetched_fraction": round(max(refetched, 0) / info["size"], 5)}
+    m = machine()
+    print(f"Machine: {m['cpu']}, {m['physical_cores']} cores, {m['ram_gb']} GB; Python {m['python']}")
+    print(f"{info['size'] / 1e6:.0f} MB from the hub stand-in on 127.0.0.1, {args.runs} interleaved runs each")
+    print(f"{'':34}{'curl':>10}{'Hearth':>10}{'ratio':>8}  target")
+    print(f"{'throughput, MB/s (median)':34}{c:>10.1f}{h:>10.1f}{h / c:>8.3f}  >= 0.95")
+    print(f"{'Hearth CPU seconds per GB':34}{'':>10}{result['hearth_cpu_s_per_gb']:>10.2f}")
+    print(f"{'fetched again after a kill at ' + format(result['killed_at_fraction'], '.0%'):34}{'':>10}"
+          f"{result['refetched_fraction']:>10.3%}{'':>8}  < 1 %")
+    if not args.quick:
+        save("download", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
