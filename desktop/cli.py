@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models(services, args)
     except HearthError as exc:
         return _fail(str(exc))
+    except KeyboardInterrupt:
+        again = " Run the same command again to continue." if getattr(args, "models_command", "") == "pull" else ""
+        return _fail(f"Stopped.{again}", code=130)
     finally:
         services.close()
 

@@ -78,3 +78,15 @@ def test_pull_mistakes_get_one_sentence(server, ref, words):
     out = hearth("models", "pull", ref)
     assert out.returncode == 1
     assert words in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ctrl_c_during_a_pull_says_how_to_continue(server, home):
+    server.faults.throttle = 0.004
+    app = subprocess.Popen([sys.executable, "-m", "desktop", "models", "pull", REPO],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    app.send_signal(signal.SIGINT)
+    _, err = app.communicate(timeout=30)
+    assert app.returncode == 130
+    assert "Stopped. Run the same command again to continue." in err
+    assert "Traceback" not in err
