@@ -25,14 +25,13 @@ import httpx
 
 from desktop.core import net
 from desktop.core.errors import HearthError
-from desktop.core.hardware import free_disk
+from desktop.core.hardware import DISK_MARGIN, free_disk
+from desktop.core.library import AlreadyInstalled, hash_file, safe_component
 from desktop.core.units import human_bytes
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1024 * 1024  # for hashing a partial file when resuming
 PROGRESS_EVERY_S = 0.5
-DISK_MARGIN = 50_000_000  # what is left free after a download, at least
 
 
 class DownloadError(HearthError):
@@ -81,16 +80,6 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
     return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
 
 
-def _hash_file(path: Path) -> tuple["hashlib._Hash", int]:
-    digest = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(READ_CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-    return digest, done
-
-
 def _permanent(status: int, name: str) -> DownloadError:
     if status in (401, 403):
         return DownloadError(f"The hub refused “{name}” ({status}): the model is gated or private. Accept "
@@ -125,7 +114,7 @@ async def download(remote: RemoteFile, dest: Path, *, token: str | None = None,
     sidecar.write_text(json.dumps(record))
 
     if have:  # resuming: hash what is already there, off the event loop
-        digest, have = await asyncio.to_thread(_hash_file, part)
+        digest, have = await asyncio.to_thread(hash_file, part)
         state = _State(have, digest)
     else:
         state = _State(0, hashlib.sha256())
@@ -218,8 +207,7 @@ async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, stat
 async def pull(library, ref: str, *, endpoint_url: str, token: str | None = None,
                on_progress: Callable[[Progress], None] | None = None, local_only: bool = False):
     """`REPO[:FILE|:QUANT]` from the hub into the library; run it again to continue an interrupted one."""
-    from desktop.core import hub
-    from desktop.core.library import AlreadyInstalled, safe_component
+    from desktop.core import hub  # hub imports huggingface_hub: only when pulling
 
     repo, _, selector = ref.partition(":")
     if repo.count("/") != 1:

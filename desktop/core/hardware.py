@@ -38,6 +38,9 @@ def process_memory(pid: int | None = None) -> int:
         return 0
 
 
+DISK_MARGIN = 50_000_000  # what a copy or a download leaves free on the disk, at least
+
+
 def free_disk(path: Path) -> int:
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from desktop.core import gguf
 from desktop.core.errors import HearthError
-from desktop.core.hardware import free_disk
+from desktop.core.hardware import DISK_MARGIN, free_disk
 from desktop.core.paths import Paths
 from desktop.core.store import ModelRecord, Store
 from desktop.core.units import human_bytes
@@ -50,7 +50,8 @@ def safe_component(name: str) -> str:
     return cleaned or "_"
 
 
-def sha256_of(path: Path, progress: Progress | None = None) -> str:
+def hash_file(path: Path, progress: Progress | None = None) -> tuple["hashlib._Hash", int]:
+    """A sha256 of the file's bytes (still open for more), and how many bytes it has seen."""
     digest = hashlib.sha256()
     total = path.stat().st_size
     done = 0
@@ -60,7 +61,11 @@ def sha256_of(path: Path, progress: Progress | None = None) -> str:
             done += len(chunk)
             if progress:
                 progress(done, total)
-    return digest.hexdigest()
+    return digest, done
+
+
+def sha256_of(path: Path, progress: Progress | None = None) -> str:
+    return hash_file(path, progress)[0].hexdigest()
 
 
 def _copy_hashing(src: Path, dest: Path, progress: Progress | None) -> str:
@@ -162,7 +167,7 @@ class Library:
             dest = folder / safe_component(src.name)
             need = info.file_size
             free = free_disk(folder)
-            if free < need + 50_000_000:
+            if free < need + DISK_MARGIN:
                 raise LibraryError(f"Not enough free disk to import “{src.name}”: it needs "
                                    f"{human_bytes(need)} and {human_bytes(free)} is free.")
             digest = None

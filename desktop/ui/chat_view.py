@@ -156,10 +156,6 @@ class MessageWidget(QFrame):
             self.setMinimumHeight(0)
             self.setMaximumHeight(QWIDGETSIZE_MAX)
 
-    @property
-    def frozen(self) -> bool:
-        return bool(self._frozen_width)
-
     # -- content --------------------------------------------------------------------------------
     @property
     def text(self) -> str:
