@@ -11,6 +11,8 @@ import hashlib
 import http.server
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -37,6 +39,16 @@ class HubFile:
     size: int
     sha256: str
     etag: str
+
+
+def start_download(remote, dest: Path) -> subprocess.Popen:
+    """Run Hearth's downloader for `remote` in a child process, so a test can kill it halfway."""
+    root = Path(__file__).resolve().parents[1]
+    script = (f"import asyncio, sys; sys.path.insert(0, {str(root)!r})\n"
+              "from desktop.core.downloads import RemoteFile, download\n"
+              f"asyncio.run(download(RemoteFile(**{remote.__dict__!r}), __import__('pathlib').Path({str(dest)!r}),"
+              " local_only=True))\n")
+    return subprocess.Popen([sys.executable, "-c", script])
 
 
 class Hub:
@@ -213,8 +225,6 @@ class Hub:
 
 if __name__ == "__main__":
     # python -m tests.hub_server FILE: serve FILE as test/big/<name>, print its URL and sha256.
-    import sys
-
     served = Path(sys.argv[1])
     hub = Hub().start()
     url = hub.add("test/big", served.name, served)

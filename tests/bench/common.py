@@ -36,6 +36,13 @@ def machine() -> dict[str, object]:
     }
 
 
+def machine_line() -> str:
+    """What every benchmark prints first: the machine and the versions its figures belong to."""
+    m = machine()
+    return (f"Machine: {m['cpu']}, {m['physical_cores']} cores, {m['ram_gb']} GB; Python {m['python']}, "
+            f"llama-cpp-python {m['llama_cpp_python']}, PySide6 {m['pyside6']}")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from desktop.core.downloads import RemoteFile, download, part_paths  # noqa: E402
-from tests.bench.common import machine, median, save  # noqa: E402
+from tests.bench.common import machine_line, median, save  # noqa: E402
+from tests.hub_server import start_download  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -77,11 +78,7 @@ def main() -> int:
         # Kill a download halfway, start it again, count what is fetched twice.
         dest = work / "killed.gguf"
         part, _ = part_paths(dest)
-        script = (f"import asyncio, sys; sys.path.insert(0, {str(ROOT)!r})\n"
-                  "from desktop.core.downloads import RemoteFile, download\n"
-                  f"asyncio.run(download(RemoteFile(**{remote.__dict__!r}), __import__('pathlib').Path({str(dest)!r}),"
-                  " local_only=True))\n")
-        child = subprocess.Popen([sys.executable, "-c", script])
+        child = start_download(remote, dest)
         while not part.exists() or part.stat().st_size < info["size"] // 2:
             time.sleep(0.002)
         os.kill(child.pid, signal.SIGKILL)
@@ -100,8 +97,7 @@ def main() -> int:
               "hearth_cpu_s_per_gb": round(median(cpu_per_gb), 2),
               "killed_at_fraction": round(on_disk / info["size"], 3),
               "refetched_bytes": max(refetched, 0), "refetched_fraction": round(max(refetched, 0) / info["size"], 5)}
-    m = machine()
-    print(f"Machine: {m['cpu']}, {m['physical_cores']} cores, {m['ram_gb']} GB; Python {m['python']}")
+    print(machine_line())
     print(f"{info['size'] / 1e6:.0f} MB from the hub stand-in on 127.0.0.1, {args.runs} interleaved runs each")
     print(f"{'':34}{'curl':>10}{'Hearth':>10}{'ratio':>8}  target")
     print(f"{'throughput, MB/s (median)':34}{c:>10.1f}{h:>10.1f}{h / c:>8.3f}  >= 0.95")

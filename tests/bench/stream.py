@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.common import machine, median, percentile, save  # noqa: E402
+from tests.bench.common import machine_line, median, percentile, save  # noqa: E402
 
 PROMPT = "Count from 1 to 300, separating the numbers with commas."
 SYSTEM = "You are a helpful assistant."
@@ -164,9 +164,7 @@ def main() -> int:
         "gui_stall_p99_ms": round(percentile([x for r in b_runs for x in r["lateness"]], 99), 2),
         "gui_stall_max_ms": round(max(x for r in b_runs for x in r["lateness"]), 2),
     }
-    m = machine()
-    print(f"Machine: {m['cpu']}, {m['physical_cores']} cores, {m['ram_gb']} GB; Python {m['python']}, "
-          f"llama-cpp-python {m['llama_cpp_python']}, PySide6 {m['pyside6']}")
+    print(machine_line())
     print(f"Model {model.name}, {threads} threads, context {n_ctx}, greedy, {args.max_tokens} tokens max, "
           f"{args.runs} interleaved runs each")
     print(f"{'':28}{'bare llama-cpp-python':>24}{'Hearth (full path)':>22}{'ratio':>8}  target")

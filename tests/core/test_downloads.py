@@ -6,18 +6,13 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from desktop.core import downloads
 from desktop.core.downloads import DownloadError, HashMismatch, RemoteFile, download, part_paths
-from tests.hub_server import Hub
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.hub_server import Hub, start_download
 
 
 @pytest.fixture
@@ -108,12 +103,7 @@ def test_a_download_killed_halfway_continues_without_fetching_again(hub, remote,
     hub.faults.throttle = 0.004  # slow enough to stop it halfway
     dest = tmp_path / "m.gguf"
     part, _ = part_paths(dest)
-    script = (
-        f"import asyncio, sys; sys.path.insert(0, {str(ROOT)!r})\n"
-        "from desktop.core.downloads import RemoteFile, download\n"
-        f"asyncio.run(download(RemoteFile(**{remote.__dict__!r}), __import__('pathlib').Path({str(dest)!r}),"
-        " local_only=True))\n")
-    app = subprocess.Popen([sys.executable, "-c", script])
+    app = start_download(remote, dest)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < remote.size // 2):
         time.sleep(0.05)
