@@ -204,22 +204,38 @@ async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, stat
         raise _Retry(f"the connection closed at {human_bytes(state.have)} of {human_bytes(remote.size)}")
 
 
-async def pull(library, ref: str, *, endpoint_url: str, token: str | None = None,
-               on_progress: Callable[[Progress], None] | None = None, local_only: bool = False):
-    """`REPO[:FILE|:QUANT]` from the hub into the library; run it again to continue an interrupted one."""
-    from desktop.core import hub  # hub imports huggingface_hub: only when pulling
+def model_folder(library, repo: str) -> Path:
+    publisher, name = (safe_component(part) for part in repo.split("/"))
+    return library.paths.models / publisher / name
 
-    repo, _, selector = ref.partition(":")
-    if repo.count("/") != 1:
-        raise DownloadError(f"“{repo}” is not a hub repository name: write it as publisher/name.")
-    files = await hub.repo_files(repo, endpoint_url=endpoint_url, token=token)
-    variant = hub.choose(files, selector)
-    first = variant.files[0].name
-    existing = library.find_downloaded(files.repo, first)
-    if existing is not None:
-        raise AlreadyInstalled(existing)
-    publisher, name = (safe_component(part) for part in files.repo.split("/"))
-    folder = library.paths.models / publisher / name
+
+async def check_architecture(library, files, variant, *, endpoint_url: str, token: str | None,
+                             local_only: bool) -> None:
+    """Refuse, before the download, a model whose architecture this llama.cpp does not know.
+    The header comes from the partial file when a download is resumed, else from a ranged GET."""
+    from desktop.core import gguf, hub, runtime
+
+    part, _ = part_paths(model_folder(library, files.repo) / hub.safe_filename(variant.files[0].name))
+    if part.exists() and part.stat().st_size >= hub.HEAD_BYTES[0]:
+        with open(part, "rb") as fh:
+            head = gguf.read_head(fh.read(hub.HEAD_BYTES[-1]), part.name)
+    else:
+        try:
+            head = await hub.read_head(endpoint_url, files.repo, files.revision, variant.files[0].name,
+                                       token=token, local_only=local_only)
+        except HearthError as exc:  # the download itself will say what is wrong, if anything
+            log.info("could not read the header of %s: %s", files.repo, exc)
+            return
+    if head is not None and runtime.knows_architecture(head.architecture) is False:
+        raise DownloadError(runtime.unknown_architecture_reason(head.architecture, files.repo))
+
+
+async def fetch_variant(library, files, variant, *, endpoint_url: str, token: str | None = None,
+                        on_progress: Callable[[Progress], None] | None = None, local_only: bool = False):
+    """Download every file of one quantization (split parts in order) and add it to the library."""
+    from desktop.core import hub
+
+    folder = model_folder(library, files.repo)
     total = variant.size
     done_before = 0
     paths = []
@@ -233,5 +249,54 @@ async def pull(library, ref: str, *, endpoint_url: str, token: str | None = None
         paths.append(await download(remote, folder / hub.safe_filename(f.name), token=token,
                                     on_progress=report, local_only=local_only))
         done_before += f.size
-    return library.add_downloaded(paths[0], repo=files.repo, file=first, revision=files.revision,
-                                  sha256=variant.files[0].sha256, size=total)
+    first = variant.files[0]
+    return library.add_downloaded(paths[0], repo=files.repo, file=first.name, revision=files.revision,
+                                  sha256=first.sha256, size=total)
+
+
+def discard_partial(library, repo: str, variant) -> int:
+    """Delete what a cancelled download left (partial files, sidecars, finished parts of a split
+    model that never became a model); returns the bytes freed."""
+    from desktop.core import hub
+
+    folder = model_folder(library, repo)
+    freed = 0
+    for f in variant.files:
+        dest = folder / hub.safe_filename(f.name)
+        part, sidecar = part_paths(dest)
+        for path in (part, sidecar) + ((dest,) if len(variant.files) > 1 else ()):
+            if path.exists() and library.find_path(path) is None:
+                freed += path.stat().st_size
+                path.unlink()
+    return freed
+
+
+def bytes_on_disk(library, repo: str, variant) -> int:
+    """How much of a variant is already here (finished parts and partial files)."""
+    from desktop.core import hub
+
+    folder = model_folder(library, repo)
+    have = 0
+    for f in variant.files:
+        dest = folder / hub.safe_filename(f.name)
+        part, _ = part_paths(dest)
+        have += dest.stat().st_size if dest.exists() else part.stat().st_size if part.exists() else 0
+    return have
+
+
+async def pull(library, ref: str, *, endpoint_url: str, token: str | None = None,
+               on_progress: Callable[[Progress], None] | None = None, local_only: bool = False):
+    """`REPO[:FILE|:QUANT]` from the hub into the library; run it again to continue an interrupted one."""
+    from desktop.core import hub  # hub imports huggingface_hub: only when pulling
+
+    repo, _, selector = ref.partition(":")
+    if repo.count("/") != 1:
+        raise DownloadError(f"“{repo}” is not a hub repository name: write it as publisher/name.")
+    files = await hub.repo_files(repo, endpoint_url=endpoint_url, token=token)
+    variant = hub.choose(files, selector)
+    existing = library.find_downloaded(files.repo, variant.files[0].name)
+    if existing is not None:
+        raise AlreadyInstalled(existing)
+    await check_architecture(library, files, variant, endpoint_url=endpoint_url, token=token, local_only=local_only)
+    return await fetch_variant(library, files, variant, endpoint_url=endpoint_url, token=token,
+                               on_progress=on_progress, local_only=local_only)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from desktop.core import gguf, hardware, net
+from desktop.core import gguf, hardware, net, runtime
 from desktop.core.errors import HearthError
 from desktop.core.paths import Paths
 from desktop.core.providers import Endpoint
@@ -34,15 +34,6 @@ LOAD_TIMEOUT_S = 900.0  # a large model on a slow disk takes minutes; a hung chi
 
 class EngineError(HearthError):
     pass
-
-
-def llama_cpp_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("llama-cpp-python")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def engine_command() -> list[str]:
@@ -77,6 +68,8 @@ def plan_load(model: ModelRecord, options: LoadOptions, *, releasable: int = 0) 
         raise EngineError(f"The file for “{model.name}” is missing: {path}. It may have been moved "
                           "or deleted; remove the model and add it again.")
     info = gguf.read_info(path)
+    if runtime.knows_architecture(info.architecture) is False:
+        raise EngineError(runtime.unknown_architecture_reason(info.architecture, model.name))
     n_ctx = options.n_ctx if options.n_ctx > 0 else 4096
     if info.context_length:
         n_ctx = min(n_ctx, info.context_length)
@@ -103,9 +96,7 @@ def explain_exit(log_text: str, returncode: int | None, model_name: str) -> str:
     """Turn the child's last words and exit status into a sentence."""
     arch = re.search(r"unknown model architecture: '([^']+)'", log_text)
     if arch:
-        return (f"“{model_name}” is a {arch.group(1)} model, an architecture that the llama.cpp "
-                f"inside Hearth (llama-cpp-python {llama_cpp_version()}) does not know. "
-                "A newer version of Hearth may run it.")
+        return runtime.unknown_architecture_reason(arch.group(1), model_name)
     if re.search(r"out of memory|failed to allocate|unable to allocate|std::bad_alloc|"
                  r"cannot allocate memory", log_text, re.IGNORECASE):
         return (f"There was not enough memory to load “{model_name}”. Close other apps, lower "

@@ -215,6 +215,29 @@ def read_info(path: str | Path) -> GGUFInfo:
         raise GGUFError(f"Hearth may not read {path}: check the file's permissions.") from None
 
 
+def read_head(data: bytes, name: str) -> GGUFInfo:
+    """The metadata in the first bytes of a GGUF file (a ranged GET of its start): as many keys as
+    those bytes hold. Enough to learn the architecture and the attention shape before a download."""
+    path = Path(name)
+    if data[:4] != MAGIC:
+        raise NotGGUFError(f"“{name}” is not a GGUF model file.")
+    r = _Reader(data, len(data), path)
+    metadata: dict[str, Any] = {}
+    version = tensor_count = 0
+    r.pos = 4
+    try:
+        version = r.scalar("<I")
+        tensor_count = r.scalar("<Q")
+        kv_count = r.scalar("<Q")
+        for _ in range(min(kv_count, 1_000_000)):
+            key = r.string()
+            metadata[key] = r.value(r.scalar("<I"))
+    except TruncatedError:
+        pass  # the rest of the header lies beyond the bytes fetched
+    return GGUFInfo(path=path, version=version, file_size=0, expected_size=0, tensor_count=tensor_count,
+                    parameters=0, metadata=metadata)
+
+
 def _parse(r: _Reader) -> GGUFInfo:
     r.pos = 4
     version = r.scalar("<I")

@@ -70,3 +70,36 @@ def estimate_memory(weights: int, kv_cache: int) -> MemoryEstimate:
     # 100-200 MB for small models and a few percent of the weights for large ones.
     overhead = max(200_000_000, weights // 20)
     return MemoryEstimate(weights=weights, kv_cache=kv_cache, overhead=overhead)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    total: int
+    free: int
+
+
+def gpus() -> list[Gpu]:
+    """NVIDIA GPUs the CUDA build of llama.cpp could use, from nvidia-smi; [] when there is none
+    or this build has no GPU backend that can be asked."""
+    from desktop.core import runtime
+
+    if runtime.backend() != "CUDA" or shutil.which("nvidia-smi") is None:
+        return []
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return parse_nvidia_smi(out.stdout) if out.returncode == 0 else []
+
+
+def parse_nvidia_smi(text: str) -> list[Gpu]:
+    found = []
+    for line in text.strip().splitlines():
+        parts = [p.strip() for p in line.rsplit(",", 2)]
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            found.append(Gpu(parts[0], int(parts[1]) * 1024 * 1024, int(parts[2]) * 1024 * 1024))
+    return found

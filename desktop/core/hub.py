@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass
 
 from desktop.core.errors import HearthError
+from desktop.core.library import SPLIT
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # Preferred quantizations when the user names none: good quality for their size.
 PREFERRED = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q4_1", "Q5_0", "Q6_K", "Q8_0")
 _QUANT = re.compile(r"(?<![A-Z0-9])(IQ\d_[A-Z]+|Q\d_K_[SML]|Q\d_K|Q\d_\d|TQ\d_\d|MXFP4|BF16|F16|F32)(?![A-Z0-9])",
                     re.IGNORECASE)
-_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 
 class HubError(HearthError):
@@ -77,8 +77,8 @@ def group_variants(files: list[HubFile]) -> tuple[Variant, ...]:
     for f in files:
         if not f.name.lower().endswith(".gguf"):
             continue
-        base = _SPLIT.sub("", f.name)
-        key = base if _SPLIT.search(f.name) else f.name
+        base = SPLIT.sub("", f.name)
+        key = base if SPLIT.search(f.name) else f.name
         groups.setdefault(key, []).append(f)
     variants = [Variant(quantization_of(key) or key.rsplit("/", 1)[-1], tuple(sorted(parts, key=lambda p: p.name)))
                 for key, parts in groups.items()]
@@ -146,6 +146,39 @@ def choose(files: RepoFiles, selector: str = "") -> Variant:
             if v.quantization == quant:
                 return v
     return files.variants[0]
+
+
+HEAD_BYTES = (256 << 10, 8 << 20)  # the architecture keys come first; the tokenizer can take megabytes
+
+
+async def read_head(endpoint_url: str, repo: str, revision: str, filename: str, *, token: str | None = None,
+                    local_only: bool = False):
+    """The GGUF metadata at the start of a hub file, from a ranged GET: what llama.cpp needs to know
+    about the model (architecture, layers, attention shape) without downloading it."""
+    from desktop.core import gguf, net
+
+    url = file_url(endpoint_url, repo, revision, filename)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    info = None
+    async with net.async_client(local_only=local_only, timeout=20.0) as client:
+        for size in HEAD_BYTES:
+            data = bytearray()
+            try:
+                async with client.stream("GET", url, headers=dict(headers, Range=f"bytes=0-{size - 1}")) as resp:
+                    if resp.status_code >= 400:
+                        raise HubError(f"The hub answered {resp.status_code} for “{filename}”.")
+                    async for chunk in resp.aiter_raw():
+                        data += chunk
+                        if len(data) >= size:
+                            break  # a server that ignores Range: stop reading
+            except Exception as exc:  # noqa: BLE001 - transport failures become a sentence
+                if isinstance(exc, HubError):
+                    raise
+                raise _hub_error(exc, f"the start of “{filename}”") from exc
+            info = gguf.read_head(bytes(data[:size]), filename.rsplit("/", 1)[-1])
+            if info.layers or len(data) < size:
+                break
+    return info
 
 
 def file_url(endpoint_url: str, repo: str, revision: str, filename: str) -> str:

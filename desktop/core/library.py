@@ -94,6 +94,20 @@ def _copy_hashing(src: Path, dest: Path, progress: Progress | None) -> str:
     return digest.hexdigest()
 
 
+SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+
+
+def split_parts(first: Path) -> list[Path]:
+    """The files of a model: the file itself, or every part of a split GGUF (`-00001-of-00003`)."""
+    match = SPLIT.search(first.name)
+    if not match:
+        return [first]
+    stem = first.name[:match.start()]
+    count = int(match.group(2))
+    return [p for p in (first.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1))
+            if p.is_file()]
+
+
 class Library:
     def __init__(self, store: Store, paths: Paths) -> None:
         self.store = store
@@ -129,10 +143,12 @@ class Library:
             return self._record(candidate.resolve(), info, origin="linked", sha256="")
         return self.get(ref)
 
-    def _record(self, path: Path, info: gguf.GGUFInfo, origin: str, sha256: str) -> ModelRecord:
+    def _record(self, path: Path, info: gguf.GGUFInfo, origin: str, sha256: str,
+                label: str | None = None) -> ModelRecord:
+        filename = label or path.name
         return ModelRecord(
-            id=model_id_for(path.name),
-            name=display_name(path.name, info.quantization),
+            id=model_id_for(filename),
+            name=display_name(filename, info.quantization),
             path=str(path),
             origin=origin,
             size=info.file_size,
@@ -153,10 +169,11 @@ class Library:
             candidate, n = f"{base}-{n}", n + 1
         return candidate
 
-    def import_file(self, source: str | Path, *, link: bool = False,
-                    progress: Progress | None = None) -> ModelRecord:
-        """Check a .gguf file and add it: copied into the models folder, or linked where it is."""
-        src = Path(source).expanduser().resolve()
+    def import_file(self, source: str | Path, *, link: bool = False, progress: Progress | None = None,
+                    label: str | None = None) -> ModelRecord:
+        """Check a .gguf file and add it: copied into the models folder, or linked where it is.
+        `label` names a file whose own name says nothing (another app's blob)."""
+        src = Path(source).expanduser().absolute()
         info = gguf.read_info(src)  # raises a GGUFError with a sentence for the user
         if link:
             digest = sha256_of(src, progress)
@@ -178,13 +195,19 @@ class Library:
                 raise AlreadyInstalled(existing)
         if digest is None:
             digest = _copy_hashing(src, dest, progress)
-        record = self._record(dest, info, origin="linked" if link else "imported", sha256=digest)
+        record = self._record(dest, info, origin="linked" if link else "imported", sha256=digest, label=label)
         record = replace(record, id=self._unique_id(record.id))
         return self.store.add_model(record)
 
     def find_downloaded(self, repo: str, file: str) -> ModelRecord | None:
         for m in self.store.models():
             if m.repo == repo and m.file == file:
+                return m
+        return None
+
+    def find_path(self, path: Path) -> ModelRecord | None:
+        for m in self.store.models():
+            if Path(m.path) == path:
                 return m
         return None
 
@@ -202,8 +225,9 @@ class Library:
         freed = 0
         path = Path(record.path)
         if record.origin != "linked" and path.is_file() and self.paths.models in path.parents:
-            freed = path.stat().st_size
-            path.unlink()
+            for part in split_parts(path):
+                freed += part.stat().st_size
+                part.unlink()
             try:
                 path.parent.rmdir()  # the model's own folder, if nothing else is in it
             except OSError:

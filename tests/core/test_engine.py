@@ -10,7 +10,7 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from desktop.core.engine import EngineError
+from desktop.core.engine import EngineError, explain_exit
 from desktop.core.gguf import GGUFError
 from desktop.core.settings import LoadOptions
 from tests.gguf_forge import write_gguf
@@ -94,6 +94,13 @@ def test_an_architecture_llama_cpp_does_not_know_is_named_in_the_message(service
     assert "hearthnet" in message and "does not know" in message
     assert "llama-cpp-python 0.3.36" in message
     assert services.engine.state == "failed"
+    assert services.engine.pid is None  # refused from the header, before any engine started
+
+
+def test_when_llama_cpp_itself_refuses_an_architecture_its_words_become_the_sentence():
+    log_text = "llama_model_load: error loading model: unknown model architecture: 'grok9'\n"
+    message = explain_exit(log_text, 1, "Big")
+    assert "“Big” is a grok9 model" in message and "does not know" in message
 
 
 def test_a_model_larger_than_this_computers_memory_is_refused_up_front(services, model, tmp_path):

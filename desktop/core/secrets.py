@@ -1,0 +1,102 @@
+"""API keys and hub tokens: through the system keyring, never on disk in clear.
+
+Order of lookup for a secret called NAME: the environment variable `HEARTH_KEY_<NAME>` (for
+scripts; read at use, never stored), then the keyring, then this run's memory (where the machine
+has no keyring, a key entered in the app lives only until Hearth closes, and the app says so).
+Nothing here logs a secret's value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+SERVICE = "Hearth"
+HUB = "huggingface"
+
+log = logging.getLogger(__name__)
+_memory: dict[str, str] = {}
+
+
+def env_name(name: str) -> str:
+    return "HEARTH_KEY_" + name.upper().replace("-", "_")
+
+
+def _keyring():
+    try:
+        import keyring
+        from keyring.backends import fail
+    except ImportError:
+        return None
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 1) <= 0:
+        return None
+    return keyring
+
+
+def keyring_available() -> bool:
+    return _keyring() is not None
+
+
+def get(name: str) -> str | None:
+    value = os.environ.get(env_name(name))
+    if value:
+        return value
+    ring = _keyring()
+    if ring is not None:
+        try:
+            value = ring.get_password(SERVICE, name)
+        except Exception as exc:  # noqa: BLE001 - a locked or broken keyring is not fatal
+            log.warning("keyring lookup of %s failed: %s", name, type(exc).__name__)
+            value = None
+        if value:
+            return value
+    return _memory.get(name)
+
+
+def put(name: str, value: str) -> bool:
+    """Keep a secret; True when it went to the keyring, False when only in memory for this run."""
+    ring = _keyring()
+    if ring is not None:
+        try:
+            ring.set_password(SERVICE, name, value)
+            _memory.pop(name, None)
+            return True
+        except Exception as exc:  # noqa: BLE001
+            log.warning("keyring refused %s: %s; keeping it in memory", name, type(exc).__name__)
+    _memory[name] = value
+    return False
+
+
+def forget(name: str) -> None:
+    _memory.pop(name, None)
+    ring = _keyring()
+    if ring is not None:
+        try:
+            ring.delete_password(SERVICE, name)
+        except Exception:  # noqa: BLE001 - nothing stored is fine
+            pass
+
+
+def hub_token() -> str | None:
+    """The token for gated hub models: Hearth's own, else the one huggingface_hub keeps
+    (`HF_TOKEN`, or `huggingface-cli login`)."""
+    own = get(HUB)
+    if own:
+        return own
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def hub_token_source() -> str:
+    if os.environ.get(env_name(HUB)):
+        return f"from {env_name(HUB)}"
+    ring = _keyring()
+    if ring is not None and get(HUB):
+        return "in the system keyring"
+    if _memory.get(HUB):
+        return "in memory until Hearth closes (this computer has no keyring)"
+    from huggingface_hub import get_token
+
+    return "from huggingface_hub's login" if get_token() else ""
