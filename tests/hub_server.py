@@ -192,7 +192,7 @@ class Hub:
                 match = re.match(r"bytes=(\d+)-(\d*)", wanted)
                 if match:
                     start = int(match.group(1))
-                    end = int(match.group(2)) + 1 if match.group(2) else f.size
+                    end = min(int(match.group(2)) + 1, f.size) if match.group(2) else f.size
                 self._headers_for(f, 206 if match else 200, start, end)
                 faults = hub.faults
                 with open(f.path, "rb") as fh:

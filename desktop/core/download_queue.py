@@ -176,6 +176,11 @@ class DownloadQueue:
             await asyncio.gather(task, return_exceptions=True)
         return self.jobs[job_id]
 
+    def halt(self) -> None:
+        """Stop every transfer now, without waiting (the app is closing); the jobs stay resumable."""
+        for task in self._tasks.values():
+            task.cancel()
+
     async def close(self) -> None:
         """Stop transfers for good (the app is closing); the jobs stay resumable."""
         tasks = list(self._tasks.values())
@@ -218,10 +223,10 @@ class DownloadQueue:
                          "What arrived is kept: try Resume.")
         else:
             job.state, job.done, job.speed, job.model_id = DONE, job.total, 0.0, record.id
-            if self.on_installed:
-                self.on_installed(job)
         finally:
             if self._tasks.get(job.id) is asyncio.current_task():
                 del self._tasks[job.id]
         self._changed(job)
         self._pump()
+        if job.state == DONE and self.on_installed:
+            self.on_installed(job)

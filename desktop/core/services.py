@@ -7,6 +7,7 @@ import logging.handlers
 from dataclasses import dataclass, field
 
 from desktop.core.chat import ChatService
+from desktop.core.download_queue import DownloadQueue
 from desktop.core.engine import Engine
 from desktop.core.library import Library
 from desktop.core.paths import Paths, app_paths
@@ -22,6 +23,7 @@ class Services:
     engine: Engine
     settings_file: SettingsFile
     settings: Settings
+    downloads: DownloadQueue
     chat: ChatService = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,5 +54,10 @@ def open_services(paths: Paths | None = None) -> Services:
     store = Store(paths.database)
     store.close_interrupted_answers()
     settings_file = SettingsFile(paths.settings_file)
-    return Services(paths=paths, store=store, library=Library(store, paths), engine=Engine(paths),
-                    settings_file=settings_file, settings=settings_file.load())
+    from desktop.core import hub, secrets
+
+    library = Library(store, paths)
+    queue = DownloadQueue(library, paths.data / "downloads.json", endpoint_url=hub.endpoint,
+                          token=secrets.hub_token)
+    return Services(paths=paths, store=store, library=library, engine=Engine(paths),
+                    settings_file=settings_file, settings=settings_file.load(), downloads=queue)

@@ -216,6 +216,7 @@ class EmptyState(QWidget):
 
     suggestion_chosen = Signal(str)
     import_requested = Signal()
+    browse_requested = Signal()
 
     SUGGESTIONS = (
         "Explain what a GGUF file is, in two sentences.",
@@ -257,11 +258,14 @@ class EmptyState(QWidget):
             row.addWidget(button)
             row.addStretch(1)
             layout.addLayout(row)
-        self.import_button = QPushButton("Import a .gguf model…")
-        self.import_button.setObjectName("Primary")
+        self.browse_button = QPushButton("Find a model…")
+        self.browse_button.setObjectName("Primary")
+        self.browse_button.clicked.connect(self.browse_requested.emit)
+        self.import_button = QPushButton("Import a .gguf file…")
         self.import_button.clicked.connect(self.import_requested.emit)
         row = QHBoxLayout()
         row.addStretch(1)
+        row.addWidget(self.browse_button)
         row.addWidget(self.import_button)
         row.addStretch(1)
         layout.addLayout(row)
@@ -272,6 +276,7 @@ class EmptyState(QWidget):
         for button in self.suggestions:
             button.setVisible(has_model)
         self.import_button.setVisible(not has_model)
+        self.browse_button.setVisible(not has_model)
         if has_model:
             self.title.setText("Start a private chat")
             self.text.setText(f"You are talking to {model_name}, running on this computer. "
@@ -279,7 +284,8 @@ class EmptyState(QWidget):
         else:
             self.title.setText("Add a model to begin")
             self.text.setText("Hearth runs open models in GGUF format on your own computer. "
-                              "Import a .gguf file you already have to start chatting.")
+                              "Download one (the list says which will run well here), or import "
+                              "a .gguf file you already have.")
 
 
 class MessageList(QScrollArea):

@@ -37,9 +37,11 @@ from desktop.core.store import Conversation, Message
 from desktop.core.units import human_bytes
 from desktop.ui.chat_view import COLUMN_WIDTH, Composer, EmptyState, MessageList, MessageWidget
 from desktop.ui.icons import icon, tool_button
+from desktop.ui.models_page import ModelsPage
 from desktop.ui.settings_panel import SettingsPanel
 from desktop.ui.sidebar import Sidebar
 from desktop.ui.theme import Theme
+from desktop.ui.widgets import Banner
 
 log = logging.getLogger(__name__)
 
@@ -56,33 +58,6 @@ class _Relay(QObject):
     """Carries progress from a worker thread to the window (queued across threads by Qt)."""
 
     progress = Signal(int, int)
-
-
-class Banner(QFrame):
-    """A one-line notice above the conversation; errors stay until closed."""
-
-    def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("Banner")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(12, 6, 6, 6)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.label, 1)
-        close = QToolButton()
-        close.setIcon(icon("close", theme.muted))
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.hide()
-
-    def show_text(self, text: str, level: str = "error") -> None:
-        self.setProperty("level", level)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.label.setText(text)
-        self.show()
 
 
 class MainWindow(QMainWindow):
@@ -121,7 +96,16 @@ class MainWindow(QMainWindow):
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
         row.addWidget(self.sidebar)
-        row.addWidget(self._build_chat_area(), 1)
+        self.pages = QStackedWidget()
+        self.chat_page = self._build_chat_area()
+        self.models_page = ModelsPage(services, theme, self.spawn)
+        self.models_page.back_requested.connect(self.show_chat)
+        self.models_page.use_requested.connect(self.use_model)
+        self.models_page.models_changed.connect(self.refresh_models)
+        self.models_page.message.connect(self.notify)
+        self.pages.addWidget(self.chat_page)
+        self.pages.addWidget(self.models_page)
+        row.addWidget(self.pages, 1)
         row.addWidget(self.settings_panel)
         self.setCentralWidget(central)
         self._build_status_bar()
@@ -139,6 +123,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.sidebar.search.setFocus)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         QShortcut(QKeySequence("Ctrl+,"), self, activated=self.toggle_settings)
+        QShortcut(QKeySequence("Ctrl+M"), self, activated=self.show_models)
 
         services.engine.on_state = self._on_engine_state
         self._on_engine_state(services.engine.state, "")
@@ -175,6 +160,9 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.model_combo)
         self.import_button = self._header_button("import", "Import a .gguf model from disk", self.import_model)
         bar.addWidget(self.import_button)
+        self.models_button = self._header_button("models", "Find, download and manage models (Ctrl+M)",
+                                                 self.show_models)
+        bar.addWidget(self.models_button)
         self.eject_button = self._header_button("eject", "Unload the model and free its memory",
                                                 lambda: self.spawn(self.services.engine.stop()))
         bar.addWidget(self.eject_button)
@@ -195,6 +183,7 @@ class MainWindow(QMainWindow):
         self.empty_state = EmptyState()
         self.empty_state.suggestion_chosen.connect(self.send)
         self.empty_state.import_requested.connect(self.import_model)
+        self.empty_state.browse_requested.connect(self.show_models)
         self.message_list = MessageList()
         self.message_list.earlier_requested.connect(self.show_earlier)
         self.stack.addWidget(self.empty_state)
@@ -250,15 +239,20 @@ class MainWindow(QMainWindow):
                 return
             exc = t.exception()
             if isinstance(exc, HearthError):
-                self.banner.show_text(str(exc))
+                self.notify(str(exc))
             elif exc is not None:
                 log.error("unexpected error", exc_info=exc)
-                self.banner.show_text(
+                self.notify(
                     f"Something went wrong inside Hearth ({type(exc).__name__}). Nothing you wrote "
                     f"is lost. The details are in {self.services.paths.logs / 'hearth.log'}.")
 
         task.add_done_callback(done)
         return task
+
+    def notify(self, text: str, level: str = "error") -> None:
+        """A sentence on the page the user is looking at."""
+        on_models = self.pages.currentWidget() is self.models_page
+        (self.models_page.banner if on_models else self.banner).show_text(text, level)
 
     # -- models ---------------------------------------------------------------------------------
     def refresh_models(self, select: str | None = None) -> None:
@@ -276,6 +270,22 @@ class MainWindow(QMainWindow):
         self.model_combo.blockSignals(False)
         self.model_combo.setEnabled(bool(models))
         self.empty_state.set_model(self.selected_model_name())
+
+    def show_models(self) -> None:
+        self.settings_panel.hide()
+        self.settings_button.setChecked(False)
+        self.pages.setCurrentWidget(self.models_page)
+        self.models_page.refresh_installed()
+
+    def show_chat(self) -> None:
+        self.pages.setCurrentWidget(self.chat_page)
+        self.composer.input.setFocus()
+
+    def use_model(self, model_id: str) -> None:
+        self.refresh_models(select=model_id)
+        self.show_chat()
+        if self.selected_model_id() == model_id:
+            self._model_chosen(self.model_combo.currentIndex())
 
     def selected_model_id(self) -> str:
         return str(self.model_combo.currentData() or "")
@@ -325,6 +335,7 @@ class MainWindow(QMainWindow):
             self._on_engine_state(self.services.engine.state, "")
         self.refresh_models(select=record.id)
         self._model_chosen(self.model_combo.currentIndex())
+        self.models_page.refresh_installed()
         self.banner.show_text(f"Added {record.name} ({record.quantization}, {human_bytes(record.size)}).",
                               level="info")
 
@@ -663,6 +674,8 @@ class MainWindow(QMainWindow):
         self.services.chat.stop()
         for task in list(self._tasks):
             task.cancel()
+        self.services.downloads.on_change = self.services.downloads.on_installed = None
+        self.services.downloads.halt()  # the partial files stay: the downloads resume next time
         self._drop_if_empty(self.current_id)
         self.services.engine.stop_now()
         super().closeEvent(event)

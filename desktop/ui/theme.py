@@ -26,16 +26,18 @@ class Theme:
     error: str
     error_bg: str
     selection: str
+    good: str
+    warn: str
 
 
 LIGHT = Theme(dark=False, window="#f7f7f8", sidebar="#efeef0", base="#ffffff", text="#1d1d1f",
               muted="#6e6e76", accent="#d4622a", accent_text="#ffffff", user_bubble="#fbe7da",
               border="#e1e0e5", code_bg="#f2f1f4", error="#b42318", error_bg="#fdecea",
-              selection="#e4e3e8")
+              selection="#e4e3e8", good="#2f7d32", warn="#a15c00")
 DARK = Theme(dark=True, window="#1d1c22", sidebar="#16151a", base="#26252c", text="#ececf1",
              muted="#9d9ca6", accent="#f08a4b", accent_text="#1d1c22", user_bubble="#3d2c24",
              border="#33323a", code_bg="#2c2b33", error="#ff8a80", error_bg="#3a2224",
-             selection="#2e2d35")
+             selection="#2e2d35", good="#7bd88f", warn="#f5b85c")
 
 
 def system_prefers_dark() -> bool:
@@ -106,6 +108,29 @@ def stylesheet(t: Theme) -> str:
     #SettingsPanel {{ background: {t.sidebar}; border-left: 1px solid {t.border}; }}
     #SettingsPanel QLabel#SectionTitle {{ font-weight: 600; font-size: 10.5pt; padding-top: 8px; }}
     #SettingsHint {{ color: {t.muted}; font-size: 8.5pt; }}
+    #PageTitle {{ font-size: 15pt; font-weight: 600; }}
+    #CardTitle {{ font-weight: 600; font-size: 10.5pt; }}
+    #Muted {{ color: {t.muted}; }}
+    #Card {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 10px; }}
+    #ModelCard {{ border-radius: 10px; }}
+    #ModelCard:hover {{ background: {t.selection}; }}
+    #ModelCard[selected="true"] {{ background: {t.selection}; border: 1px solid {t.border}; }}
+    #ModelList {{ background: transparent; border: none; outline: none; }}
+    #ModelList::item {{ border-radius: 10px; margin: 2px 0; }}
+    #ModelList::item:selected {{ background: {t.selection}; }}
+    QLabel#Fit {{ border-radius: 8px; padding: 1px 8px; font-size: 8.5pt; font-weight: 600; }}
+    QLabel#Fit[level="ok"] {{ color: {t.good}; border: 1px solid {t.good}; }}
+    QLabel#Fit[level="tight"] {{ color: {t.warn}; border: 1px solid {t.warn}; }}
+    QLabel#Fit[level="no"] {{ color: {t.error}; border: 1px solid {t.error}; }}
+    QLabel#Fit[level="unknown"] {{ color: {t.muted}; border: 1px solid {t.border}; }}
+    #ErrorText {{ color: {t.error}; }}
+    QTabWidget::pane {{ border: none; }}
+    QTabBar::tab {{ padding: 7px 16px; border: none; color: {t.muted}; }}
+    QTabBar::tab:selected {{ color: {t.text}; border-bottom: 2px solid {t.accent}; }}
+    QTableWidget {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 10px; gridline-color: transparent; }}
+    QHeaderView::section {{ background: {t.base}; color: {t.muted}; border: none; border-bottom: 1px solid {t.border}; padding: 6px; }}
+    QProgressBar {{ background: {t.selection}; border: none; border-radius: 4px; }}
+    QProgressBar::chunk {{ background: {t.accent}; border-radius: 4px; }}
     QStatusBar {{ background: {t.sidebar}; border-top: 1px solid {t.border}; color: {t.muted}; }}
     QStatusBar QLabel {{ color: {t.muted}; padding: 0 8px; }}
     QScrollBar:vertical {{ background: transparent; width: 10px; margin: 2px; }}

@@ -1,0 +1,169 @@
+"""The model manager in the real window, against the hub stand-in on 127.0.0.1: discover a model,
+see whether it will run here, download it with pause and resume, use it; search; other apps'
+models; delete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton
+
+from desktop.core import download_queue as dq
+from tests.gguf_forge import write_gguf
+from tests.hub_server import Hub
+
+REPO = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+
+
+@pytest.fixture
+def hub(model_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    server = Hub().start()
+    server.add(REPO, model_file.name, model_file, license="apache-2.0", downloads=5000, likes=120)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    yield server
+    server.stop()
+
+
+def card_titles(page):
+    return page.results.titles()
+
+
+def choose(qtbot, page, title):
+    card = page.results.cards[card_titles(page).index(title)]
+    page.results.ensureWidgetVisible(card)
+    qtbot.mouseClick(card, Qt.MouseButton.LeftButton)
+
+
+def variant_row(page, quant):
+    for row in range(page.variants.rowCount()):
+        if page.variants.item(row, 0).text().startswith(quant):
+            return row
+    raise AssertionError(f"{quant} not listed")
+
+
+def test_find_check_download_pause_resume_and_use_a_model(qtbot, hub, services, make_window, shots_dir, model_file):
+    window = make_window()
+    assert window.empty_state.browse_button.isVisible()  # no model yet: the way to one is offered
+    qtbot.mouseClick(window.empty_state.browse_button, Qt.MouseButton.LeftButton)
+    page = window.models_page
+    assert window.pages.currentWidget() is page
+    titles = card_titles(page)
+    assert len(titles) >= 12 and "SmolLM2 135M Instruct" in titles
+
+    choose(qtbot, page, "SmolLM2 135M Instruct")
+    qtbot.waitUntil(lambda: page.variants.rowCount() == 1, timeout=10_000)
+    row = variant_row(page, "Q4_1")
+    assert page.variants.item(row, 0).text() == "Q4_1 ★"
+    assert "★ Recommended here: Q4_1" in page.detail_meta.text()
+    assert page.variants.item(row, 1).text() == "98.4 MB"
+    chip = page.variants.cellWidget(row, 3).findChild(QLabel, "Fit")
+    assert chip.text() == "fits in RAM" and "weights 98.4 MB" in chip.toolTip()
+    window.grab().save(str(shots_dir / "models-discover.png"))
+
+    hub.faults.throttle = 0.004  # slow enough to pause halfway
+    button = page.variants.cellWidget(row, 4).findChild(QPushButton)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    [job] = services.downloads.jobs.values()
+    page.tabs.setCurrentIndex(2)
+    assert page.tabs.tabText(2) == "Downloads (1)"
+    download_row = page._rows[job.id]
+    qtbot.waitUntil(lambda: job.done > 30_000_000, timeout=30_000)
+    assert " of 98.4 MB · " in download_row.status.text() and "left" in download_row.status.text()
+    window.grab().save(str(shots_dir / "models-downloading.png"))
+    qtbot.mouseClick(download_row.pause, Qt.MouseButton.LeftButton)
+    assert job.state == dq.PAUSED and download_row.status.text().startswith("Paused · ")
+    part = services.paths.models / "HuggingFaceTB" / "SmolLM2-135M-Instruct-GGUF" / (model_file.name + ".part")
+    qtbot.wait(500)  # the transfer has let go of the file
+    kept = part.stat().st_size
+    assert kept > 30_000_000
+
+    hub.faults.throttle = 0
+    qtbot.mouseClick(download_row.resume, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: job.state == dq.DONE, timeout=60_000)
+    ranges = [r for method, path, r in hub.requests if method == "GET" and path.endswith(model_file.name) and r]
+    assert ranges[-1] == f"bytes={kept}-"  # what was on disk is not asked for again
+    assert download_row.status.text() == "Installed · 98.4 MB"
+    assert "Downloaded SmolLM2-135M-Instruct-GGUF · Q4_1" in page.banner.label.text()
+    assert page.installed.rowCount() == 1 and page.installed.item(0, 6).text() == REPO
+    assert window.model_combo.findData(job.model_id) >= 0
+    assert page.variants.cellWidget(row, 4).findChild(QPushButton).text() == "Installed"
+
+    qtbot.mouseClick(download_row.use, Qt.MouseButton.LeftButton)
+    assert window.pages.currentWidget() is window.chat_page
+    assert window.selected_model_id() == job.model_id
+
+
+def test_search_lists_the_hub_and_a_gated_download_says_what_to_do(qtbot, hub, services, make_window, model_file):
+    hub.add("meta-llama/Llama-Gated-GGUF", "llama-gated-Q4_K_M.gguf", model_file, gated="manual", downloads=9)
+    window = make_window()
+    window.show_models()
+    page = window.models_page
+    qtbot.keyClicks(page.search, "gguf")
+    qtbot.keyClick(page.search, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(page.results.cards) == 2, timeout=10_000)
+    assert card_titles(page) == [REPO, "meta-llama/Llama-Gated-GGUF"]  # most downloaded first
+    assert "gated" in page.results.cards[1].subtitle.text()
+
+    choose(qtbot, page, "meta-llama/Llama-Gated-GGUF")
+    qtbot.waitUntil(lambda: "architecture: llama" in page.detail_meta.text(), timeout=10_000)
+    assert "gated: accept its licence on the hub and add your hub token" in page.detail_meta.text()
+    hub.faults.status = 401
+    qtbot.mouseClick(page.variants.cellWidget(0, 4).findChild(QPushButton), Qt.MouseButton.LeftButton)
+    [job] = services.downloads.jobs.values()
+    qtbot.waitUntil(lambda: job.state == dq.FAILED, timeout=20_000)
+    status = page._rows[job.id].status.text()
+    assert "gated or private" in status and "hub token" in status
+    assert services.library.models() == []
+
+
+def test_a_model_llama_cpp_cannot_run_cannot_be_downloaded(qtbot, hub, services, make_window, tmp_path):
+    odd = write_gguf(tmp_path / "odd-F32.gguf", {"general.architecture": "hearthnet", "hearthnet.block_count": 2},
+                     [("token_embd.weight", [64, 64], 0)])
+    hub.add("someone/Odd-GGUF", odd.name, odd)
+    window = make_window()
+    window.show_models()
+    page = window.models_page
+    page.open_repo("someone/Odd-GGUF")
+    qtbot.waitUntil(lambda: "does not know" in page.detail_meta.text(), timeout=10_000)
+    assert not page.variants.cellWidget(0, 4).findChild(QPushButton).isEnabled()
+
+
+def test_models_other_apps_keep_are_linked_and_deleting_frees_the_disk(qtbot, hub, services, make_window,
+                                                                       tmp_path, monkeypatch, model_file):
+    home = tmp_path / "user"
+    found = home / ".lmstudio" / "models" / "someone" / "Tiny-GGUF" / "tiny-F32.gguf"
+    found.parent.mkdir(parents=True)
+    write_gguf(found, {"general.architecture": "llama", "general.name": "Tiny"}, [("token_embd.weight", [64, 64], 0)])
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    window = make_window()
+    window.show_models()
+    page = window.models_page
+    page.tabs.setCurrentIndex(1)
+    qtbot.mouseClick(page.scan_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.found.count() == 1 and page.found.itemWidget(page.found.item(0)) is not None, timeout=10_000)
+    link = page.found.itemWidget(page.found.item(0)).findChild(QPushButton)
+    qtbot.mouseClick(link, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.installed.rowCount() == 1, timeout=10_000)
+    assert page.installed.item(0, 6).text().startswith("linked: ") and found.exists()
+
+    copied = services.library.import_file(model_file)  # an imported copy: Hearth owns this file
+    page.refresh_installed()
+    row = next(r for r in range(page.installed.rowCount()) if page.installed.item(r, 1).text() == "Q4_1")
+    page.installed.selectRow(row)
+    assert "fits in RAM" in page.installed_fit.text()
+    qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
+    box = page.findChild(QMessageBox, "ConfirmDeleteModel")
+    assert "frees 98.4 MB" in box.informativeText()
+    delete = next(b for b in box.buttons() if b.text() == "Delete")
+    qtbot.mouseClick(delete, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.installed.rowCount() == 1, timeout=10_000)
+    assert not __import__("pathlib").Path(copied.path).exists()
+    assert "98.4 MB freed" in page.banner.label.text()
+    assert json.dumps([m.id for m in services.library.models()]) == json.dumps(["tiny-f32"])
