@@ -36,8 +36,10 @@ def _build_parser() -> argparse.ArgumentParser:
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     mlist = msub.add_parser("list", help="installed models")
     mlist.add_argument("--json", action="store_true", help="machine-readable output")
-    minfo = msub.add_parser("info", help="everything known about one model")
-    minfo.add_argument("id")
+    minfo = msub.add_parser("info", help="an installed model, or a hub repository's files and whether they run here")
+    minfo.add_argument("id", help="an installed model's id, or a hub repository (publisher/name)")
+    minfo.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
+    minfo.add_argument("--context", type=int, default=4096, help="context length for the memory estimate")
     minfo.add_argument("--json", action="store_true", help="machine-readable output")
     msearch = msub.add_parser("search", help="find GGUF models on the Hugging Face hub")
     msearch.add_argument("query")
@@ -168,6 +170,8 @@ def _models(services, args: argparse.Namespace) -> int:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         return 0
     if args.models_command == "info":
+        if "/" in args.id and not any(m.id == args.id for m in library.models()):
+            return _hub_info(args)
         record = library.get(args.id)
         if args.json:
             print(json.dumps(asdict(record), indent=2))
@@ -209,10 +213,50 @@ def _models(services, args: argparse.Namespace) -> int:
 
 
 def _hub_token() -> str | None:
-    """The token huggingface_hub already keeps (HF_TOKEN or its login), if any."""
-    from huggingface_hub import get_token
+    from desktop.core import secrets
 
-    return get_token()
+    return secrets.hub_token()
+
+
+def _hub_info(args: argparse.Namespace) -> int:
+    """A hub repository's quantizations, sizes and whether each runs here."""
+    from desktop.core import fit, hub, runtime
+    from desktop.core.units import human_bytes
+
+    endpoint, token = hub.endpoint(args.endpoint), _hub_token()
+    files = asyncio.run(hub.repo_files(args.id, endpoint_url=endpoint, token=token))
+    head = None
+    if files.variants:
+        try:
+            head = asyncio.run(hub.read_head(endpoint, files.repo, files.revision, files.variants[0].files[0].name,
+                                             token=token))
+        except Exception:  # noqa: BLE001 - the estimate then leaves the context out
+            head = None
+    kv = head.kv_cache_bytes(args.context) if head is not None and head.layers else None
+    machine = fit.Machine.here()
+    fits = {v.quantization: (v.size, fit.assess(v.size, kv, machine)) for v in files.variants}
+    best = fit.recommend(fits)
+    rows = [{"quantization": v.quantization, "files": [f.name for f in v.files], "size": v.size,
+             "needs": fits[v.quantization][1].memory.total, "fit": fits[v.quantization][1].label,
+             "recommended": v.quantization == best} for v in files.variants]
+    architecture = head.architecture if head is not None else ""
+    if args.json:
+        print(json.dumps({"repo": files.repo, "revision": files.revision, "license": files.license,
+                          "gated": files.gated, "architecture": architecture, "context": args.context,
+                          "variants": rows}, indent=2))
+        return 0
+    print(f"{files.repo}  ·  licence {files.license or 'not stated'}"
+          f"{'  ·  architecture ' + architecture if architecture else ''}{'  ·  gated' if files.gated else ''}")
+    if architecture and runtime.knows_architecture(architecture) is False:
+        print(runtime.unknown_architecture_reason(architecture, files.repo))
+    context = f"a context of {args.context:,} tokens" if kv is not None else "no context (its size is unknown)"
+    print(f"Memory needed with {context}; this computer: {human_bytes(machine.ram_free)} of "
+          f"{human_bytes(machine.ram_total)} RAM free.")
+    for r in rows:
+        star = "  ★ recommended" if r["recommended"] else ""
+        print(f"  {r['quantization']:<10} {human_bytes(r['size']):>9}   needs {human_bytes(r['needs']):>9}   "
+              f"{r['fit']}{star}")
+    return 0
 
 
 def _download_printer():

@@ -90,3 +90,25 @@ def test_ctrl_c_during_a_pull_says_how_to_continue(server, home):
     assert app.returncode == 130
     assert "Stopped. Run the same command again to continue." in err
     assert "Traceback" not in err
+
+
+def test_info_on_a_hub_repository_says_what_each_file_needs_here(server):
+    out = hearth("models", "info", REPO, "--context", "2048")
+    assert out.returncode == 0, out.stderr
+    assert "licence apache-2.0  ·  architecture llama" in out.stdout
+    assert "Memory needed with a context of 2,048 tokens" in out.stdout
+    assert "Q4_1" in out.stdout and "98.4 MB" in out.stdout and "fits in RAM  ★ recommended" in out.stdout
+    data = json.loads(hearth("models", "info", REPO, "--json").stdout)
+    assert data["variants"][0]["recommended"] is True and data["architecture"] == "llama"
+
+
+def test_a_pull_of_a_model_llama_cpp_cannot_run_stops_before_downloading(server, home, tmp_path):
+    from tests.gguf_forge import write_gguf
+
+    odd = write_gguf(tmp_path / "odd-F32.gguf", {"general.architecture": "hearthnet", "hearthnet.block_count": 2},
+                     [("token_embd.weight", [1024, 1024], 0)])
+    server.add("someone/Odd-GGUF", odd.name, odd)
+    out = hearth("models", "pull", "someone/Odd-GGUF")
+    assert out.returncode == 1
+    assert "is a hearthnet model, which the llama.cpp inside Hearth" in out.stderr
+    assert server.bytes_served < odd.stat().st_size and not (home / "models" / "someone").exists()
