@@ -178,22 +178,26 @@ async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, stat
                 out.truncate()
                 # Chunks as they are received (no re-chunking copies). A stall ends in httpx's
                 # ReadTimeout: the client's read timeout is the stall timeout.
-                async for chunk in response.aiter_raw():
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        if exc.errno == 28:  # ENOSPC
-                            raise DownloadError(f"The disk filled up while downloading “{name}”. What "
-                                                f"arrived ({human_bytes(state.have)}) is kept: free some "
-                                                "space and resume.") from exc
-                        raise
-                    state.digest.update(chunk)
-                    state.have += len(chunk)
-                    window_bytes += len(chunk)
-                    now = time.monotonic()
-                    if on_progress and (now - last_report >= PROGRESS_EVERY_S or state.have >= remote.size):
-                        on_progress(Progress(state.have, remote.size, window_bytes / max(now - started, 1e-6)))
-                        last_report = now
+                chunks = response.aiter_raw()
+                try:
+                    async for chunk in chunks:
+                        try:
+                            out.write(chunk)
+                        except OSError as exc:
+                            if exc.errno == 28:  # ENOSPC
+                                raise DownloadError(f"The disk filled up while downloading “{name}”. What "
+                                                    f"arrived ({human_bytes(state.have)}) is kept: free some "
+                                                    "space and resume.") from exc
+                            raise
+                        state.digest.update(chunk)
+                        state.have += len(chunk)
+                        window_bytes += len(chunk)
+                        now = time.monotonic()
+                        if on_progress and (now - last_report >= PROGRESS_EVERY_S or state.have >= remote.size):
+                            on_progress(Progress(state.have, remote.size, window_bytes / max(now - started, 1e-6)))
+                            last_report = now
+                finally:
+                    await chunks.aclose()  # at once, also when paused (cancelled)
                 out.flush()
                 os.fsync(out.fileno())
     except httpx.ReadTimeout:

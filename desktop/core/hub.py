@@ -167,10 +167,14 @@ async def read_head(endpoint_url: str, repo: str, revision: str, filename: str, 
                 async with client.stream("GET", url, headers=dict(headers, Range=f"bytes=0-{size - 1}")) as resp:
                     if resp.status_code >= 400:
                         raise HubError(f"The hub answered {resp.status_code} for “{filename}”.")
-                    async for chunk in resp.aiter_raw():
-                        data += chunk
-                        if len(data) >= size:
-                            break  # a server that ignores Range: stop reading
+                    chunks = resp.aiter_raw()
+                    try:
+                        async for chunk in chunks:
+                            data += chunk
+                            if len(data) >= size:
+                                break  # a server that ignores Range: stop reading
+                    finally:
+                        await chunks.aclose()  # closed here, not later by the garbage collector
             except Exception as exc:  # noqa: BLE001 - transport failures become a sentence
                 if isinstance(exc, HubError):
                     raise
