@@ -55,7 +55,6 @@ def fit_chip(result: fit.Fit | None, text: str | None = None) -> QLabel:
     chip.setObjectName("Fit")
     chip.setProperty("level", LEVELS.get(result.label, "unknown") if result else "unknown")
     chip.setToolTip(result.explain() if result else "")
-    chip.setSizePolicy(chip.sizePolicy().horizontalPolicy(), chip.sizePolicy().verticalPolicy())
     return chip
 
 
