@@ -242,8 +242,13 @@ class EmptyState(QWidget):
         self.text.setObjectName("EmptyText")
         self.text.setWordWrap(True)
         self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.text.setMinimumWidth(420)  # wide enough that the text wraps to two or three full lines
         self.text.setMaximumWidth(560)
-        layout.addWidget(self.text, 0, Qt.AlignmentFlag.AlignHCenter)
+        text_row = QHBoxLayout()  # centred by stretches: an aligned item would not get its wrapped height
+        text_row.addStretch(1)
+        text_row.addWidget(self.text)
+        text_row.addStretch(1)
+        layout.addLayout(text_row)
         layout.addSpacing(12)
         self.suggestions: list[QPushButton] = []
         for prompt in self.SUGGESTIONS:

@@ -289,6 +289,7 @@ class ModelsPage(QWidget):
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
+        self.tabs.tabBar().setDrawBase(False)
         self.tabs.addTab(self._build_discover(), "Discover")
         self.tabs.addTab(self._build_installed(), "Installed")
         self.tabs.addTab(self._build_downloads(), "Downloads")
@@ -399,6 +400,8 @@ class ModelsPage(QWidget):
         head = self.installed.horizontalHeader()
         head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.installed.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.installed.setWordWrap(False)
         self.installed.itemSelectionChanged.connect(self._installed_selection)
         self.installed.doubleClicked.connect(lambda _: self._use_selected())
         layout.addWidget(self.installed, 2)
@@ -652,11 +655,12 @@ class ModelsPage(QWidget):
     def refresh_installed(self) -> None:
         models = self.services.library.models()
         total = sum(m.size for m in models)
-        self.installed_title.setText(f"{len(models)} models · {human_bytes(total)} on disk" if models else
+        count = f"{len(models)} model{'s' if len(models) != 1 else ''}"
+        self.installed_title.setText(f"{count} · {human_bytes(total)} on disk" if models else
                                      "No models yet: download one under Discover, or import a .gguf file.")
         self.installed.setRowCount(len(models))
         for row, m in enumerate(models):
-            origin = {"downloaded": m.repo or "the hub", "linked": "linked: " + str(Path(m.path).parent),
+            origin = {"downloaded": m.repo or "the hub", "linked": "linked (left where it is)",
                       "imported": "imported"}.get(m.origin, m.origin)
             used = time.strftime("%d %b %Y", time.localtime(m.last_used_at)) if m.last_used_at else "never"
             cells = [m.name, m.quantization, human_bytes(m.size), m.architecture,

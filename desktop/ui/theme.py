@@ -128,6 +128,7 @@ def stylesheet(t: Theme) -> str:
     QTabBar::tab {{ padding: 7px 16px; border: none; color: {t.muted}; }}
     QTabBar::tab:selected {{ color: {t.text}; border-bottom: 2px solid {t.accent}; }}
     QTableWidget {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 10px; gridline-color: transparent; }}
+    QTableWidget::item:selected {{ background: {t.selection}; color: {t.text}; }}
     QHeaderView::section {{ background: {t.base}; color: {t.muted}; border: none; border-bottom: 1px solid {t.border}; padding: 6px; }}
     QProgressBar {{ background: {t.selection}; border: none; border-radius: 4px; }}
     QProgressBar::chunk {{ background: {t.accent}; border-radius: 4px; }}

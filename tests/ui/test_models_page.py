@@ -151,7 +151,8 @@ def test_models_other_apps_keep_are_linked_and_deleting_frees_the_disk(qtbot, hu
     link = page.found.itemWidget(page.found.item(0)).findChild(QPushButton)
     qtbot.mouseClick(link, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.installed.rowCount() == 1, timeout=10_000)
-    assert page.installed.item(0, 6).text().startswith("linked: ") and found.exists()
+    source = page.installed.item(0, 6)
+    assert source.text() == "linked (left where it is)" and source.toolTip() == str(found) and found.exists()
 
     copied = services.library.import_file(model_file)  # an imported copy: Hearth owns this file
     page.refresh_installed()
