@@ -234,8 +234,7 @@ def _hub_info(args: argparse.Namespace) -> int:
             head = None
     kv = head.kv_cache_bytes(args.context) if head is not None and head.layers else None
     machine = fit.Machine.here()
-    fits = {v.quantization: (v.size, fit.assess(v.size, kv, machine)) for v in files.variants}
-    best = fit.recommend(fits)
+    fits, best = fit.assess_variants(files.variants, kv, machine)
     rows = [{"quantization": v.quantization, "files": [f.name for f in v.files], "size": v.size,
              "needs": fits[v.quantization][1].memory.total, "fit": fits[v.quantization][1].label,
              "recommended": v.quantization == best} for v in files.variants]

@@ -80,3 +80,9 @@ def recommend(fits: dict[str, tuple[int, Fit]]) -> str | None:
     if usual:
         return max(usual, key=usual.__getitem__)
     return min(running, key=running.__getitem__)
+
+
+def assess_variants(variants, kv_cache: int | None, machine: Machine) -> tuple[dict[str, tuple[int, Fit]], str | None]:
+    """Each variant's fit, {quantization: (size, fit)}, and the quantization to recommend."""
+    fits = {v.quantization: (v.size, assess(v.size, kv_cache, machine)) for v in variants}
+    return fits, recommend(fits)
