@@ -167,25 +167,15 @@ class DownloadQueue:
             del self.jobs[job_id]
             self._changed(replace(job, state="forgotten"))
 
-    @property
-    def active(self) -> list[Job]:
-        return [j for j in self.jobs.values() if j.state == RUNNING]
-
-    async def wait(self, job_id: int) -> Job:
-        while (task := self._tasks.get(job_id)) is not None:
-            await asyncio.gather(task, return_exceptions=True)
-        return self.jobs[job_id]
-
     def halt(self) -> None:
         """Stop every transfer now, without waiting (the app is closing); the jobs stay resumable."""
         for task in self._tasks.values():
             task.cancel()
 
     async def close(self) -> None:
-        """Stop transfers for good (the app is closing); the jobs stay resumable."""
+        """halt(), then wait until every transfer has let go of its files."""
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
+        self.halt()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 

@@ -161,9 +161,11 @@ class DownloadRow(QFrame):
         self.resume = tool_button("play", "Resume", lambda: page.queue.resume(job.id), theme.text)
         self.cancel = tool_button("close", "Cancel and delete what arrived", lambda: page.cancel_download(job.id),
                                   theme.text)
+        self.forget = tool_button("close", "Remove from the list (the model stays installed)",
+                                  lambda: page.queue.forget(job.id), theme.text)
         self.use = QPushButton("Use")
         self.use.clicked.connect(lambda: page.use_requested.emit(page.queue.jobs[job.id].model_id))
-        for w in (self.use, self.pause, self.resume, self.cancel):
+        for w in (self.use, self.pause, self.resume, self.cancel, self.forget):
             top.addWidget(w)
         layout.addLayout(top)
         self.bar = QProgressBar()
@@ -199,6 +201,7 @@ class DownloadRow(QFrame):
         self.pause.setVisible(job.state in (dq.RUNNING, dq.QUEUED))
         self.resume.setVisible(job.state in (dq.PAUSED, dq.FAILED))
         self.cancel.setVisible(job.state != dq.DONE)
+        self.forget.setVisible(job.state == dq.DONE)
         self.use.setVisible(job.state == dq.DONE)
 
 
@@ -258,6 +261,7 @@ class ModelsPage(QWidget):
         self.head_kv: int | None = None  # context memory per token of the open repo, when known
         self.head_arch = ""
         self._search_serial = 0
+        self._repo_serial = 0
         self._rows: dict[int, DownloadRow] = {}
         self._found: list = []
         self.catalog_error = ""
@@ -501,22 +505,24 @@ class ModelsPage(QWidget):
             self.open_repo(data.id)
 
     def open_repo(self, repo: str, entry: catalog.Entry | None = None) -> None:
-        self.entry, self.repo, self.head_kv = entry, None, None
+        self.entry, self.repo, self.head_kv, self.head_arch = entry, None, None, ""
+        self._repo_serial += 1
         self.detail_title.setText(entry.name if entry else repo.split("/")[-1])
         self.detail_meta.setText(f"{repo} · reading its files from the hub…")
         self.variants.setRowCount(0)
-        self.spawn(self._load_repo(repo, entry))
+        self.spawn(self._load_repo(repo, entry, self._repo_serial))
 
-    async def _load_repo(self, repo: str, entry: catalog.Entry | None) -> None:
+    async def _load_repo(self, repo: str, entry: catalog.Entry | None, serial: int) -> None:
         from desktop.core import hub
 
         endpoint, token = hub.endpoint(), secrets.hub_token()
         try:
             files = await hub.repo_files(repo, endpoint_url=endpoint, token=token)
         except HearthError as exc:
-            self.detail_meta.setText(str(exc))
+            if serial == self._repo_serial:
+                self.detail_meta.setText(str(exc))
             return
-        if self.detail_title.text() not in (entry.name if entry else "", repo.split("/")[-1]):
+        if serial != self._repo_serial:
             return  # another model was chosen meanwhile
         self.repo = files
         self._show_repo()
@@ -526,19 +532,18 @@ class ModelsPage(QWidget):
                                            token=token)
             except HearthError:
                 return
-            if self.repo is files and head is not None:
+            if serial == self._repo_serial and head is not None:
                 self.head_arch = head.architecture
-                per_token = head.kv_cache_bytes(1)
-                self.head_kv = per_token or None
-                self._show_repo(architecture=head.architecture)
+                self.head_kv = head.kv_cache_bytes(1) or None
+                self._show_repo()
 
     def kv_for_open_repo(self) -> int | None:
         if self.entry is not None:
             return self.entry.kv_cache_bytes(self.n_ctx)
         return self.head_kv * self.n_ctx if self.head_kv else None
 
-    def _show_repo(self, architecture: str = "") -> None:
-        files = self.repo
+    def _show_repo(self) -> None:
+        files, architecture = self.repo, self.head_arch
         if files is None:
             return
         known = runtime.knows_architecture(architecture) if architecture else None
@@ -553,8 +558,7 @@ class ModelsPage(QWidget):
         if not files.variants:
             text += "\nThis repository has no GGUF files; Hearth runs models in GGUF format."
         kv = self.kv_for_open_repo()
-        fits = {v.quantization: (v.size, fit.assess(v.size, kv, self.machine)) for v in files.variants}
-        best = fit.recommend(fits)
+        fits, best = fit.assess_variants(files.variants, kv, self.machine)
         if best and known is not False:
             text += f"\n★ Recommended here: {best}, the best quality that runs well on this computer."
         elif files.variants and known is not False:
@@ -608,13 +612,13 @@ class ModelsPage(QWidget):
         except HearthError as exc:
             self.message.emit(str(exc), "error")
             return
-        self._show_repo(self.head_arch)
+        self._show_repo()
         self.tabs.setTabText(2, self._downloads_tab_text())
 
     def _relabel(self) -> None:
         if not self.search.text().strip():
             self.show_catalog()
-        self._show_repo(self.head_arch)
+        self._show_repo()
         self._installed_selection()
 
     # -- downloads --------------------------------------------------------------------------
@@ -639,7 +643,7 @@ class ModelsPage(QWidget):
 
     def _job_installed(self, job: dq.Job) -> None:
         self.refresh_installed()
-        self._show_repo(self.head_arch)
+        self._show_repo()
         self.models_changed.emit()
         self.message.emit(f"Downloaded {job.title}, checked and ready to use.", "info")
 
@@ -648,7 +652,7 @@ class ModelsPage(QWidget):
             freed = await self.queue.cancel(job_id)
             if freed:
                 self.message.emit(f"Download cancelled; {human_bytes(freed)} deleted.", "info")
-            self._show_repo(self.head_arch)
+            self._show_repo()
         self.spawn(cancel())
 
     # -- installed ---------------------------------------------------------------------------

@@ -92,9 +92,16 @@ def test_find_check_download_pause_resume_and_use_a_model(qtbot, hub, services, 
     assert window.model_combo.findData(job.model_id) >= 0
     assert page.variants.cellWidget(row, 4).findChild(QPushButton).text() == "Installed"
 
+    assert download_row.forget.isVisible() and not download_row.cancel.isVisible()
     qtbot.mouseClick(download_row.use, Qt.MouseButton.LeftButton)
     assert window.pages.currentWidget() is window.chat_page
     assert window.selected_model_id() == job.model_id
+
+    window.show_models()  # a finished row can be taken off the list; the model stays
+    qtbot.mouseClick(download_row.forget, Qt.MouseButton.LeftButton)
+    assert job.id not in page._rows and page.no_downloads.isVisible()
+    assert json.loads((services.paths.data / "downloads.json").read_text()) == []
+    assert services.library.find_downloaded(REPO, model_file.name) is not None
 
 
 def test_search_lists_the_hub_and_a_gated_download_says_what_to_do(qtbot, hub, services, make_window, model_file):
@@ -130,6 +137,10 @@ def test_a_model_llama_cpp_cannot_run_cannot_be_downloaded(qtbot, hub, services,
     page.open_repo("someone/Odd-GGUF")
     qtbot.waitUntil(lambda: "does not know" in page.detail_meta.text(), timeout=10_000)
     assert not page.variants.cellWidget(0, 4).findChild(QPushButton).isEnabled()
+    choose(qtbot, page, "SmolLM2 135M Instruct")  # the next model does not inherit this one's architecture
+    qtbot.waitUntil(lambda: "★ Recommended here" in page.detail_meta.text(), timeout=10_000)
+    assert "hearthnet" not in page.detail_meta.text()
+    assert page.variants.cellWidget(0, 4).findChild(QPushButton).isEnabled()
 
 
 def test_models_other_apps_keep_are_linked_and_deleting_frees_the_disk(qtbot, hub, services, make_window,
