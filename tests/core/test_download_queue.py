@@ -42,6 +42,17 @@ def files_of(server, repo):
     return asyncio.run(hub.repo_files(repo, endpoint_url=server.url))
 
 
+def run_job(services, server, files, state):
+    """Start one download and return its job once it reaches `state`."""
+    async def scenario():
+        queue = make_queue(services, server)
+        job = queue.add(files, files.variants[0])
+        await until(lambda: job.state == state)
+        return job
+
+    return asyncio.run(scenario())
+
+
 async def until(predicate, timeout=30.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
@@ -148,15 +159,7 @@ def test_cancel_deletes_what_arrived(services, server):
 def test_a_model_llama_cpp_does_not_know_is_refused_before_it_downloads(services, server, tmp_path):
     odd = small_model(tmp_path / "odd-F32.gguf", arch="hearthnet", name="Odd")
     server.add("test/Odd-GGUF", odd.name, odd)
-    files = files_of(server, "test/Odd-GGUF")
-
-    async def scenario():
-        queue = make_queue(services, server)
-        job = queue.add(files, files.variants[0])
-        await until(lambda: job.state == FAILED)
-        return job
-
-    job = asyncio.run(scenario())
+    job = run_job(services, server, files_of(server, "test/Odd-GGUF"), FAILED)
     assert "hearthnet" in job.error and "does not know" in job.error
     assert server.bytes_served <= hub.HEAD_BYTES[0]  # only the header was read
     assert not (services.paths.models / "test" / "Odd-GGUF").exists()
@@ -170,14 +173,7 @@ def test_a_failed_download_says_why_and_installs_nothing(services, server, fault
     files = files_of(server, "test/Tiny0-GGUF")
     for key, value in fault.items():
         setattr(server.faults, key, value)
-
-    async def scenario():
-        queue = make_queue(services, server)
-        job = queue.add(files, files.variants[0])
-        await until(lambda: job.state == FAILED)
-        return job
-
-    job = asyncio.run(scenario())
+    job = run_job(services, server, files, FAILED)
     assert words in job.error
     assert services.library.models() == []
     assert not list((services.paths.models).rglob("*.gguf"))
