@@ -11,11 +11,14 @@ for `stall_timeout` seconds is reopened; permanent failures raise a DownloadErro
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
 import os
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -120,8 +123,8 @@ async def download(remote: RemoteFile, dest: Path, *, token: str | None = None,
         state = _State(0, hashlib.sha256())
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        await _transfer(remote, part, state, headers, dest.name, on_progress, stall_timeout,
-                        max_attempts, backoff_s, local_only)
+        await _in_thread(_Transfer(remote, part, state, headers, dest.name, on_progress, stall_timeout,
+                                   max_attempts, backoff_s, local_only))
     except DownloadError:
         if not part.exists():
             sidecar.unlink(missing_ok=True)  # nothing arrived: leave nothing behind
@@ -137,54 +140,122 @@ async def download(remote: RemoteFile, dest: Path, *, token: str | None = None,
     return dest
 
 
-async def _transfer(remote: RemoteFile, part: Path, state: _State, headers: dict[str, str], name: str,
-                    on_progress, stall_timeout: float, max_attempts: int, backoff_s: float,
-                    local_only: bool) -> None:
-    """Fetch until the whole file is on disk, retrying what is worth retrying."""
-    attempt = 0
-    async with net.async_client(local_only=local_only,
-                                timeout=httpx.Timeout(stall_timeout, connect=15.0)) as client:
-        while state.have < remote.size:
-            before = state.have
-            try:
-                await _fetch(client, remote, part, state, headers, name, on_progress, stall_timeout)
-            except _Retry as why:
-                attempt = 0 if state.have > before else attempt + 1  # progress resets the count
-                if attempt >= max_attempts:
-                    raise DownloadError(f"The download of “{name}” kept failing ({why}). What arrived "
-                                        f"({human_bytes(state.have)}) is kept; resume it later.") from None
-                delay = min(30.0, backoff_s * 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.5)
-                log.info("download %s: %s; retry %d in %.1f s", name, why, attempt, delay)
-                await asyncio.sleep(delay)
+async def _in_thread(transfer: "_Transfer") -> None:
+    """Run the transfer in its own thread: receiving, writing and hashing stay off the event loop
+    (which is the window's thread). Cancelling the caller stops the transfer at once, mid-read
+    too, and returns only when the thread has let go of the file."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future = loop.create_future()
 
+    def settle(error: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(error) if error else done.set_result(None)
 
-async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, state: _State,
-                 headers: dict[str, str], name: str, on_progress, stall_timeout: float) -> None:
-    """One ranged GET from what is on disk onwards, updating `state` as bytes are written."""
-    wanted = dict(headers, Range=f"bytes={state.have}-") if state.have else dict(headers)
+    def run() -> None:
+        try:
+            transfer.run(loop)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error: BaseException | None = exc
+        else:
+            error = None
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is gone: nobody is waiting
+            pass
+
+    threading.Thread(target=run, name=f"download {transfer.name}", daemon=True).start()
     try:
-        async with client.stream("GET", remote.url, headers=wanted) as response:
-            if response.status_code in (401, 403, 404):
-                raise _permanent(response.status_code, name)
-            if response.status_code == 416 or response.status_code >= 500 or response.status_code == 429:
-                raise _Retry(f"HTTP {response.status_code}")
-            if response.status_code == 200 and state.have:
-                state.have, state.digest = 0, hashlib.sha256()  # the range was ignored: from the start
-            elif response.status_code not in (200, 206):
-                raise _permanent(response.status_code, name)
-            started, window_bytes, last_report = time.monotonic(), 0, 0.0
-            with open(part, "r+b" if state.have and part.exists() else "wb") as out:
-                out.seek(state.have)
-                out.truncate()
-                # Chunks as they are received (no re-chunking copies). A stall ends in httpx's
-                # ReadTimeout: the client's read timeout is the stall timeout.
-                chunks = response.aiter_raw()
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        transfer.stop()
+        await asyncio.wait([done])
+        if not done.cancelled():
+            done.exception()  # retrieved: a stopped transfer's own error is not news
+        raise
+
+
+class _Transfer:
+    """Fetches until the whole file is on disk, retrying what is worth retrying. Runs in a thread."""
+
+    def __init__(self, remote: RemoteFile, part: Path, state: _State, headers: dict[str, str], name: str,
+                 on_progress, stall_timeout: float, max_attempts: int, backoff_s: float, local_only: bool):
+        self.remote, self.part, self.state, self.headers, self.name = remote, part, state, headers, name
+        self.on_progress, self.stall_timeout = on_progress, stall_timeout
+        self.max_attempts, self.backoff_s, self.local_only = max_attempts, backoff_s, local_only
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+
+    def stop(self) -> None:
+        """From any thread: end the transfer; a read in progress returns at once."""
+        with self._lock:
+            self._stopped.set()
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            try:  # the plain socket's shutdown, also under TLS: wakes a blocked read in the other thread
+                socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _watch(self, response: httpx.Response | None) -> None:
+        stream = response.extensions.get("network_stream") if response is not None else None
+        with self._lock:
+            self._socket = stream.get_extra_info("socket") if stream is not None else None
+            if self._stopped.is_set():
+                self._shut()
+
+    def run(self, loop: asyncio.AbstractEventLoop) -> None:
+        report = None
+        if self.on_progress:
+            def report(p: Progress) -> None:
+                loop.call_soon_threadsafe(self.on_progress, p)
+        state, remote, attempt = self.state, self.remote, 0
+        with net.client(local_only=self.local_only,
+                        timeout=httpx.Timeout(self.stall_timeout, connect=15.0)) as client:
+            while state.have < remote.size and not self._stopped.is_set():
+                before = state.have
                 try:
-                    async for chunk in chunks:
+                    self._fetch(client, report)
+                except _Retry as why:
+                    if self._stopped.is_set():
+                        return
+                    attempt = 0 if state.have > before else attempt + 1  # progress resets the count
+                    if attempt >= self.max_attempts:
+                        raise DownloadError(f"The download of “{self.name}” kept failing ({why}). What arrived "
+                                            f"({human_bytes(state.have)}) is kept; resume it later.") from None
+                    delay = min(30.0, self.backoff_s * 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.5)
+                    log.info("download %s: %s; retry %d in %.1f s", self.name, why, attempt, delay)
+                    self._stopped.wait(delay)
+
+    def _fetch(self, client: httpx.Client, report) -> None:
+        """One ranged GET from what is on disk onwards, updating the state as bytes are written."""
+        state, remote, name = self.state, self.remote, self.name
+        wanted = dict(self.headers, Range=f"bytes={state.have}-") if state.have else dict(self.headers)
+        try:
+            with client.stream("GET", remote.url, headers=wanted) as response:
+                self._watch(response)
+                status = response.status_code
+                if status in (401, 403, 404):
+                    raise _permanent(status, name)
+                if status == 416 or status >= 500 or status == 429:
+                    raise _Retry(f"HTTP {status}")
+                if status == 200 and state.have:
+                    state.have, state.digest = 0, hashlib.sha256()  # the range was ignored: from the start
+                elif status not in (200, 206):
+                    raise _permanent(status, name)
+                started, window_bytes, last_report = time.monotonic(), 0, 0.0
+                with open(self.part, "r+b" if state.have and self.part.exists() else "wb") as out:
+                    out.seek(state.have)
+                    out.truncate()
+                    # Chunks as received (up to net.BLOCKING_READ_BYTES; no re-chunking copies). A
+                    # stall ends in a ReadTimeout: the client's read timeout is the stall timeout.
+                    for chunk in response.iter_raw():
                         try:
                             out.write(chunk)
                         except OSError as exc:
-                            if exc.errno == 28:  # ENOSPC
+                            if exc.errno == errno.ENOSPC:
                                 raise DownloadError(f"The disk filled up while downloading “{name}”. What "
                                                     f"arrived ({human_bytes(state.have)}) is kept: free some "
                                                     "space and resume.") from exc
@@ -193,19 +264,19 @@ async def _fetch(client: httpx.AsyncClient, remote: RemoteFile, part: Path, stat
                         state.have += len(chunk)
                         window_bytes += len(chunk)
                         now = time.monotonic()
-                        if on_progress and (now - last_report >= PROGRESS_EVERY_S or state.have >= remote.size):
-                            on_progress(Progress(state.have, remote.size, window_bytes / max(now - started, 1e-6)))
+                        if report and (now - last_report >= PROGRESS_EVERY_S or state.have >= remote.size):
+                            report(Progress(state.have, remote.size, window_bytes / max(now - started, 1e-6)))
                             last_report = now
-                finally:
-                    await chunks.aclose()  # at once, also when paused (cancelled)
-                out.flush()
-                os.fsync(out.fileno())
-    except httpx.ReadTimeout:
-        raise _Retry(f"no data for {stall_timeout:.0f} s") from None
-    except httpx.TransportError as exc:
-        raise _Retry(type(exc).__name__) from exc
-    if state.have < remote.size:
-        raise _Retry(f"the connection closed at {human_bytes(state.have)} of {human_bytes(remote.size)}")
+                    out.flush()
+                    os.fsync(out.fileno())
+        except httpx.ReadTimeout:
+            raise _Retry(f"no data for {self.stall_timeout:.0f} s") from None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise _Retry(type(exc).__name__) from exc
+        finally:
+            self._watch(None)
+        if state.have < remote.size:
+            raise _Retry(f"the connection closed at {human_bytes(state.have)} of {human_bytes(remote.size)}")
 
 
 def model_folder(library, repo: str) -> Path:

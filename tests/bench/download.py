@@ -63,6 +63,9 @@ def main() -> int:
         gb = info["size"] / 1e9
         hearth_rates, curl_rates, cpu_per_gb = [], [], []
         for i in range(args.runs):
+            # Each transfer starts with nothing waiting to be written back: the gigabyte the
+            # previous one wrote would otherwise compete with it for the disk.
+            os.sync()
             dest = work / f"hearth-{i}.gguf"
             cpu0, t0 = cpu_seconds(), time.perf_counter()
             asyncio.run(download(remote, dest, local_only=True))
@@ -70,10 +73,13 @@ def main() -> int:
             hearth_rates.append(info["size"] / wall / 1e6)
             cpu_per_gb.append(cpu / gb)
             dest.unlink()
+            os.sync()
             t0 = time.perf_counter()
             subprocess.run(["curl", "-s", "-f", "-o", str(work / "curl.bin"), info["url"]], check=True)
             curl_rates.append(info["size"] / (time.perf_counter() - t0) / 1e6)
             (work / "curl.bin").unlink()
+            print(f"run {i + 1}: curl {curl_rates[-1]:.1f} MB/s, Hearth {hearth_rates[-1]:.1f} MB/s "
+                  f"({cpu_per_gb[-1]:.2f} CPU s/GB)", file=sys.stderr)
 
         # Kill a download halfway, start it again, count what is fetched twice.
         dest = work / "killed.gguf"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -65,6 +66,30 @@ def test_a_stalled_connection_is_reopened(hub, remote, tmp_path):
     fetch(remote, tmp_path / "m.gguf", stall_timeout=0.5)
     assert time.monotonic() - started < 5.0  # it did not wait for the stalled connection
     assert len([r for r in hub.requests if r[0] == "GET"]) >= 2
+
+
+def test_pausing_a_silent_connection_stops_at_once_and_keeps_what_arrived(hub, remote, tmp_path):
+    hub.faults.stall_after, hub.faults.stall_for = 10_000_000, 8.0
+    dest = tmp_path / "m.gguf"
+    part, _ = part_paths(dest)
+
+    async def pause_during_the_stall():
+        task = asyncio.create_task(download(remote, dest, local_only=True, stall_timeout=30.0))
+        while not part.exists() or part.stat().st_size < 10_000_000:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the server is silent now; the read is waiting
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - started
+
+    assert asyncio.run(pause_during_the_stall()) < 1.0  # not the 30 s stall timeout, nor the 8 s stall
+    kept = part.stat().st_size
+    assert kept >= 10_000_000 and not dest.exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("download ")]
+    assert fetch(remote, dest).stat().st_size == remote.size  # and it resumes from there
+    assert [r for m, _, r in hub.requests if m == "GET"][-1] == f"bytes={kept}-"
 
 
 def test_damaged_bytes_never_become_a_model(hub, remote, tmp_path):
