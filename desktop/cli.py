@@ -253,8 +253,9 @@ def _hub_info(args: argparse.Namespace) -> int:
           f"{human_bytes(machine.ram_total)} RAM free.")
     for r in rows:
         star = "  ★ recommended" if r["recommended"] else ""
+        parts = f"  ({len(r['files'])} files)" if len(r["files"]) > 1 else ""
         print(f"  {r['quantization']:<10} {human_bytes(r['size']):>9}   needs {human_bytes(r['needs']):>9}   "
-              f"{r['fit']}{star}")
+              f"{r['fit']}{star}{parts}")
     return 0
 
 

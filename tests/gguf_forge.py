@@ -1,4 +1,4 @@
-"""Writes small GGUF files for tests: a valid header with chosen metadata and tensors."""
+"""Writes GGUF files for tests: small ones with chosen metadata and tensors, and split models."""
 
 from __future__ import annotations
 
@@ -53,3 +53,75 @@ def write_gguf(path: Path, metadata: dict[str, Any], tensors: list[tuple[str, li
         if size is not None:
             fh.truncate(size)
     return path
+
+
+_U16, _I32, _U32 = 2, 5, 4
+
+
+def _kv(key: str, vtype: int, value: int) -> bytes:
+    fmt = {_U16: "<H", _I32: "<i", _U32: "<I"}[vtype]
+    return _string(key) + struct.pack("<I", vtype) + struct.pack(fmt, value)
+
+
+def _pad(n: int, alignment: int) -> int:
+    return (n + alignment - 1) // alignment * alignment
+
+
+def split_gguf(source: Path, parts: int, dest_dir: Path) -> list[Path]:
+    """Split a GGUF file the way llama.cpp's gguf-split does: each part is a valid GGUF file named
+    `<stem>-0000i-of-0000n.gguf` with a share of the tensors; the first keeps all the metadata, and
+    every part carries `split.no`, `split.count` and `split.tensors.count`, which llama.cpp reads to
+    load the parts as one model."""
+    from desktop.core import gguf
+
+    data = source.read_bytes()
+    r = gguf._Reader(data, len(data), source)
+    r.pos = 4
+    version, tensor_count, kv_count = r.scalar("<I"), r.scalar("<Q"), r.scalar("<Q")
+    kv_start, alignment = r.pos, gguf.DEFAULT_ALIGNMENT
+    for _ in range(kv_count):
+        key = r.string()
+        value = r.value(r.scalar("<I"))
+        if key == "general.alignment":
+            alignment = value
+    metadata = data[kv_start:r.pos]
+    tensors = []  # (info without its offset, offset, byte size)
+    for _ in range(tensor_count):
+        start = r.pos
+        r.string()
+        dims = [r.scalar("<Q") for _ in range(r.scalar("<I"))]
+        _, block, block_bytes = gguf.TENSOR_TYPES[r.scalar("<I")]
+        info = data[start:r.pos]
+        elements = 1
+        for d in dims:
+            elements *= d
+        tensors.append((info, r.scalar("<Q"), (elements + block - 1) // block * block_bytes))
+    data_start = _pad(r.pos, alignment)
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    stem = source.name.removesuffix(".gguf")
+    share = -(-tensor_count // parts)
+    paths = []
+    for i in range(parts):
+        group = tensors[i * share:(i + 1) * share]
+        kvs = (_kv("split.no", _U16, i) + _kv("split.count", _U16, parts)
+               + _kv("split.tensors.count", _I32, tensor_count))
+        n_kv = 3
+        if i == 0:
+            kvs, n_kv = metadata + kvs, kv_count + 3
+        elif alignment != gguf.DEFAULT_ALIGNMENT:
+            kvs, n_kv = kvs + _kv("general.alignment", _U32, alignment), 4
+        infos, blobs, offset = b"", [], 0
+        for info, old_offset, size in group:
+            infos += info + struct.pack("<Q", offset)
+            blob = data[data_start + old_offset:data_start + old_offset + size]
+            blobs.append(blob + b"\0" * (_pad(size, alignment) - size))
+            offset += _pad(size, alignment)
+        header = gguf.MAGIC + struct.pack("<IQQ", version, len(group), n_kv) + kvs + infos
+        path = dest_dir / f"{stem}-{i + 1:05d}-of-{parts:05d}.gguf"
+        with open(path, "wb") as out:
+            out.write(header + b"\0" * (_pad(len(header), alignment) - len(header)))
+            for blob in blobs:
+                out.write(blob)
+        paths.append(path)
+    return paths

@@ -252,6 +252,8 @@ class _Transfer:
                     # Chunks as received (up to net.BLOCKING_READ_BYTES; no re-chunking copies). A
                     # stall ends in a ReadTimeout: the client's read timeout is the stall timeout.
                     for chunk in response.iter_raw():
+                        if self._stopped.is_set():
+                            return  # what was written stays; bytes still buffered are not wanted
                         try:
                             out.write(chunk)
                         except OSError as exc:
@@ -319,10 +321,14 @@ async def fetch_variant(library, files, variant, *, endpoint_url: str, token: st
             if on_progress:
                 on_progress(Progress(offset + p.done, total, p.bytes_per_s))
 
-        remote = RemoteFile(url=hub.file_url(endpoint_url, files.repo, files.revision, f.name), size=f.size,
-                            sha256=f.sha256, revision=files.revision)
-        paths.append(await download(remote, folder / hub.safe_filename(f.name), token=token,
-                                    on_progress=report, local_only=local_only))
+        dest = folder / hub.safe_filename(f.name)
+        if len(variant.files) > 1 and dest.exists() and dest.stat().st_size == f.size:
+            report(Progress(f.size, f.size, 0.0))  # a part finished before a pause: only verified
+            paths.append(dest)                      # files get their final name
+        else:
+            remote = RemoteFile(url=hub.file_url(endpoint_url, files.repo, files.revision, f.name), size=f.size,
+                                sha256=f.sha256, revision=files.revision)
+            paths.append(await download(remote, dest, token=token, on_progress=report, local_only=local_only))
         done_before += f.size
     first = variant.files[0]
     return library.add_downloaded(paths[0], repo=files.repo, file=first.name, revision=files.revision,

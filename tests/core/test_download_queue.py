@@ -10,7 +10,7 @@ import pytest
 from desktop.core import hub
 from desktop.core.download_queue import DONE, FAILED, PAUSED, QUEUED, RUNNING, DownloadQueue
 from desktop.core.downloads import part_paths
-from tests.gguf_forge import write_gguf
+from tests.gguf_forge import split_gguf, write_gguf
 from tests.hub_server import Hub
 
 SIZE_MB = 8
@@ -29,6 +29,11 @@ def server(tmp_path, monkeypatch):
     s = Hub().start()
     for n in range(3):
         s.add(f"test/Tiny{n}-GGUF", f"tiny{n}-F32.gguf", small_model(tmp_path / f"tiny{n}-F32.gguf", name=f"Tiny{n}"))
+    meta = {"general.architecture": "llama", "general.name": "Split", "llama.block_count": 3, "general.file_type": 0}
+    whole = write_gguf(tmp_path / "split-F32.gguf", meta,
+                       [(f"blk.{i}.weight", [1024, SIZE_MB * 256 // 3], 0) for i in range(3)])
+    for part in split_gguf(whole, 3, tmp_path / "parts"):
+        s.add("test/Split-GGUF", part.name, part)
     yield s
     s.stop()
 
@@ -108,6 +113,48 @@ def test_pause_keeps_the_bytes_and_resume_fetches_only_the_rest(services, server
     refetched = server.bytes_served - served_before - (size - kept)
     assert refetched < size * 0.01
     assert services.library.find_downloaded("test/Tiny0-GGUF", "tiny0-F32.gguf") is not None
+
+
+def test_a_split_model_paused_in_its_second_part_resumes_there_and_cancel_removes_every_part(services, server):
+    server.faults.throttle = 0.02
+    files = files_of(server, "test/Split-GGUF")
+    [variant] = files.variants
+    first, second, third = (f.name for f in variant.files)
+    folder = services.paths.models / "test" / "Split-GGUF"
+
+    async def scenario():
+        queue = make_queue(services, server)
+        job = queue.add(files, variant)
+        await until(lambda: job.done > variant.files[0].size + 100_000)
+        queue.pause(job.id)
+        await asyncio.sleep(0.2)
+        part, _ = part_paths(folder / second)
+        assert job.state == PAUSED and (folder / first).exists() and not (folder / second).exists()
+        kept = part.stat().st_size
+        server.faults.throttle = 0
+        del server.requests[:]
+        queue.resume(job.id)
+        await until(lambda: job.state == DONE)
+        assert job.done == job.total == variant.size
+        return kept
+
+    kept = asyncio.run(scenario())
+    gets = [(path.rsplit("/", 1)[-1], wanted) for method, path, wanted in server.requests if method == "GET"]
+    assert [g for g in gets if g[1] != "bytes=0-262143"] == [(second, f"bytes={kept}-"), (third, "")]
+    [model] = services.library.models()
+    assert model.size == variant.size and sorted(p.name for p in folder.iterdir()) == [first, second, third]
+
+    services.library.remove(model.id)
+    server.faults.throttle = 0.02
+
+    async def cancel_in_the_second_part():
+        queue = make_queue(services, server)
+        job = queue.add(files, variant)
+        await until(lambda: job.done > variant.files[0].size + 100_000)
+        return await queue.cancel(job.id)
+
+    assert asyncio.run(cancel_in_the_second_part()) > variant.files[0].size  # the finished first part went too
+    assert not folder.exists() or not any(folder.iterdir())
 
 
 def test_downloads_interrupted_by_a_crash_come_back_paused_with_their_bytes(services, server):

@@ -112,3 +112,33 @@ def test_a_pull_of_a_model_llama_cpp_cannot_run_stops_before_downloading(server,
     assert out.returncode == 1
     assert "is a hearthnet model, which the llama.cpp inside Hearth" in out.stderr
     assert server.bytes_served < odd.stat().st_size and not (home / "models" / "someone").exists()
+
+
+def test_a_split_model_downloads_as_one_model_that_answers_and_goes_as_one(server, home, model_file, tmp_path):
+    from tests.gguf_forge import split_gguf
+
+    parts = split_gguf(model_file, 3, tmp_path / "split")
+    for part in parts:
+        server.add("someone/SmolLM2-Split-GGUF", part.name, part)
+    info = hearth("models", "info", "someone/SmolLM2-Split-GGUF")
+    assert info.returncode == 0, info.stderr
+    [row] = [line for line in info.stdout.splitlines() if "Q4_1" in line]
+    assert "98.4 MB" in row and "(3 files)" in row
+
+    out = hearth("models", "pull", "someone/SmolLM2-Split-GGUF")
+    assert out.returncode == 0, out.stderr
+    total = sum(p.stat().st_size for p in parts)
+    assert "(Q4_1, 98.4 MB)" in out.stdout and "98.4 MB of 98.4 MB (100 %)" in out.stderr
+    [model] = json.loads(hearth("models", "list", "--json").stdout)
+    assert (model["file"], model["size"]) == (parts[0].name, total)
+    folder = home / "models" / "someone" / "SmolLM2-Split-GGUF"
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in parts]
+    assert all((folder / p.name).read_bytes() == p.read_bytes() for p in parts)
+
+    answer = hearth("chat", "-m", model["id"], "--max-tokens", "8", "--temperature", "0", "Say hi.")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip()
+
+    gone = hearth("models", "rm", model["id"])
+    assert gone.returncode == 0, gone.stderr
+    assert "freed 98.4 MB" in gone.stdout and not folder.exists()
