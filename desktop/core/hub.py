@@ -154,27 +154,28 @@ HEAD_BYTES = (256 << 10, 8 << 20)  # the architecture keys come first; the token
 async def read_head(endpoint_url: str, repo: str, revision: str, filename: str, *, token: str | None = None,
                     local_only: bool = False):
     """The GGUF metadata at the start of a hub file, from a ranged GET: what llama.cpp needs to know
-    about the model (architecture, layers, attention shape) without downloading it."""
+    about the model (architecture, layers, attention shape) without downloading it. The request
+    runs in a worker thread, like the rest of the hub's traffic."""
+    return await asyncio.to_thread(_read_head, endpoint_url, repo, revision, filename, token, local_only)
+
+
+def _read_head(endpoint_url: str, repo: str, revision: str, filename: str, token: str | None, local_only: bool):
     from desktop.core import gguf, net
 
     url = file_url(endpoint_url, repo, revision, filename)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     info = None
-    async with net.async_client(local_only=local_only, timeout=20.0) as client:
+    with net.client(local_only=local_only, timeout=20.0) as client:
         for size in HEAD_BYTES:
             data = bytearray()
             try:
-                async with client.stream("GET", url, headers=dict(headers, Range=f"bytes=0-{size - 1}")) as resp:
+                with client.stream("GET", url, headers=dict(headers, Range=f"bytes=0-{size - 1}")) as resp:
                     if resp.status_code >= 400:
                         raise HubError(f"The hub answered {resp.status_code} for “{filename}”.")
-                    chunks = resp.aiter_raw()
-                    try:
-                        async for chunk in chunks:
-                            data += chunk
-                            if len(data) >= size:
-                                break  # a server that ignores Range: stop reading
-                    finally:
-                        await chunks.aclose()  # closed here, not later by the garbage collector
+                    for chunk in resp.iter_raw():
+                        data += chunk
+                        if len(data) >= size:
+                            break  # a server that ignores Range: stop reading
             except Exception as exc:  # noqa: BLE001 - transport failures become a sentence
                 if isinstance(exc, HubError):
                     raise
