@@ -247,8 +247,9 @@ class _Transfer:
                     raise _permanent(status, name)
                 started, window_bytes, last_report = time.monotonic(), 0, 0.0
                 with open(self.part, "r+b" if state.have and self.part.exists() else "wb") as out:
-                    out.seek(state.have)
-                    out.truncate()
+                    if state.have:  # continue right after the verified bytes
+                        out.seek(state.have)
+                        out.truncate()
                     # Chunks as received (up to net.BLOCKING_READ_BYTES; no re-chunking copies). A
                     # stall ends in a ReadTimeout: the client's read timeout is the stall timeout.
                     for chunk in response.iter_raw():

@@ -2,6 +2,7 @@
 what went wrong. The payload is the real 98 MB starter model."""
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -106,6 +107,19 @@ def test_permanent_refusals_get_a_sentence_and_leave_nothing(hub, remote, tmp_pa
         fetch(remote, tmp_path / "m.gguf")
     assert list(tmp_path.iterdir()) == []
     assert len(hub.requests) == 1  # not retried
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_disk_that_fills_up_during_the_download_stops_with_a_sentence(hub, remote, tmp_path):
+    # The partial file is /dev/full, where every write fails with the kernel's ENOSPC, as on a
+    # disk that filled up after the free-space check.
+    dest = tmp_path / "m.gguf"
+    part, sidecar = part_paths(dest)
+    part.symlink_to("/dev/full")
+    sidecar.write_text(json.dumps(dataclasses.asdict(remote)))
+    with pytest.raises(DownloadError, match="The disk filled up while downloading “m.gguf”.*free some space and resume"):
+        fetch(remote, dest)
+    assert not dest.exists() and len([r for r in hub.requests if r[0] == "GET"]) == 1  # not retried
 
 
 def test_too_little_free_disk_stops_before_the_first_byte(hub, remote, tmp_path, monkeypatch):
