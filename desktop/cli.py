@@ -25,7 +25,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="ask a model and stream its answer to stdout")
-    chat.add_argument("-m", "--model", required=True, help="an installed model's id, or a .gguf path")
+    chat.add_argument("-m", "--model", required=True,
+                      help="an installed model's id, a .gguf path, or PROVIDER/MODEL for a cloud model")
     chat.add_argument("--system", help="the system prompt")
     chat.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
     chat.add_argument("--temperature", type=float)
@@ -56,6 +57,32 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="use the file where it is instead of copying it")
     mrm = msub.add_parser("rm", help="remove a model (deletes its file unless it was linked)")
     mrm.add_argument("id")
+
+    compare = sub.add_parser("compare", help="ask 2 to 4 models the same thing, side by side")
+    compare.add_argument("-m", "--model", action="append", required=True, dest="targets", metavar="TARGET",
+                         help="an installed model or PROVIDER/MODEL; give -m two to four times")
+    compare.add_argument("--blind", action="store_true",
+                         help="show the answers as A, B, …, ask for a vote, then say which was which")
+    compare.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
+    compare.add_argument("--temperature", type=float)
+    compare.add_argument("--seed", type=int)
+    compare.add_argument("prompt", help="what to ask; '-' reads it from standard input")
+
+    providers = sub.add_parser("providers", help="cloud and remote endpoints (off until you add one)")
+    psub = providers.add_subparsers(dest="providers_command", metavar="ACTION", required=True)
+    plist = psub.add_parser("list", help="the providers you added, and the well-known ones")
+    plist.add_argument("--json", action="store_true", help="machine-readable output")
+    padd = psub.add_parser("add", help="add a provider: a well-known name (openai, anthropic, …) or any "
+                           "OpenAI-compatible server with --base-url")
+    padd.add_argument("name")
+    padd.add_argument("--base-url", default="", help="its address, e.g. http://my-server:8000/v1")
+    padd.add_argument("--kind", choices=("openai", "anthropic"), default="", help="the API it speaks")
+    padd.add_argument("--own", action="store_true", help="it runs on your own hardware")
+    padd.add_argument("--key-stdin", action="store_true", help="read its API key from standard input")
+    pmodels = psub.add_parser("models", help="test a provider's address and key, and list its models")
+    pmodels.add_argument("name")
+    prm = psub.add_parser("rm", help="remove a provider and its key")
+    prm.add_argument("name")
 
     engine = sub.add_parser("engine", help=argparse.SUPPRESS)  # internal: the engine child
     engine.add_argument("--model", required=True)
@@ -99,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return _chat(services, args)
+        if args.command == "compare":
+            return _compare(services, args)
+        if args.command == "providers":
+            return _providers(services, args)
         return _models(services, args)
     except HearthError as exc:
         return _fail(str(exc))
@@ -109,22 +140,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         services.close()
 
 
-def _chat(services, args: argparse.Namespace) -> int:
-    from desktop.core.settings import Sampling
+def _prompt(args: argparse.Namespace) -> str:
+    from desktop.core.errors import HearthError
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
-        return _fail("The prompt is empty.")
-    model = services.library.resolve(args.model)
-    sampling = services.settings.sampling
+        raise HearthError("The prompt is empty.")
+    return prompt
+
+
+def _sampling(services, args: argparse.Namespace):
     overrides = {k: v for k, v in (("max_tokens", args.max_tokens), ("temperature", args.temperature),
                                    ("seed", args.seed)) if v is not None}
-    sampling = replace(sampling, **overrides)
+    return replace(services.settings.sampling, **overrides)
+
+
+def _tell_waits(services) -> None:
+    services.chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
+
+
+def _chat(services, args: argparse.Namespace) -> int:
+    from desktop.core.compare import resolve
+
+    prompt = _prompt(args)
+    target = resolve(services, args.model)
+    remote = services.providers.target(target)
+    if remote is not None:
+        print(f"hearth: sending to {remote.provider.label} ({remote.provider.processed_on})", file=sys.stderr)
+    _tell_waits(services)
     conversation = services.store.create_conversation(
         title="New chat",
         system_prompt=services.settings.system_prompt if args.system is None else args.system,
-        sampling=asdict(Sampling.from_dict(asdict(sampling))),
-        model=model.path if model.origin == "linked" and not model.sha256 else model.id,
+        sampling=asdict(_sampling(services, args)), model=target,
     )
 
     def show(text: str) -> None:
@@ -257,6 +304,113 @@ def _hub_info(args: argparse.Namespace) -> int:
         print(f"  {r['quantization']:<10} {human_bytes(r['size']):>9}   needs {human_bytes(r['needs']):>9}   "
               f"{r['fit']}{star}{parts}")
     return 0
+
+
+def _figures_table(rows: list[tuple[str, object]]) -> list[str]:
+    """The per-answer figures as aligned text lines."""
+    from desktop.core.units import human_bytes
+
+    header = ("", "first words", "tokens/s", "tokens in/out", "cost", "where the words went")
+    table = [header]
+    for label, m in rows:
+        table.append((
+            label,
+            f"{m.ttft_ms / 1000:.2f} s" if m.ttft_ms else "–",
+            f"{m.tokens_per_s:.1f}" if m.tokens_per_s else "–",
+            f"{m.tokens_in or 0} / {m.tokens_out or 0}" + (" (est.)" if m.usage_estimated else ""),
+            "unknown" if m.cost_unknown else f"${m.cost:.4f}",
+            f"{human_bytes(m.bytes_sent)} sent to {m.processed_on}" if m.left_the_machine else "stayed on this machine",
+        ))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+
+
+def _compare(services, args: argparse.Namespace) -> int:
+    from desktop.core.compare import LETTERS, CompareSession
+
+    prompt = _prompt(args)
+    session = CompareSession.create(services, args.targets, blind=args.blind)
+    sampling = asdict(_sampling(services, args))
+    for conversation_id in session.comparison.conversations:
+        services.store.update_conversation(conversation_id, sampling=sampling)
+    for chat in session.chats:
+        chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
+
+    async def run():
+        try:
+            return await session.ask(prompt)
+        finally:
+            await session.close()
+
+    try:
+        answers = asyncio.run(run())
+    except KeyboardInterrupt:
+        for engine in session.engines:
+            engine.stop_now()
+        return _fail("Stopped.", code=130)
+    for i, answer in enumerate(answers):
+        print(f"── {session.label(i)} " + "─" * max(4, 60 - len(session.label(i))))
+        print(answer.content if answer.content else "")
+        if answer.status != "complete":
+            print(f"[{answer.status}{': ' + answer.error if answer.error else ''}]")
+        print()
+    for line in _figures_table([(session.label(i), a) for i, a in enumerate(answers)]):
+        print(line)
+    if args.blind:
+        letters = LETTERS[:len(answers)]
+        print(f"\nWhich answer is better? {', '.join(letters)}, tie, or bad (Enter to skip): ", end="", flush=True)
+        choice = sys.stdin.readline().strip()
+        vote = {c.lower(): c for c in (*letters, "tie", "bad")}.get(choice.lower())
+        if vote:
+            session.vote(vote)
+        elif choice:
+            print(f"hearth: “{choice}” is not a vote; none recorded.", file=sys.stderr)
+        print("\n" + "\n".join(f"{LETTERS[i]} was {t}" for i, t in enumerate(session.comparison.targets)))
+    print(f"\nSaved as comparison {session.comparison.id}.")
+    return 0 if all(a.status == "complete" for a in answers) else 1
+
+
+def _providers(services, args: argparse.Namespace) -> int:
+    from desktop.core import cloud, secrets
+
+    registry = services.providers
+    if args.providers_command == "list":
+        added = registry.all()
+        if args.json:
+            print(json.dumps({"added": [dict(asdict(p), has_key=bool(p.key)) for p in added],
+                              "well_known": [p.name for p in cloud.presets()]}, indent=2))
+            return 0
+        if not added:
+            print("No providers: everything stays on this machine.")
+        for p in added:
+            key = "key set" if p.key else ("no key needed" if p.on_this_machine or p.own else "no key yet")
+            print(f"{p.name:<12} {p.label:<24} {p.base_url}  ({key}; words go to {p.processed_on})")
+        print("Well-known: " + ", ".join(p.name for p in cloud.presets()))
+        return 0
+    if args.providers_command == "add":
+        key = sys.stdin.readline().strip() if args.key_stdin else ""
+        if args.key_stdin and not key:
+            return _fail("No key arrived on standard input.")
+        provider = registry.add(args.name, base_url=args.base_url, kind=args.kind, own=args.own or None)
+        where = ""
+        if key:
+            where = (" Key kept in the system keyring." if secrets.put(provider.name, key) else
+                     " This computer has no keyring: the key was NOT saved and lasts only for this command; "
+                     f"set {secrets.env_name(provider.name)} instead.")
+        leaves = ("it runs on this machine." if provider.on_this_machine else
+                  f"prompts you send to it leave this machine for {provider.host}.")
+        print(f"Added {provider.label} ({provider.base_url}): {leaves}{where}")
+        return 0
+    if args.providers_command == "models":
+        provider = registry.get(args.name)
+        names = asyncio.run(cloud.list_models(provider))
+        print("\n".join(names) if names else f"{provider.label} lists no models.")
+        return 0
+    if args.providers_command == "rm":
+        provider = registry.remove(args.name)
+        print(f"Removed {provider.label} and its key.")
+        return 0
+    raise AssertionError(args.providers_command)
 
 
 def _download_printer():

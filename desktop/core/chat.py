@@ -1,7 +1,8 @@
-"""A conversation with a local model: save the user's words first, stream the answer into the
-database as it arrives, and end every answer marked complete, stopped or error.
+"""A conversation with a model, local or cloud: save the user's words first, stream the answer
+into the database as it arrives, and end every answer marked complete, stopped or error, with
+its figures (tokens, speed, cost, bytes sent and where the words were processed).
 
-Used by both the command line and the window, so both behave the same.
+Used by the command line, the window and comparisons, so all behave the same.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from desktop.core import cloud
+from desktop.core.cloud import CloudTarget, Providers
 from desktop.core.engine import Engine
 from desktop.core.errors import HearthError
 from desktop.core.library import Library, LibraryError
-from desktop.core.providers import ChatClient, ConnectionLost, ContextOverflow, Usage
+from desktop.core.pricing import Pricing, electricity_cost
+from desktop.core.providers import (
+    ConnectionLost,
+    ContextOverflow,
+    Endpoint,
+    Usage,
+    estimate_tokens,
+    open_client,
+)
 from desktop.core.settings import Sampling, Settings
 from desktop.core.store import (
     HEARTBEAT_S,
@@ -55,6 +66,7 @@ class _Answer:
     first_token: float | None = None
     last_token: float | None = None
     usage: Usage | None = None  # as the endpoint counted it, when it did
+    bytes_sent: int = 0  # to hosts other than this machine
 
     @property
     def text(self) -> str:
@@ -67,16 +79,24 @@ class _Answer:
                 and self.last_token > self.first_token):
             rate = (tokens_out - 1) / (self.last_token - self.first_token)
         tokens_in = self.usage.prompt_tokens if self.usage else None
-        return {"tokens_out": tokens_out, "tokens_in": tokens_in, "ttft_ms": ttft, "tokens_per_s": rate}
+        return {"tokens_out": tokens_out, "tokens_in": tokens_in, "ttft_ms": ttft, "tokens_per_s": rate,
+                "bytes_sent": self.bytes_sent}
+
+
+Target = ModelRecord | CloudTarget
 
 
 class ChatService:
     def __init__(self, store: Store, library: Library, engine: Engine,
-                 settings: Callable[[], Settings]) -> None:
+                 settings: Callable[[], Settings], providers: Providers | None = None,
+                 pricing: Pricing | None = None) -> None:
         self.store = store
         self.library = library
         self.engine = engine
         self.settings = settings
+        self.providers = providers
+        self.pricing = pricing
+        self.on_wait: Callable[[float, str], None] | None = None  # a cloud retry's wait, for the window
         self.trimmed_messages = 0  # older messages left out of the last request to fit the context
         self._inner: asyncio.Future[None] | None = None
         self._live: _Answer | None = None
@@ -91,8 +111,13 @@ class ChatService:
             sampling=asdict(s.sampling), model=model_id or s.last_model,
         )
 
-    def model_for(self, conversation: Conversation) -> ModelRecord:
-        """The conversation's model; else the last one used; else any installed one."""
+    def model_for(self, conversation: Conversation) -> Target:
+        """The conversation's model (local or cloud); else the last local one used; else any
+        installed one. A conversation never moves to a cloud model it was not set to."""
+        if conversation.model and self.providers is not None:
+            target = self.providers.target(conversation.model)
+            if target is not None:
+                return target
         for ref in (conversation.model, self.settings().last_model):
             if ref:
                 try:
@@ -147,32 +172,41 @@ class ChatService:
         settings = self.settings()
         sampling = Sampling.from_dict(conversation.sampling)
         try:
-            model = self.model_for(conversation)
+            target = self.model_for(conversation)
         except HearthError as exc:
             return self.store.add_message(conversation.id, "assistant", "", status="error", error=str(exc))
-        answer_row = self.store.add_message(
-            conversation.id, "assistant", "", status="streaming", model=model.name,
-            provider="local", processed_on=THIS_MACHINE,
-        )
+        remote = isinstance(target, CloudTarget)
+        if remote:
+            row = {"model": target.model, "provider": target.provider.name,
+                   "processed_on": target.provider.processed_on}
+        else:
+            row = {"model": target.name, "provider": "local", "processed_on": THIS_MACHINE}
+        answer_row = self.store.add_message(conversation.id, "assistant", "", status="streaming", **row)
         answer = _Answer(answer_row.id)
         self._live = answer
         self._stop_requested = False
         try:
-            await self.engine.ensure(model, settings.load)
-            if conversation.model != model.id:
-                self.store.update_conversation(conversation.id, model=model.id)
-            self.store.touch_model(model.id)
-            history = await self._history(conversation, answer_row.id, sampling)
-            self._inner = asyncio.ensure_future(self._stream(answer, history, sampling, on_text))
+            if remote:
+                endpoint = cloud.endpoint(target)
+                history = self._all_turns(conversation, answer_row.id)
+                self.trimmed_messages = 0
+            else:
+                await self.engine.ensure(target, settings.load)
+                if conversation.model != target.id:
+                    self.store.update_conversation(conversation.id, model=target.id)
+                self.store.touch_model(target.id)
+                endpoint = self.engine.endpoint()
+                history = await self._history(conversation, answer_row.id, sampling)
+            self._inner = asyncio.ensure_future(self._stream(answer, history, sampling, on_text, endpoint))
             await self._inner
             status, error = "complete", ""
         except asyncio.CancelledError:
             if not self._stop_requested:  # the app itself is closing: save, then let it close
-                self._finish(answer, "stopped", "", None)
+                self._finish(answer, "stopped", "", None, row)
                 raise
             status, error = "stopped", ""
         except ConnectionLost as exc:
-            death = await self.engine.confirm_death()
+            death = None if remote else await self.engine.confirm_death()
             if death is not None:
                 status, error = "error", f"{death} {RESTART_HINT}"
             else:
@@ -182,12 +216,15 @@ class ChatService:
         finally:
             self._inner = None
             self._live = None
-        return self._finish(answer, status, error, await self._tokens_out(answer))
+        return self._finish(answer, status, error, await self._tokens_out(answer, remote), row)
 
-    async def _tokens_out(self, answer: _Answer) -> int | None:
+    async def _tokens_out(self, answer: _Answer, remote: bool = False) -> int | None:
         """The answer's length in tokens: as the endpoint counted it, else (stopped early) as the
-        model's tokenizer counts the text that arrived."""
+        local model's tokenizer counts the text that arrived, or estimated from its length."""
         if answer.usage:
+            return answer.usage.completion_tokens
+        if remote and answer.text:
+            answer.usage = Usage(0, estimate_tokens(answer.text), estimated=True)
             return answer.usage.completion_tokens
         if not answer.text or not self.engine.is_alive():
             return None
@@ -199,14 +236,31 @@ class ChatService:
             log.warning("could not count the tokens of a stopped answer", exc_info=True)
             return None
 
-    def _finish(self, answer: _Answer, status: str, error: str, tokens_out: int | None) -> Message:
-        self.store.update_message(answer.message_id, content=answer.text, status=status, error=error,
-                                  **answer.stats(tokens_out))
+    def _finish(self, answer: _Answer, status: str, error: str, tokens_out: int | None,
+                row: dict[str, str]) -> Message:
+        stats = answer.stats(tokens_out)
+        stats["usage_estimated"] = bool(answer.usage and answer.usage.estimated)
+        cost = self._cost(answer, row, stats)
+        stats["cost"], stats["cost_unknown"] = cost or 0.0, cost is None
+        self.store.update_message(answer.message_id, content=answer.text, status=status, error=error, **stats)
         return self.store.message(answer.message_id)
 
+    def _cost(self, answer: _Answer, row: dict[str, str], stats: dict) -> float | None:
+        """API fees for a cloud answer (None: no price known for the model); for a local one, the
+        electricity when the user set a wattage, else 0."""
+        if row["provider"] != "local":
+            if not stats["tokens_in"] and not stats["tokens_out"]:
+                return 0.0
+            return self.pricing.cost(row["model"], stats["tokens_in"], stats["tokens_out"]) if self.pricing else None
+        s = self.settings()
+        if s.electricity_watts and s.electricity_price_kwh and answer.started and answer.last_token:
+            return electricity_cost(answer.last_token - answer.started, s.electricity_watts, s.electricity_price_kwh)
+        return 0.0
+
     async def _stream(self, answer: _Answer, history: list[dict[str, str]], sampling: Sampling,
-                      on_text: Callable[[str], None] | None) -> None:
-        client = ChatClient(self.engine.endpoint())
+                      on_text: Callable[[str], None] | None, endpoint: Endpoint) -> None:
+        client = open_client(endpoint)
+        client.on_wait = self.on_wait
         heartbeat = asyncio.ensure_future(self._heartbeat(answer.message_id))
         try:
             answer.started = last_save = time.monotonic()
@@ -223,6 +277,7 @@ class ChatService:
                     last_save = now
             answer.usage = client.usage
         finally:
+            answer.bytes_sent = client.bytes_sent  # sent, whatever became of the answer
             heartbeat.cancel()
             await client.aclose()
 
@@ -234,15 +289,24 @@ class ChatService:
             self.store.update_message(message_id)
 
     # -- the context window ---------------------------------------------------------------------
-    async def _history(self, conversation: Conversation, answer_id: int,
-                       sampling: Sampling) -> list[dict[str, str]]:
-        """The messages to send: the system prompt and as many recent turns as fit the context."""
+    def _all_turns(self, conversation: Conversation, answer_id: int) -> list[dict[str, str]]:
+        """The system prompt and every turn so far (cloud models' contexts are far larger)."""
+        system, turns = self._turns(conversation, answer_id)
+        return system + turns
+
+    def _turns(self, conversation: Conversation, answer_id: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         turns = [
             {"role": m.role, "content": m.content}
             for m in self.store.messages(conversation.id)
             if m.id != answer_id and m.content and not (m.role == "assistant" and m.status == "error")
         ]
         system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt.strip() else []
+        return system, turns
+
+    async def _history(self, conversation: Conversation, answer_id: int,
+                       sampling: Sampling) -> list[dict[str, str]]:
+        """The messages to send: the system prompt and as many recent turns as fit the context."""
+        system, turns = self._turns(conversation, answer_id)
         n_ctx = self.engine.n_ctx
         budget = n_ctx - min(sampling.max_tokens, n_ctx // 2)
         rough = sum(len(m["content"]) // 3 + PER_MESSAGE_TOKENS for m in system + turns)

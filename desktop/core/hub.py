@@ -86,12 +86,20 @@ def group_variants(files: list[HubFile]) -> tuple[Variant, ...]:
 
 
 def _api(endpoint_url: str, token: str | None):
+    """huggingface_hub brings its own HTTP client (httpx2), so offline mode is checked here."""
     from huggingface_hub import HfApi
 
+    from desktop.core import net
+
+    net.check_allowed(endpoint_url)
     return HfApi(endpoint=endpoint_url, token=token)
 
 
-def _hub_error(exc: Exception, what: str) -> HubError:
+def _hub_error(exc: Exception, what: str) -> HearthError:
+    from desktop.core.net import OfflineError
+
+    if isinstance(exc, OfflineError):
+        return exc
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
         return HubError(f"The hub refused {what} ({status}): it is gated or private. Accept its licence on "

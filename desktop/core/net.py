@@ -2,13 +2,17 @@
 
 Every connection Hearth opens goes through a client made here, so the rule "nothing leaves the
 machine unless the user allowed it" is enforced in one spot: a client made with
-`local_only=True` refuses any host that is not this machine before a byte is sent.
+`local_only=True`, and every client while offline mode is on, refuses any host that is not this
+machine before a byte is sent. Code that hands a URL to a library with its own HTTP client
+(huggingface_hub) asks `check_allowed(url)` first.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+from collections.abc import Callable
 
 import httpcore
 import httpx
@@ -22,6 +26,19 @@ class OfflineError(HearthError):
     pass
 
 
+_offline = False
+
+
+def set_offline(on: bool) -> None:
+    """Offline mode: from now on no client made here connects to anything but this machine."""
+    global _offline
+    _offline = on
+
+
+def offline() -> bool:
+    return _offline or os.environ.get("HEARTH_OFFLINE", "") not in ("", "0")
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host in LOOPBACK_NAMES:
@@ -32,21 +49,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _refuse_unless_loopback(request: httpx.Request) -> None:
-    if not is_loopback(request.url.host):
-        raise OfflineError(f"Hearth did not connect to {request.url.host}: only this machine may be reached.")
+def _refuse(host: str, local_only: bool) -> None:
+    if is_loopback(host):
+        return
+    if offline():
+        raise OfflineError(f"Offline mode is on, so Hearth did not connect to {host}. Turn offline mode "
+                           "off to use it.")
+    if local_only:
+        raise OfflineError(f"Hearth did not connect to {host}: only this machine may be reached.")
 
 
-class _LocalOnlyTransport(httpx.AsyncHTTPTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        _refuse_unless_loopback(request)
-        return await super().handle_async_request(request)
+def check_allowed(url: str) -> None:
+    """For URLs given to libraries with their own HTTP client: refused while offline mode is on."""
+    _refuse(httpx.URL(url).host, local_only=False)
 
 
-class _LocalOnlySyncTransport(httpx.HTTPTransport):
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        _refuse_unless_loopback(request)
-        return super().handle_request(request)
+def request_bytes(request: httpx.Request) -> int:
+    """What a request puts on the wire, near enough: request line, headers and body."""
+    head = len(request.method) + len(request.url.raw_path) + 12
+    head += sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
+    try:
+        body = len(request.content)
+    except httpx.RequestNotRead:
+        body = int(request.headers.get("content-length", 0))
+    return head + body
 
 
 # Small writes go out at once: with Nagle's algorithm a request's body can wait for the ACK of
@@ -68,16 +94,24 @@ def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
 def client(*, local_only: bool, timeout: float | httpx.Timeout = 30.0) -> httpx.Client:
     """A blocking client with the same rules as `async_client`, for work in a worker thread."""
     httpcore.HTTP11Connection.READ_NUM_BYTES = BLOCKING_READ_BYTES
-    transport = (_LocalOnlySyncTransport(socket_options=NO_DELAY) if local_only
-                 else httpx.HTTPTransport(retries=0, socket_options=NO_DELAY))
-    return httpx.Client(transport=transport, timeout=_timeout(timeout), trust_env=not local_only,
-                        follow_redirects=True)
+
+    def guard(request: httpx.Request) -> None:
+        _refuse(request.url.host, local_only)
+
+    return httpx.Client(transport=httpx.HTTPTransport(retries=0, socket_options=NO_DELAY),
+                        timeout=_timeout(timeout), trust_env=not local_only, follow_redirects=True,
+                        event_hooks={"request": [guard]})
 
 
-def async_client(*, local_only: bool, timeout: float | httpx.Timeout = 30.0) -> httpx.AsyncClient:
-    """An httpx client with Hearth's rules: TLS verified, no proxies for loopback, timeouts set."""
-    timeout = _timeout(timeout)
-    transport = (_LocalOnlyTransport(socket_options=NO_DELAY) if local_only
-                 else httpx.AsyncHTTPTransport(retries=0, socket_options=NO_DELAY))
-    return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=not local_only,
-                             follow_redirects=True)
+def async_client(*, local_only: bool, timeout: float | httpx.Timeout = 30.0,
+                 on_sent: Callable[[str, int], None] | None = None) -> httpx.AsyncClient:
+    """An httpx client with Hearth's rules: TLS verified, no proxies for loopback, timeouts set.
+    `on_sent(host, bytes)` hears of every request that goes out, for the "your data" figures."""
+    async def guard(request: httpx.Request) -> None:
+        _refuse(request.url.host, local_only)  # every request, redirects too, whatever the proxy
+        if on_sent is not None:
+            on_sent(request.url.host, request_bytes(request))
+
+    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=0, socket_options=NO_DELAY),
+                             timeout=_timeout(timeout), trust_env=not local_only, follow_redirects=True,
+                             event_hooks={"request": [guard]})

@@ -1,12 +1,19 @@
-"""One streaming chat client for every OpenAI-compatible endpoint (local engine or cloud).
+"""One streaming chat client for every endpoint: Hearth's own engine, any OpenAI-compatible
+server (cloud or self-hosted) and Anthropic's Messages API.
 
-It yields plain text deltas; errors come out as ProviderError subclasses whose message a
-person can act on.
+All of them yield plain text deltas, report usage the same way, and fail with the same
+ProviderError subclasses, whose message a person can act on. Rate limits and server errors are
+retried before the first word arrives (waiting as long as Retry-After says); once words have
+arrived, a failure ends the answer and what arrived is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +22,12 @@ import httpx
 from desktop.core import net
 from desktop.core.errors import HearthError
 from desktop.core.settings import Sampling
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 3
+LONGEST_WAIT_S = 120.0  # a Retry-After longer than this is reported, not waited out
+CHARS_PER_TOKEN = 4  # for estimates, when an endpoint reports no usage
 
 
 class ProviderError(HearthError):
@@ -29,90 +42,113 @@ class ContextOverflow(ProviderError):
     pass
 
 
+class KeyRefused(ProviderError):
+    pass
+
+
+class ModelNotFound(ProviderError):
+    pass
+
+
+class RateLimited(ProviderError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerError(ProviderError):
+    pass
+
+
+class TimedOut(ProviderError):
+    pass
+
+
 @dataclass(frozen=True)
 class Usage:
-    """Token counts for one answer, as the endpoint reported them."""
+    """Token counts for one answer: as the endpoint reported them, or estimated from the text."""
 
     prompt_tokens: int
     completion_tokens: int
+    estimated: bool = False
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    base_url: str  # up to and including /v1
+    base_url: str  # OpenAI-compatible: up to and including /v1
     api_key: str
     model: str
-    provider: str  # who runs it: "local" for Hearth's own engine
+    provider: str  # who runs it: "local" for Hearth's own engine, else the provider's name
     processed_on: str  # where the words are processed: "this machine" or a host name
-    local: bool
+    local: bool  # Hearth's own engine: loopback only
+    kind: str = "openai"  # or "anthropic"
+    label: str = ""  # the provider's name for people
+    timeout_s: float = 600.0  # longest wait for the next bytes of an answer
+
+    @property
+    def who(self) -> str:
+        return self.label or self.processed_on
 
 
-def request_body(messages: list[dict[str, str]], sampling: Sampling) -> dict[str, Any]:
-    """Sampling settings as OpenAI-compatible parameters; llama.cpp's extras go in extra_body."""
+def request_body(messages: list[dict[str, str]], sampling: Sampling, *, local: bool = True) -> dict[str, Any]:
+    """Sampling settings as OpenAI-compatible parameters; llama.cpp's extras only for our engine
+    (cloud APIs refuse parameters they do not know)."""
     body: dict[str, Any] = {
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "max_tokens": sampling.max_tokens,
-        "extra_body": {
+    }
+    if local:
+        body["extra_body"] = {
             "top_k": sampling.top_k,
             "min_p": sampling.min_p,
             "repeat_penalty": sampling.repeat_penalty,
-        },
-    }
+        }
     if sampling.seed >= 0:
         body["seed"] = sampling.seed
     return body
 
 
-class ChatClient:
-    def __init__(self, endpoint: Endpoint) -> None:
-        import openai  # imported here: it is heavy, and the window must show before it is needed
+def estimate_tokens(text: str) -> int:
+    return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0
 
-        self.endpoint = endpoint
-        self.usage: Usage | None = None  # set when the endpoint reports it, at the end of a stream
-        self._http = net.async_client(local_only=endpoint.local,
-                                      timeout=httpx.Timeout(600.0, connect=10.0))
-        self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
-                                          http_client=self._http, max_retries=0)
 
-    async def aclose(self) -> None:
-        await self._client.close()
+def error_for(status: int | None, detail: str, endpoint: Endpoint, headers: httpx.Headers | None = None) -> ProviderError:
+    """The sentence for an endpoint's error answer."""
+    who = endpoint.who
+    if "exceed context window" in detail or "context_length_exceeded" in detail:
+        return ContextOverflow("This conversation no longer fits in the model's context. Start a new chat, "
+                               "or raise the context length in the model's settings.")
+    if status in (401, 403):
+        return KeyRefused(f"{who} refused the key ({status}). Check the key in Providers, or that your "
+                          f"account may use “{endpoint.model}”.")
+    if status == 404:
+        return ModelNotFound(f"{who} does not know the model “{endpoint.model}” (404). Pick another of its "
+                             "models in Providers.")
+    if status == 429:
+        wait = retry_after(headers)
+        return RateLimited(f"{who} is limiting requests (429): try again in {wait:.0f} s." if wait else
+                           f"{who} is limiting requests (429): try again in a minute.", wait)
+    if status is not None and status >= 500:
+        return ServerError(f"{who} had a problem of its own ({status}). Try again in a moment.")
+    where = f" ({status})" if status else ""
+    return ProviderError(f"{who} answered with an error{where}: {detail}")
 
-    async def stream(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
-        """Yield the answer's text as it arrives. Leaving the loop early closes the connection,
-        which makes the engine stop generating."""
-        import openai
 
-        self.usage = None
+def retry_after(headers: httpx.Headers | None) -> float:
+    value = (headers or {}).get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
         try:
-            stream = await self._client.chat.completions.create(
-                model=self.endpoint.model, messages=messages, stream=True,
-                stream_options={"include_usage": True}, **request_body(messages, sampling),
-            )
-            async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    if not chunk.choices:
-                        continue
-                    text = chunk.choices[0].delta.content
-                    if text:
-                        yield text
-        except (openai.APIConnectionError, httpx.TransportError) as exc:
-            raise ConnectionLost(f"The connection to {self.endpoint.processed_on} broke off.") from exc
-        except openai.APIError as exc:
-            detail = _error_detail(exc)
-            if "exceed context window" in detail:
-                raise ContextOverflow(
-                    "This conversation no longer fits in the model's context. Start a new chat, "
-                    "or raise the context length in the model's settings."
-                ) from exc
-            status = getattr(exc, "status_code", None)
-            where = f" ({status})" if status else ""
-            raise ProviderError(f"The model answered with an error{where}: {detail}") from exc
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return 0.0
 
 
-def _error_detail(exc: Any) -> str:
+def _detail(exc: Any) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
@@ -120,3 +156,166 @@ def _error_detail(exc: Any) -> str:
             return str(inner.get("message") or inner.get("detail") or inner)
         return str(inner)
     return str(getattr(exc, "message", exc))
+
+
+class ChatClient:
+    """Streams answers from one endpoint. `open_client` picks the subclass for its API."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.usage: Usage | None = None  # set at the end of a stream
+        self.bytes_sent = 0  # to hosts other than this machine
+        self.on_wait: Callable[[float, str], None] | None = None  # (seconds, why) before a retry
+        self._http = net.async_client(local_only=endpoint.local,
+                                      timeout=httpx.Timeout(endpoint.timeout_s, connect=10.0),
+                                      on_sent=self._count)
+
+    def _count(self, host: str, nbytes: int) -> None:
+        if not net.is_loopback(host):
+            self.bytes_sent += nbytes
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def stream(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+        """Yield the answer's text as it arrives. Leaving the loop early closes the connection,
+        which makes the endpoint stop generating."""
+        self.usage = None
+        attempt = 0
+        while True:
+            got_text = False
+            try:
+                async for text in self._attempt(messages, sampling):
+                    got_text = True
+                    yield text
+                return
+            except (RateLimited, ServerError) as exc:
+                if got_text or attempt >= MAX_RETRIES:
+                    raise
+                attempt += 1
+                if isinstance(exc, RateLimited):
+                    wait = exc.retry_after or 2.0 * attempt
+                    if wait > LONGEST_WAIT_S:
+                        raise
+                    why = "rate limit"
+                else:
+                    wait, why = min(8.0, 2 ** (attempt - 1)) * random.uniform(0.75, 1.25), "server error"
+                log.info("%s: %s; retry %d in %.1f s", self.endpoint.provider, why, attempt, wait)
+                if self.on_wait:
+                    self.on_wait(wait, why)
+                await asyncio.sleep(wait)
+
+    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+        raise NotImplementedError
+
+    def _failure(self, exc: BaseException, got_text: bool) -> ProviderError:
+        """The ProviderError for an exception from an SDK or httpx."""
+        status = getattr(exc, "status_code", None)
+        if status is not None:
+            return error_for(status, _detail(exc), self.endpoint, getattr(getattr(exc, "response", None), "headers", None))
+        cause: BaseException | None = exc
+        while cause is not None:  # the SDKs wrap what the HTTP client raised
+            if isinstance(cause, net.OfflineError):
+                return ProviderError(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        name = type(exc).__name__
+        who = self.endpoint.who
+        if "Timeout" in name or isinstance(exc, httpx.TimeoutException):
+            return TimedOut(f"{who} did not answer within {self.endpoint.timeout_s:g} s. Try again, or "
+                            "pick a faster model.")
+        if got_text:
+            return ConnectionLost(f"The connection to {self.endpoint.processed_on} broke off; the answer is "
+                                  "incomplete.")
+        if self.endpoint.local:
+            return ConnectionLost(f"The connection to {self.endpoint.processed_on} broke off.")
+        return ConnectionLost(f"Hearth could not reach {self.endpoint.processed_on}. Check your network "
+                              "connection, then try again.")
+
+    def _estimate(self, messages: list[dict[str, str]], answer: str) -> Usage:
+        prompt = sum(estimate_tokens(m["content"]) + 4 for m in messages)
+        return Usage(prompt, estimate_tokens(answer), estimated=True)
+
+
+class OpenAIClient(ChatClient):
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        import openai  # imported here: it is heavy, and the window must show before it is needed
+
+        self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
+                                          http_client=self._http, max_retries=0)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+        import openai
+
+        parts: list[str] = []
+        finished = False
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self.endpoint.model, messages=messages, stream=True,
+                stream_options={"include_usage": True},
+                **request_body(messages, sampling, local=self.endpoint.local),
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    if not chunk.choices:
+                        continue
+                    finished = finished or chunk.choices[0].finish_reason is not None
+                    text = chunk.choices[0].delta.content
+                    if text:
+                        parts.append(text)
+                        yield text
+        except (openai.APIError, httpx.HTTPError, net.OfflineError) as exc:
+            raise self._failure(exc, bool(parts)) from exc
+        if not finished:  # the stream ended without saying the answer was done
+            raise self._failure(ConnectionResetError(), bool(parts))
+        if self.usage is None:
+            self.usage = self._estimate(messages, "".join(parts))
+
+
+class AnthropicClient(ChatClient):
+    """Anthropic's Messages API through its official SDK (with Hearth's HTTP client)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        import anthropic
+
+        self._client = anthropic.AsyncAnthropic(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
+                                                http_client=self._http, max_retries=0)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+        import anthropic
+
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [m for m in messages if m["role"] != "system"]
+        options: dict[str, Any] = {"temperature": min(sampling.temperature, 1.0)}
+        if system:
+            options["system"] = system
+        parts: list[str] = []
+        try:
+            async with self._client.messages.stream(model=self.endpoint.model, messages=turns,
+                                                    max_tokens=sampling.max_tokens, **options) as stream:
+                async for text in stream.text_stream:
+                    if text:
+                        parts.append(text)
+                        yield text
+                final = await stream.get_final_message()
+                if final.usage is not None:
+                    self.usage = Usage(final.usage.input_tokens, final.usage.output_tokens)
+        except (anthropic.APIError, httpx.HTTPError, net.OfflineError) as exc:
+            raise self._failure(exc, bool(parts)) from exc
+        if final.stop_reason is None:  # the stream ended before the message did
+            raise self._failure(ConnectionResetError(), bool(parts))
+        if self.usage is None:
+            self.usage = self._estimate(messages, "".join(parts))
+
+
+def open_client(endpoint: Endpoint) -> ChatClient:
+    return AnthropicClient(endpoint) if endpoint.kind == "anthropic" else OpenAIClient(endpoint)

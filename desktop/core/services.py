@@ -6,11 +6,14 @@ import logging
 import logging.handlers
 from dataclasses import dataclass, field
 
+from desktop.core import net
 from desktop.core.chat import ChatService
+from desktop.core.cloud import Providers
 from desktop.core.download_queue import DownloadQueue
 from desktop.core.engine import Engine
 from desktop.core.library import Library
 from desktop.core.paths import Paths, app_paths
+from desktop.core.pricing import Pricing
 from desktop.core.settings import Settings, SettingsFile
 from desktop.core.store import Store
 
@@ -24,14 +27,22 @@ class Services:
     settings_file: SettingsFile
     settings: Settings
     downloads: DownloadQueue
+    providers: Providers
+    pricing: Pricing
     chat: ChatService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.chat = ChatService(self.store, self.library, self.engine, lambda: self.settings)
+        net.set_offline(self.settings.offline)
+        self.chat = self.chat_service(self.engine)
+
+    def chat_service(self, engine: Engine) -> ChatService:
+        """A chat service over this app's data; each comparison column gets its own with its own engine."""
+        return ChatService(self.store, self.library, engine, lambda: self.settings, self.providers, self.pricing)
 
     def save_settings(self, settings: Settings) -> None:
         self.settings = settings
         self.settings_file.save(settings)
+        net.set_offline(settings.offline)
 
     def close(self) -> None:
         self.engine.stop_now()
@@ -60,4 +71,6 @@ def open_services(paths: Paths | None = None) -> Services:
     queue = DownloadQueue(library, paths.data / "downloads.json", endpoint_url=hub.endpoint,
                           token=secrets.hub_token)
     return Services(paths=paths, store=store, library=library, engine=Engine(paths),
-                    settings_file=settings_file, settings=settings_file.load(), downloads=queue)
+                    settings_file=settings_file, settings=settings_file.load(), downloads=queue,
+                    providers=Providers(paths.config / "providers.json"),
+                    pricing=Pricing(paths.config / "pricing.json"))

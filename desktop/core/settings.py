@@ -51,6 +51,9 @@ class Settings:
     load: LoadOptions = field(default_factory=LoadOptions)
     system_prompt: str = "You are a helpful assistant."
     last_model: str = ""
+    offline: bool = False  # no connection to anything but this machine (net.py enforces it)
+    electricity_watts: float = 0.0  # the computer's draw while answering; 0: not counted
+    electricity_price_kwh: float = 0.0  # dollars per kWh
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +67,9 @@ class Settings:
             load=LoadOptions.from_dict(data.get("load")),
             system_prompt=_typed(data.get("system_prompt"), base.system_prompt),
             last_model=_typed(data.get("last_model"), base.last_model),
+            offline=_typed(data.get("offline"), base.offline),
+            electricity_watts=_typed(data.get("electricity_watts"), base.electricity_watts),
+            electricity_price_kwh=_typed(data.get("electricity_price_kwh"), base.electricity_price_kwh),
         )
 
 

@@ -84,6 +84,35 @@ MIGRATIONS: list[str] = [
         last_used_at REAL
     );
     """,
+    # 2: cloud answers (usage estimated when the API gave none, cost unknown when a model has no
+    # price) and comparisons: one conversation per column, and the votes that build the leaderboard.
+    """
+    ALTER TABLE messages ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN cost_unknown INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        blind INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE comparison_columns (
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        PRIMARY KEY (comparison_id, position)
+    );
+    CREATE INDEX columns_by_conversation ON comparison_columns (conversation_id);
+    CREATE TABLE votes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        comparison_id INTEGER REFERENCES comparisons(id) ON DELETE SET NULL,
+        turn INTEGER NOT NULL,
+        targets TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 ROLES = ("system", "user", "assistant")
@@ -127,6 +156,47 @@ class Message:
     bytes_sent: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
+    usage_estimated: bool = False
+    cost_unknown: bool = False
+
+    @property
+    def left_the_machine(self) -> bool:
+        return bool(self.processed_on) and self.processed_on != THIS_MACHINE
+
+
+@dataclass(frozen=True)
+class Comparison:
+    id: int
+    title: str
+    blind: bool
+    targets: tuple[str, ...]  # in column order
+    conversations: tuple[int, ...]  # one per column
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Vote:
+    id: int
+    comparison_id: int | None
+    turn: int  # which of the comparison's prompts (0 = the first)
+    targets: tuple[str, ...]  # in column order
+    outcome: str  # the winning column's letter, "tie" or "bad"
+    created_at: float
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One provider's answers in one month."""
+
+    month: str  # YYYY-MM
+    provider: str
+    processed_on: str
+    answers: int
+    tokens_in: int
+    tokens_out: int
+    bytes_sent: int
+    cost: float
 
 
 @dataclass(frozen=True)
@@ -161,6 +231,7 @@ class SearchHit:
 
 MESSAGE_META = {f.name for f in fields(Message)} - {
     "id", "conversation_id", "role", "content", "created_at", "updated_at"}
+OUTCOMES = ("A", "B", "C", "D", "tie", "bad")
 
 
 def _fts_query(text: str) -> str:
@@ -244,7 +315,10 @@ class Store:
         return self._conversation(row)
 
     def conversations(self) -> list[Conversation]:
-        rows = self._db.execute("SELECT * FROM conversations ORDER BY updated_at DESC, id DESC")
+        """The chats, newest first; the columns of comparisons are listed with their comparison."""
+        rows = self._db.execute(
+            "SELECT * FROM conversations WHERE id NOT IN (SELECT conversation_id FROM comparison_columns)"
+            " ORDER BY updated_at DESC, id DESC")
         return [self._conversation(r) for r in rows]
 
     def update_conversation(self, conversation_id: int, *, title: str | None = None,
@@ -273,7 +347,10 @@ class Store:
     # -- messages -------------------------------------------------------------------------------
     @staticmethod
     def _message(row: sqlite3.Row) -> Message:
-        return Message(**{k: row[k] for k in row.keys()})
+        data = {k: row[k] for k in row.keys()}
+        data["usage_estimated"] = bool(data["usage_estimated"])
+        data["cost_unknown"] = bool(data["cost_unknown"])
+        return Message(**data)
 
     def add_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> Message:
         if role not in ROLES:
@@ -344,6 +421,103 @@ class Store:
         )
         return [SearchHit(r["conversation_id"], r["title"], r["message_id"], r["role"], r["snippet"])
                 for r in rows]
+
+    # -- comparisons and votes ------------------------------------------------------------------
+    def create_comparison(self, title: str, targets: list[str], conversations: list[int],
+                          blind: bool) -> Comparison:
+        now = time.time()
+        with self._lock:
+            cur = self._write("INSERT INTO comparisons (title, blind, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                              (title, int(blind), now, now))
+            for position, (target, conversation_id) in enumerate(zip(targets, conversations, strict=True)):
+                self._write("INSERT INTO comparison_columns (comparison_id, position, target, conversation_id)"
+                            " VALUES (?, ?, ?, ?)", (cur.lastrowid, position, target, conversation_id))
+        return self.comparison(cur.lastrowid)
+
+    def comparison(self, comparison_id: int) -> Comparison:
+        row = self._db.execute("SELECT * FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+        if row is None:
+            raise KeyError(comparison_id)
+        columns = self._db.execute("SELECT target, conversation_id FROM comparison_columns"
+                                   " WHERE comparison_id = ? ORDER BY position", (comparison_id,)).fetchall()
+        return Comparison(row["id"], row["title"], bool(row["blind"]), tuple(c["target"] for c in columns),
+                          tuple(c["conversation_id"] for c in columns), row["created_at"], row["updated_at"])
+
+    def comparisons(self) -> list[Comparison]:
+        rows = self._db.execute("SELECT id FROM comparisons ORDER BY updated_at DESC, id DESC").fetchall()
+        return [self.comparison(r["id"]) for r in rows]
+
+    def rename_comparison(self, comparison_id: int, title: str) -> Comparison:
+        title = title.strip() or "New comparison"
+        with self._lock:
+            self._write("UPDATE comparisons SET title = ? WHERE id = ?", (title, comparison_id))
+            for conversation_id in self.comparison(comparison_id).conversations:
+                self._write("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+        return self.comparison(comparison_id)
+
+    def comparison_figures(self) -> dict[str, tuple[int, float | None, float | None, float | None]]:
+        """Per compared target: answers given, average cost (where known), tokens/s and time to
+        first words in ms."""
+        rows = self._db.execute(
+            """
+            SELECT cc.target, COUNT(*) AS answers,
+                   AVG(CASE WHEN m.cost_unknown THEN NULL ELSE m.cost END) AS cost,
+                   AVG(m.tokens_per_s) AS speed, AVG(m.ttft_ms) AS ttft
+            FROM comparison_columns cc JOIN messages m ON m.conversation_id = cc.conversation_id
+            WHERE m.role = 'assistant' AND m.status = 'complete' GROUP BY cc.target
+            """)
+        return {r["target"]: (r["answers"], r["cost"], r["speed"], r["ttft"]) for r in rows}
+
+    def touch_comparison(self, comparison_id: int) -> None:
+        self._write("UPDATE comparisons SET updated_at = ? WHERE id = ?", (time.time(), comparison_id))
+
+    def delete_comparison(self, comparison_id: int) -> None:
+        """The comparison and its columns' conversations; its votes stay in the leaderboard."""
+        with self._lock:
+            ids = self.comparison(comparison_id).conversations
+            self._write("DELETE FROM comparisons WHERE id = ?", (comparison_id,))
+            for conversation_id in ids:
+                self._write("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    def add_vote(self, comparison_id: int | None, turn: int, targets: list[str], outcome: str) -> Vote:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        cur = self._write("INSERT INTO votes (comparison_id, turn, targets, outcome, created_at) VALUES (?, ?, ?, ?, ?)",
+                          (comparison_id, turn, json.dumps(targets), outcome, time.time()))
+        return self.votes(vote_id=cur.lastrowid)[0]
+
+    def votes(self, comparison_id: int | None = None, vote_id: int | None = None) -> list[Vote]:
+        sql, params = "SELECT * FROM votes", ()
+        if vote_id is not None:
+            sql, params = sql + " WHERE id = ?", (vote_id,)
+        elif comparison_id is not None:
+            sql, params = sql + " WHERE comparison_id = ?", (comparison_id,)
+        rows = self._db.execute(sql + " ORDER BY id", params)
+        return [Vote(r["id"], r["comparison_id"], r["turn"], tuple(json.loads(r["targets"])), r["outcome"],
+                     r["created_at"]) for r in rows]
+
+    # -- where the words went -------------------------------------------------------------------
+    def usage_by_month(self) -> list[UsageRow]:
+        """Answers per provider and month: tokens, bytes sent off the machine, cost."""
+        rows = self._db.execute(
+            """
+            SELECT strftime('%Y-%m', created_at, 'unixepoch', 'localtime') AS month, provider, processed_on,
+                   COUNT(*) AS answers, COALESCE(SUM(tokens_in), 0) AS tokens_in,
+                   COALESCE(SUM(tokens_out), 0) AS tokens_out, SUM(bytes_sent) AS bytes_sent, SUM(cost) AS cost
+            FROM messages WHERE role = 'assistant' AND provider != ''
+            GROUP BY month, provider, processed_on ORDER BY month DESC, provider
+            """)
+        return [UsageRow(**{k: r[k] for k in r.keys()}) for r in rows]
+
+    def conversations_that_left(self) -> list[tuple[Conversation, str]]:
+        """Every conversation any of whose words were processed off this machine, and where."""
+        rows = self._db.execute(
+            """
+            SELECT c.*, GROUP_CONCAT(DISTINCT m.processed_on) AS hosts
+            FROM conversations c JOIN messages m ON m.conversation_id = c.id
+            WHERE m.processed_on NOT IN ('', ?) GROUP BY c.id ORDER BY c.updated_at DESC
+            """, (THIS_MACHINE,))
+        return [(self._conversation(r), r["hosts"]) for r in rows]
 
     # -- models ---------------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,198 @@
+"""The chat endpoints a user has added besides Hearth's own engine ("providers"): cloud services
+and servers on their own hardware. Kept in providers.json in the config folder, without keys:
+a key goes through secrets.py under the provider's name (so `HEARTH_KEY_OPENAI` works too).
+
+Nothing here is used unless the user added a provider; a cloud target is written
+`PROVIDER/MODEL_NAME`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from desktop.core import net, secrets
+from desktop.core.errors import HearthError
+from desktop.core.paths import resources_dir
+from desktop.core.providers import Endpoint, error_for
+from desktop.core.store import THIS_MACHINE
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+KINDS = ("openai", "anthropic")
+ANTHROPIC_VERSION = "2023-06-01"
+CLOUD_TIMEOUT_S = 120.0
+
+
+class ProviderSetupError(HearthError):
+    pass
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str  # short, lower case: the first part of PROVIDER/MODEL
+    label: str
+    kind: str  # "openai" (OpenAI-compatible) or "anthropic"
+    base_url: str
+    own: bool = False  # runs on the user's own hardware (a self-hosted server)
+    keys_at: str = ""  # where a person gets a key
+    added_at: float = 0.0
+
+    @property
+    def host(self) -> str:
+        return httpx.URL(self.base_url).host
+
+    @property
+    def on_this_machine(self) -> bool:
+        return net.is_loopback(self.host)
+
+    @property
+    def processed_on(self) -> str:
+        return THIS_MACHINE if self.on_this_machine else self.host
+
+    @property
+    def key(self) -> str | None:
+        return secrets.get(self.name)
+
+
+@dataclass(frozen=True)
+class CloudTarget:
+    provider: Provider
+    model: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+def presets() -> list[Provider]:
+    data = json.loads((resources_dir() / "providers.json").read_text(encoding="utf-8"))
+    return [Provider(**p) for p in data["presets"]]
+
+
+def preset(name: str) -> Provider | None:
+    return next((p for p in presets() if p.name == name), None)
+
+
+class Providers:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def all(self) -> list[Provider]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.warning("providers file %s is unreadable: %s", self.path, exc)
+            return []
+        known = {f for f in Provider.__dataclass_fields__}
+        return [Provider(**{k: v for k, v in p.items() if k in known}) for p in raw if isinstance(p, dict)]
+
+    def get(self, name: str) -> Provider:
+        for p in self.all():
+            if p.name == name:
+                return p
+        raise ProviderSetupError(f"There is no provider called “{name}”. Add it first (hearth providers add "
+                                 f"{name} --base-url URL), or see the list with: hearth providers list")
+
+    def find(self, name: str) -> Provider | None:
+        return next((p for p in self.all() if p.name == name), None)
+
+    def add(self, name: str, *, base_url: str = "", kind: str = "", label: str = "",
+            own: bool | None = None) -> Provider:
+        """Add a provider: a preset by its name, or any endpoint with its base URL."""
+        name = name.strip().lower()
+        if not NAME.match(name):
+            raise ProviderSetupError(f"“{name}” cannot be a provider's name: use up to 32 lower-case letters, "
+                                     "digits, - or _.")
+        base = preset(name)
+        base_url = (base_url or (base.base_url if base else "")).strip().rstrip("/")
+        if not base_url:
+            raise ProviderSetupError(f"“{name}” is not a known service: give its address with --base-url "
+                                     "(for example http://my-server:8000/v1).")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ProviderSetupError(f"“{base_url}” is not a web address: it should look like "
+                                     "https://host/v1.")
+        kind = kind or (base.kind if base else "openai")
+        if kind not in KINDS:
+            raise ProviderSetupError(f"A provider speaks one of: {', '.join(KINDS)}; not “{kind}”.")
+        provider = Provider(name=name, label=label or (base.label if base else name), kind=kind, base_url=base_url,
+                            own=bool(own if own is not None else (base.own if base else False)),
+                            keys_at=base.keys_at if base else "", added_at=time.time())
+        self._save([p for p in self.all() if p.name != name] + [provider])
+        return provider
+
+    def remove(self, name: str) -> Provider:
+        provider = self.get(name)
+        self._save([p for p in self.all() if p.name != name])
+        secrets.forget(name)
+        return provider
+
+    def _save(self, providers: list[Provider]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(p) for p in providers], indent=2), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def target(self, ref: str) -> CloudTarget | None:
+        """`PROVIDER/MODEL` when PROVIDER is one of the user's providers; else None (a local model)."""
+        name, slash, model = ref.partition("/")
+        if not slash or not model:
+            return None
+        provider = self.find(name)
+        return CloudTarget(provider, model) if provider else None
+
+
+def endpoint(target: CloudTarget) -> Endpoint:
+    p = target.provider
+    key = p.key
+    if not key and not p.on_this_machine and not p.own:
+        raise ProviderSetupError(f"{p.label} needs an API key. Add it in Providers, or with: hearth providers add "
+                                 f"{p.name} --key-stdin (or set {secrets.env_name(p.name)}).")
+    return Endpoint(base_url=p.base_url, api_key=key or "", model=target.model, provider=p.name,
+                    processed_on=p.processed_on, local=False, kind=p.kind, label=p.label,
+                    timeout_s=CLOUD_TIMEOUT_S)
+
+
+async def list_models(provider: Provider) -> list[str]:
+    """The provider's model names (which also tests the address and the key)."""
+    key = provider.key or ""
+    if provider.kind == "anthropic":
+        url = provider.base_url + "/v1/models"
+        headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+    else:
+        url = provider.base_url + "/models"
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+    probe = Endpoint(base_url=provider.base_url, api_key="", model="", provider=provider.name,
+                     processed_on=provider.processed_on, local=False, label=provider.label)
+    try:
+        async with net.async_client(local_only=False, timeout=20.0) as client:
+            response = await client.get(url, headers=headers, params={"limit": 1000} if provider.kind == "anthropic" else None)
+    except net.OfflineError:
+        raise
+    except httpx.TimeoutException:
+        raise ProviderSetupError(f"{provider.label} did not answer within 20 s.") from None
+    except httpx.HTTPError as exc:
+        raise ProviderSetupError(f"Hearth could not reach {provider.host} ({type(exc).__name__}). Check the "
+                                 "address and your network connection.") from None
+    if response.status_code >= 400:
+        if response.status_code == 404:
+            raise ProviderSetupError(f"{provider.label} has no model list at {url} (404): check the address; "
+                                     "OpenAI-compatible servers usually end in /v1.")
+        raise error_for(response.status_code, response.text[:200], probe, response.headers)
+    try:
+        data = response.json().get("data", [])
+        return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+    except (ValueError, AttributeError):
+        raise ProviderSetupError(f"{provider.label} answered, but not with a list of models: is "
+                                 f"{provider.base_url} the right address?") from None
