@@ -1,0 +1,73 @@
+"""`hearth providers`, `hearth chat -m PROVIDER/MODEL` and `hearth compare` in a terminal, against
+the cloud stand-in on this machine's network address and the real local model."""
+
+import os
+
+import pytest
+
+from tests.cloud_server import ANSWER, CloudServer, network_address
+from tests.e2e.test_cli import hearth
+
+ADDRESS = network_address()
+
+
+@pytest.fixture
+def server(home, monkeypatch):
+    s = CloudServer(host=ADDRESS or "127.0.0.1")
+    monkeypatch.setenv("HEARTH_KEY_OPENAI", "sk-test-cli")
+    yield s
+    s.stop()
+
+
+def test_add_a_provider_list_its_models_chat_with_one_and_remove_it(server):
+    assert "No providers: everything stays on this machine." in hearth("providers", "list").stdout
+    added = hearth("providers", "add", "openai", "--base-url", server.url + "/v1")
+    assert added.returncode == 0, added.stderr
+    host = ADDRESS or "127.0.0.1"
+    if ADDRESS:
+        assert f"prompts you send to it leave this machine for {host}" in added.stdout
+    listed = hearth("providers", "list").stdout
+    assert "openai" in listed and "key set" in listed and "Well-known: openai, anthropic" in listed
+    assert hearth("providers", "models", "openai").stdout.split() == ["gpt-4o-mini", "stand-in-large"]
+
+    answer = hearth("chat", "-m", "openai/gpt-4o-mini", "What is the capital of France?")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "".join(ANSWER)
+    assert f"sending to OpenAI ({host if ADDRESS else 'this machine'})" in answer.stderr
+
+    server.next = ["429:1"]
+    waited = hearth("chat", "-m", "openai/gpt-4o-mini", "Again?")
+    assert waited.returncode == 0 and "waiting 1 s (rate limit)" in waited.stderr
+
+    server.next = ["401"]
+    refused = hearth("chat", "-m", "openai/gpt-4o-mini", "Once more?")
+    assert refused.returncode == 1 and "refused the key (401)" in refused.stderr
+
+    removed = hearth("providers", "rm", "openai")
+    assert removed.returncode == 0 and "Removed OpenAI and its key." in removed.stdout
+    gone = hearth("chat", "-m", "openai/gpt-4o-mini", "Hello?")
+    assert gone.returncode == 1 and "No model called “openai/gpt-4o-mini” is installed" in gone.stderr
+
+
+@pytest.mark.skipif(ADDRESS is None, reason="this machine has no network address")
+def test_offline_mode_from_the_environment_refuses_the_cloud(server):
+    hearth("providers", "add", "openai", "--base-url", server.url + "/v1")
+    env = dict(os.environ, HEARTH_OFFLINE="1")
+    out = hearth("chat", "-m", "openai/gpt-4o-mini", "Hello?", env=env)
+    assert out.returncode == 1 and "Offline mode is on" in out.stderr
+    assert server.connections == 0
+
+
+@pytest.mark.skipif(ADDRESS is None, reason="this machine has no network address")
+def test_a_blind_comparison_of_a_local_and_a_cloud_model_in_the_terminal(server, model_file):
+    hearth("models", "import", "--link", str(model_file))
+    hearth("providers", "add", "openai", "--base-url", server.url + "/v1")
+    out = hearth("compare", "-m", "smollm2", "-m", "openai/gpt-4o-mini", "--blind", "--max-tokens", "16",
+                 "--temperature", "0", "Name a colour.", input="a\n")
+    assert out.returncode == 0, out.stderr
+    assert "── A " in out.stdout and "── B " in out.stdout and "".join(ANSWER) in out.stdout
+    assert "stayed on this machine" in out.stdout and f"sent to {ADDRESS}" in out.stdout
+    assert "Which answer is better? A, B, tie, or bad" in out.stdout
+    revealed = [line for line in out.stdout.splitlines() if " was " in line]
+    assert sorted(line.split(" was ")[1] for line in revealed) == ["openai/gpt-4o-mini", "smollm2-135m-instruct-q4_1"]
+    assert "Saved as comparison 1." in out.stdout
