@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -44,7 +44,8 @@ class Provider:
     base_url: str
     own: bool = False  # runs on the user's own hardware (a self-hosted server)
     keys_at: str = ""  # where a person gets a key
-    added_at: float = 0.0
+    added_at: float = 0.0  # when the user added it (and agreed that words sent there leave the machine)
+    models: tuple[str, ...] = ()  # its model names, as last listed
 
     @property
     def host(self) -> str:
@@ -95,7 +96,13 @@ class Providers:
             log.warning("providers file %s is unreadable: %s", self.path, exc)
             return []
         known = {f for f in Provider.__dataclass_fields__}
-        return [Provider(**{k: v for k, v in p.items() if k in known}) for p in raw if isinstance(p, dict)]
+        providers = []
+        for p in raw:
+            if isinstance(p, dict):
+                data = {k: v for k, v in p.items() if k in known}
+                data["models"] = tuple(str(m) for m in data.get("models") or ())
+                providers.append(Provider(**data))
+        return providers
 
     def get(self, name: str) -> Provider:
         for p in self.all():
@@ -128,9 +135,19 @@ class Providers:
             raise ProviderSetupError(f"A provider speaks one of: {', '.join(KINDS)}; not “{kind}”.")
         provider = Provider(name=name, label=label or (base.label if base else name), kind=kind, base_url=base_url,
                             own=bool(own if own is not None else (base.own if base else False)),
-                            keys_at=base.keys_at if base else "", added_at=time.time())
+                            keys_at=base.keys_at if base else "", added_at=time.time(),
+                            models=old.models if (old := self.find(name)) and old.base_url == base_url else ())
         self._save([p for p in self.all() if p.name != name] + [provider])
         return provider
+
+    def set_models(self, name: str, models: list[str]) -> Provider:
+        updated = replace(self.get(name), models=tuple(models))
+        self._save([updated if p.name == name else p for p in self.all()])
+        return updated
+
+    def targets(self) -> list[CloudTarget]:
+        """Every model of every provider, as last listed."""
+        return [CloudTarget(p, m) for p in self.all() for m in p.models]
 
     def remove(self, name: str) -> Provider:
         provider = self.get(name)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.store import Message
+from desktop.core.units import human_bytes
 from desktop.ui.icons import app_icon, icon, tool_button
 from desktop.ui.markdown import breakable, to_html
 from desktop.ui.theme import Theme
@@ -30,19 +31,34 @@ MAX_INPUT_LINES = 8
 
 
 def stats_line(message: Message) -> str:
-    """The figures under an answer: model, tokens, time to first token, speed."""
+    """The figures under an answer: tokens, time to first token, speed, where the words went, cost."""
     parts = []
     if message.tokens_out:
-        parts.append(f"{message.tokens_out} tokens")
+        parts.append(f"{'≈' if message.usage_estimated else ''}{message.tokens_out} tokens")
     if message.ttft_ms is not None:
         parts.append(f"{message.ttft_ms / 1000:.2f} s to first token")
     if message.tokens_per_s:
         parts.append(f"{message.tokens_per_s:.1f} tokens/s")
-    if message.processed_on:
-        parts.append(f"processed on {message.processed_on}")
+    parts.append(where_line(message))
+    if message.provider and message.provider != "local":
+        parts.append("cost unknown" if message.cost_unknown else money(message.cost))
+    elif message.cost:
+        parts.append(f"{money(message.cost)} of electricity")
     if message.status == "stopped":
         parts.append("stopped")
-    return " · ".join(parts)
+    return " · ".join(p for p in parts if p)
+
+
+def where_line(message: Message) -> str:
+    if message.left_the_machine:
+        return f"{human_bytes(message.bytes_sent)} sent to {message.processed_on}"
+    return "stayed on this machine" if message.processed_on else ""
+
+
+def money(dollars: float) -> str:
+    if dollars == 0:
+        return "$0"
+    return f"${dollars:.4f}" if dollars < 0.01 else f"${dollars:.2f}"
 
 
 def _text_label(rich: bool = True, cls: type[QLabel] = QLabel) -> QLabel:

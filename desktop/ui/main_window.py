@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QStackedWidget,
     QToolButton,
@@ -41,7 +40,7 @@ from desktop.ui.models_page import ModelsPage
 from desktop.ui.settings_panel import SettingsPanel
 from desktop.ui.sidebar import Sidebar
 from desktop.ui.theme import Theme
-from desktop.ui.widgets import Banner
+from desktop.ui.widgets import Banner, confirm
 
 log = logging.getLogger(__name__)
 
@@ -507,16 +506,9 @@ class MainWindow(QMainWindow):
             conversation = self.services.store.conversation(conversation_id)
         except KeyError:
             return
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete chat",
-                          f"Delete “{conversation.title}” and all its messages?", parent=self)
-        box.setObjectName("ConfirmDelete")
-        box.setInformativeText("This cannot be undone.")
-        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
-        box.setDefaultButton(box.addButton(QMessageBox.StandardButton.Cancel))
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.buttonClicked.connect(
-            lambda button: self.delete_conversation(conversation_id) if button is delete else None)
-        box.open()
+        confirm(self, "ConfirmDelete", "Delete chat", f"Delete “{conversation.title}” and all its messages?",
+                "This cannot be undone.", "Delete", lambda: self.delete_conversation(conversation_id),
+                destructive=True)
 
     def delete_conversation(self, conversation_id: int) -> None:
         live = self.services.chat.live_answer()

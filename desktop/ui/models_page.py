@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -42,7 +41,7 @@ from desktop.core.store import ModelRecord
 from desktop.core.units import human_bytes, human_count
 from desktop.ui.icons import icon, tool_button
 from desktop.ui.theme import Theme
-from desktop.ui.widgets import Banner, muted
+from desktop.ui.widgets import Banner, confirm, data_table, muted
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 CONTEXTS = (2048, 4096, 8192, 16384, 32768)
@@ -392,20 +391,8 @@ class ModelsPage(QWidget):
         import_button.clicked.connect(self._import_file)
         row.addWidget(import_button)
         layout.addLayout(row)
-        self.installed = QTableWidget(0, 8)
-        self.installed.setObjectName("InstalledModels")
-        self.installed.setHorizontalHeaderLabels(
-            ["Model", "Quantization", "Size", "Architecture", "Context", "License", "From", "Last used"])
-        self.installed.verticalHeader().hide()
-        self.installed.setShowGrid(False)
-        self.installed.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.installed.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.installed.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        head = self.installed.horizontalHeader()
-        head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.installed.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.installed.setWordWrap(False)
+        self.installed = data_table(["Model", "Quantization", "Size", "Architecture", "Context", "License", "From",
+                                     "Last used"], "InstalledModels")
         self.installed.itemSelectionChanged.connect(self._installed_selection)
         self.installed.doubleClicked.connect(lambda _: self._use_selected())
         layout.addWidget(self.installed, 2)
@@ -712,16 +699,10 @@ class ModelsPage(QWidget):
         if record is None:
             return
         linked = record.origin == "linked"
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete model",
-                          f"Remove “{record.name}” ({record.quantization}) from Hearth?", parent=self)
-        box.setObjectName("ConfirmDeleteModel")
-        box.setInformativeText("Its file stays where it is (it was linked)." if linked else
-                               f"This deletes its file and frees {human_bytes(record.size)}.")
-        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
-        box.setDefaultButton(box.addButton(QMessageBox.StandardButton.Cancel))
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.buttonClicked.connect(lambda b: self.spawn(self.delete_model(record.id)) if b is delete else None)
-        box.open()
+        confirm(self, "ConfirmDeleteModel", "Delete model", f"Remove “{record.name}” ({record.quantization}) from Hearth?",
+                "Its file stays where it is (it was linked)." if linked else
+                f"This deletes its file and frees {human_bytes(record.size)}.",
+                "Delete", lambda: self.spawn(self.delete_model(record.id)), destructive=True)
 
     async def delete_model(self, model_id: str) -> None:
         engine = self.services.engine

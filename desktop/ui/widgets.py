@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QTableWidget,
+    QToolButton,
+    QWidget,
+)
 
 from desktop.ui.icons import icon
 from desktop.ui.theme import Theme
@@ -42,3 +54,38 @@ def muted(text: str = "", wrap: bool = True) -> QLabel:
     label.setObjectName("Muted")
     label.setWordWrap(wrap)
     return label
+
+
+def data_table(headers: list[str], name: str, stretch: int = 0) -> QTableWidget:
+    """A read-only table of rows, one selected at a time; column `stretch` takes the spare width."""
+    table = QTableWidget(0, len(headers))
+    table.setObjectName(name)
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().hide()
+    table.setShowGrid(False)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    head = table.horizontalHeader()
+    head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    head.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    table.setWordWrap(False)
+    return table
+
+
+def confirm(parent: QWidget, name: str, title: str, text: str, info: str, accept: str,
+            on_accept: Callable[[], None], *, destructive: bool = False) -> QMessageBox:
+    """A question with Cancel as the default; `on_accept` runs only when the user agrees. Not
+    modal to the app, so nothing waits on it; tests find it by its object name."""
+    box = QMessageBox(QMessageBox.Icon.Warning if destructive else QMessageBox.Icon.Question, title, text,
+                      parent=parent)
+    box.setObjectName(name)
+    box.setInformativeText(info)
+    yes = box.addButton(accept, QMessageBox.ButtonRole.DestructiveRole if destructive else
+                        QMessageBox.ButtonRole.AcceptRole)
+    box.setDefaultButton(box.addButton(QMessageBox.StandardButton.Cancel))
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.buttonClicked.connect(lambda b: on_accept() if b is yes else None)
+    box.open()
+    return box
