@@ -30,7 +30,7 @@ BUBBLE_PAD = 14
 MAX_INPUT_LINES = 8
 
 
-def stats_line(message: Message) -> str:
+def stats_line(message: Message, *, with_where: bool = True) -> str:
     """The figures under an answer: tokens, time to first token, speed, where the words went, cost."""
     parts = []
     if message.tokens_out:
@@ -39,7 +39,8 @@ def stats_line(message: Message) -> str:
         parts.append(f"{message.ttft_ms / 1000:.2f} s to first token")
     if message.tokens_per_s:
         parts.append(f"{message.tokens_per_s:.1f} tokens/s")
-    parts.append(where_line(message))
+    if with_where:
+        parts.append(where_line(message))
     if message.provider and message.provider != "local":
         parts.append("cost unknown" if message.cost_unknown else money(message.cost))
     elif message.cost:
@@ -58,6 +59,8 @@ def where_line(message: Message) -> str:
 def money(dollars: float) -> str:
     if dollars == 0:
         return "$0"
+    if dollars < 0.0001:
+        return "< $0.0001"
     return f"${dollars:.4f}" if dollars < 0.01 else f"${dollars:.2f}"
 
 

@@ -35,6 +35,7 @@ from desktop.core.settings import LoadOptions, Sampling
 from desktop.core.store import Conversation, Message
 from desktop.core.units import human_bytes
 from desktop.ui.chat_view import COLUMN_WIDTH, Composer, EmptyState, MessageList, MessageWidget
+from desktop.ui.cloud_page import CloudPage
 from desktop.ui.icons import icon, tool_button
 from desktop.ui.models_page import ModelsPage
 from desktop.ui.settings_panel import SettingsPanel
@@ -45,6 +46,7 @@ from desktop.ui.widgets import Banner, confirm
 log = logging.getLogger(__name__)
 
 PAGE = 60  # messages shown when a chat opens, and added by "Show earlier messages"
+LOCAL_NOTE = "Runs on this computer. Answers can be wrong: check what matters."
 FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second...
 MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
 # ...and drawing may take about 1/RENDER_BUDGET of the time, so that on a small machine the
@@ -102,8 +104,14 @@ class MainWindow(QMainWindow):
         self.models_page.use_requested.connect(self.use_model)
         self.models_page.models_changed.connect(self.refresh_models)
         self.models_page.message.connect(self.notify)
+        self.cloud_page = CloudPage(services, theme, self.spawn)
+        self.cloud_page.back_requested.connect(self.show_chat)
+        self.cloud_page.providers_changed.connect(self.refresh_models)
+        self.cloud_page.offline_changed.connect(self.set_offline)
+        self.cloud_page.message.connect(self.notify)
         self.pages.addWidget(self.chat_page)
         self.pages.addWidget(self.models_page)
+        self.pages.addWidget(self.cloud_page)
         row.addWidget(self.pages, 1)
         row.addWidget(self.settings_panel)
         self.setCentralWidget(central)
@@ -123,6 +131,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         QShortcut(QKeySequence("Ctrl+,"), self, activated=self.toggle_settings)
         QShortcut(QKeySequence("Ctrl+M"), self, activated=self.show_models)
+        QShortcut(QKeySequence("Ctrl+K"), self, activated=self.show_cloud)
 
         services.engine.on_state = self._on_engine_state
         self._on_engine_state(services.engine.state, "")
@@ -162,6 +171,9 @@ class MainWindow(QMainWindow):
         self.models_button = self._header_button("models", "Find, download and manage models (Ctrl+M)",
                                                  self.show_models)
         bar.addWidget(self.models_button)
+        self.cloud_button = self._header_button("compare", "Compare models side by side, cloud providers, "
+                                                "where your words went (Ctrl+K)", self.show_cloud)
+        bar.addWidget(self.cloud_button)
         self.eject_button = self._header_button("eject", "Unload the model and free its memory",
                                                 lambda: self.spawn(self.services.engine.stop()))
         bar.addWidget(self.eject_button)
@@ -199,10 +211,10 @@ class MainWindow(QMainWindow):
         composer_row.addWidget(self.composer, 100)
         composer_row.addStretch(1)
         column.addLayout(composer_row)
-        note = QLabel("Runs on this computer. Answers can be wrong: check what matters.")
-        note.setObjectName("SettingsHint")
-        note.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        column.addWidget(note)
+        self.where_note = QLabel(LOCAL_NOTE)
+        self.where_note.setObjectName("SettingsHint")
+        self.where_note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        column.addWidget(self.where_note)
         column.addSpacing(6)
         return area
 
@@ -221,10 +233,16 @@ class MainWindow(QMainWindow):
         self.load_progress.hide()
         self.context_label = QLabel("")
         self.memory_label = QLabel("")
+        self.offline_button = QToolButton()
+        self.offline_button.setObjectName("OfflineSwitch")
+        self.offline_button.setCheckable(True)
+        self.offline_button.toggled.connect(self.set_offline)
         status.addWidget(self.engine_label)
         status.addWidget(self.load_progress)
         status.addPermanentWidget(self.context_label)
         status.addPermanentWidget(self.memory_label)
+        status.addPermanentWidget(self.offline_button)
+        self._show_offline(self.services.settings.offline)
 
     # -- background work --------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
@@ -250,31 +268,77 @@ class MainWindow(QMainWindow):
 
     def notify(self, text: str, level: str = "error") -> None:
         """A sentence on the page the user is looking at."""
-        on_models = self.pages.currentWidget() is self.models_page
-        (self.models_page.banner if on_models else self.banner).show_text(text, level)
+        page = self.pages.currentWidget()
+        banner = {self.models_page: self.models_page.banner, self.cloud_page: self.cloud_page.banner}.get(page, self.banner)
+        banner.show_text(text, level)
+
+    # -- offline mode ------------------------------------------------------------------------------
+    def set_offline(self, on: bool) -> None:
+        """Offline mode: nothing but this computer is reached (enforced in core/net.py)."""
+        if on != self.services.settings.offline:
+            self.services.save_settings(replace(self.services.settings, offline=on))
+        self._show_offline(on)
+        self.cloud_page.set_offline(on)
+        self._show_where()
+
+    def _show_offline(self, on: bool) -> None:
+        self.offline_button.blockSignals(True)
+        self.offline_button.setChecked(on)
+        self.offline_button.blockSignals(False)
+        self.offline_button.setText("Offline" if on else "Online")
+        self.offline_button.setToolTip("Offline mode is on: Hearth connects to nothing but this computer. Click to "
+                                       "allow downloads and cloud models again." if on else
+                                       "Click for offline mode: Hearth then connects to nothing but this computer.")
 
     # -- models ---------------------------------------------------------------------------------
     def refresh_models(self, select: str | None = None) -> None:
         models = self.services.library.models()
+        remote = self.services.providers.targets()
         wanted = select or self.selected_model_id() or self.services.settings.last_model
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for m in models:
             label = f"{m.name}   ·   {m.quantization}   ·   {human_bytes(m.size)}"
-            self.model_combo.addItem(label, m.id)
+            self.model_combo.addItem(icon("chip", self.theme.muted), label, m.id)
         if not models:
             self.model_combo.addItem("No model installed", "")
+        if remote:
+            self.model_combo.insertSeparator(self.model_combo.count())
+        for t in remote:
+            self.model_combo.addItem(icon("cloud", self.theme.muted), f"{t.provider.label}   ·   {t.model}", t.id)
+            self.model_combo.setItemData(self.model_combo.count() - 1, f"Sends your words to {t.provider.processed_on}",
+                                         Qt.ItemDataRole.ToolTipRole)
         index = self.model_combo.findData(wanted)
         self.model_combo.setCurrentIndex(max(index, 0))
         self.model_combo.blockSignals(False)
-        self.model_combo.setEnabled(bool(models))
+        self.model_combo.setEnabled(bool(models or remote))
         self.empty_state.set_model(self.selected_model_name())
+        self._show_where()
+
+    def cloud_target(self):
+        """The chosen model when it is a cloud one, else None."""
+        return self.services.providers.target(self.selected_model_id())
+
+    def _show_where(self) -> None:
+        target = self.cloud_target()
+        if target is None:
+            self.where_note.setText(LOCAL_NOTE)
+        else:
+            p = target.provider
+            where = "this computer" if p.on_this_machine else p.processed_on
+            self.where_note.setText(f"Your words go to {where} ({p.label}). Answers can be wrong: check what matters.")
 
     def show_models(self) -> None:
         self.settings_panel.hide()
         self.settings_button.setChecked(False)
         self.pages.setCurrentWidget(self.models_page)
         self.models_page.refresh_installed()
+
+    def show_cloud(self) -> None:
+        self.settings_panel.hide()
+        self.settings_button.setChecked(False)
+        self.cloud_page.refresh()
+        self.pages.setCurrentWidget(self.cloud_page)
 
     def show_chat(self) -> None:
         self.pages.setCurrentWidget(self.chat_page)
@@ -293,6 +357,9 @@ class MainWindow(QMainWindow):
         model_id = self.selected_model_id()
         if not model_id:
             return None
+        target = self.cloud_target()
+        if target is not None:
+            return f"{target.provider.label} · {target.model}"
         try:
             return self.services.library.get(model_id).name
         except HearthError:
@@ -302,15 +369,17 @@ class MainWindow(QMainWindow):
         model_id = self.selected_model_id()
         if not model_id:
             return
-        self.services.save_settings(replace(self.services.settings, last_model=model_id))
         if self.current_id is not None:
             self.services.store.update_conversation(self.current_id, model=model_id)
         self.empty_state.set_model(self.selected_model_name())
-        self.spawn(self.load_selected_model())
+        self._show_where()
+        if self.cloud_target() is None:  # new chats start on the last local model, never a cloud one
+            self.services.save_settings(replace(self.services.settings, last_model=model_id))
+            self.spawn(self.load_selected_model())
 
     async def load_selected_model(self) -> None:
         model_id = self.selected_model_id()
-        if model_id:
+        if model_id and self.cloud_target() is None:
             await self.services.engine.ensure(self.services.library.get(model_id), self.services.settings.load)
 
     async def reload_model(self) -> None:
@@ -419,7 +488,8 @@ class MainWindow(QMainWindow):
     def new_chat(self) -> None:
         self.settings_panel.flush()
         previous = self.current_id
-        conversation = self.services.chat.new_conversation(model_id=self.selected_model_id())
+        chosen = self.selected_model_id() if self.cloud_target() is None else ""
+        conversation = self.services.chat.new_conversation(model_id=chosen)
         if previous != conversation.id:
             self._drop_if_empty(previous)
         self.open_conversation(conversation.id)
@@ -549,7 +619,7 @@ class MainWindow(QMainWindow):
         text = text.strip()
         if not text or chat.busy:
             return
-        if not self.services.library.models():
+        if not self.services.library.models() and self.cloud_target() is None:
             self.banner.show_text("Import a model first: Hearth needs a .gguf file to chat with.")
             return
         self.settings_panel.flush()
@@ -590,8 +660,11 @@ class MainWindow(QMainWindow):
         widget = self._add_widget("assistant")
         engine = self.services.engine
         name = self.selected_model_name() or "Model"
+        target = self.cloud_target()
         loaded = engine.model is not None and engine.model.id == self.selected_model_id() and engine.is_alive()
-        widget.start_streaming(name, "Thinking…" if loaded else "Loading the model…")
+        note = (f"Sending to {target.provider.processed_on}…" if target is not None else
+                "Thinking…" if loaded else "Loading the model…")
+        widget.start_streaming(name, note)
         self._attach_stream(widget)
         self._mark_last_answer()
 
@@ -668,6 +741,7 @@ class MainWindow(QMainWindow):
             task.cancel()
         self.services.downloads.on_change = self.services.downloads.on_installed = None
         self.services.downloads.halt()  # the partial files stay: the downloads resume next time
+        self.cloud_page.halt()
         self._drop_if_empty(self.current_id)
         self.services.engine.stop_now()
         super().closeEvent(event)

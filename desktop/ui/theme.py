@@ -112,6 +112,11 @@ def stylesheet(t: Theme) -> str:
     #CardTitle {{ font-weight: 600; font-size: 10.5pt; }}
     #Muted {{ color: {t.muted}; }}
     #Card {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 10px; }}
+    #CompareColumn {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 12px; }}
+    #CompareText {{ background: transparent; border: none; font-size: 10.5pt; }}
+    #VoteBar QPushButton {{ padding: 6px 14px; }}
+    QToolButton#OfflineSwitch {{ color: {t.muted}; padding: 2px 10px; }}
+    QToolButton#OfflineSwitch:checked {{ color: {t.warn}; font-weight: 600; background: transparent; }}
     #ModelCard {{ border-radius: 10px; }}
     #ModelCard:hover {{ background: {t.selection}; }}
     #ModelCard[selected="true"] {{ background: {t.selection}; border: 1px solid {t.border}; }}

@@ -1,0 +1,132 @@
+"""Compare & cloud in the real window: add a provider (with the consent question), compare the
+local model with a cloud one blind, vote, see the leaderboard and where the words went, export,
+chat with a cloud model, offline mode from the status bar. The cloud is the stand-in server on
+this machine's network address."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from desktop.core import net
+from desktop.core.settings import Sampling
+from tests.cloud_server import ANSWER, CloudServer, network_address
+
+ADDRESS = network_address()
+pytestmark = pytest.mark.skipif(ADDRESS is None, reason="this machine has no network address")
+
+
+@pytest.fixture
+def server():
+    s = CloudServer(host=ADDRESS)
+    net.set_offline(False)
+    yield s
+    s.stop()
+    net.set_offline(False)
+
+
+def add_standin(qtbot, page, server):
+    page.tabs.setCurrentIndex(3)
+    page.preset.setCurrentIndex(page.preset.findData("custom"))
+    page.provider_name.setText("standin")
+    page.provider_url.setText(server.url + "/v1")
+    page.provider_key.setText("sk-test-ui")
+    qtbot.mouseClick(page.add_provider_button, Qt.MouseButton.LeftButton)
+    box = page.findChild(QMessageBox, "ConfirmProvider")
+    assert "Words you send to standin leave this computer." == box.text()
+    assert f"go to {ADDRESS}:" in box.informativeText()
+    assert server.seen == []  # nothing is sent before the user agrees
+    qtbot.mouseClick(next(b for b in box.buttons() if b.text() == "Add and allow"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.provider_table.rowCount() == 1 and page.provider_table.item(0, 4).text() == "2",
+                    timeout=10_000)
+
+
+def test_compare_a_local_and_a_cloud_model_blind_then_vote(qtbot, make_window, model, services, server, shots_dir,
+                                                             tmp_path):
+    window = make_window(sampling=Sampling(temperature=0.0, max_tokens=24, seed=3))
+    qtbot.mouseClick(window.cloud_button, Qt.MouseButton.LeftButton)
+    page = window.cloud_page
+    assert window.pages.currentWidget() is page
+    add_standin(qtbot, page, server)
+    assert page.provider_table.item(0, 3).text() == ADDRESS and page.provider_table.item(0, 2).text() == "set"
+    window.grab().save(str(shots_dir / "cloud-providers.png"))
+
+    page.tabs.setCurrentIndex(0)
+    page.pickers[0].setCurrentIndex(page.pickers[0].findData(model.id))
+    page.pickers[1].setCurrentIndex(page.pickers[1].findData("standin/gpt-4o-mini"))
+    page.blind.setChecked(True)
+    page._show_columns()
+    assert [page.columns[i].title.text() for i in range(2)] == ["A", "B"]
+    assert not page.columns[2].isVisible()
+    page.composer.input.setPlainText("Name a colour.")
+    qtbot.mouseClick(page.composer.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.session is not None and not page.busy, timeout=60_000)
+    texts = [page.columns[i].text for i in range(2)]
+    assert all("Name a colour." in t for t in texts) and any("".join(ANSWER) in t for t in texts)
+    assert [page.columns[i].title.text() for i in range(2)] == ["A", "B"]  # still hidden
+    # speed, cost and where the words went would give the models away: hidden until the vote
+    assert [page.columns[i].figures.text() for i in range(2)] == ["Figures appear after your vote."] * 2
+    assert [page.columns[i].where.text() for i in range(2)] == ["", ""]
+    assert page.vote_bar.isVisible() and not page.vote_buttons["C"].isVisible()
+    window.grab().save(str(shots_dir / "cloud-compare-blind.png"))
+
+    a_target = page.session.comparison.targets[0]
+    qtbot.mouseClick(page.vote_buttons["A"], Qt.MouseButton.LeftButton)
+    assert not page.vote_bar.isVisible()
+    assert page.banner.label.text().startswith("Thanks. A was ")
+    assert page.columns[0].title.text() != "A"  # revealed
+    wheres = sorted(page.columns[i].where.text() for i in range(2))
+    assert wheres[0].endswith(f"sent to {ADDRESS}") and wheres[1] == "stayed on this machine"
+    assert page.board.rowCount() == 2 and page.board.item(0, 1).toolTip() == a_target
+    assert page.board.item(0, 4).text() == "100%" and page.board.item(1, 4).text() == "0%"
+    window.grab().save(str(shots_dir / "cloud-compare-voted.png"))
+
+    page.tabs.setCurrentIndex(2)
+    assert f"sent to {ADDRESS}" in page.data_summary.text()
+    assert page.left.rowCount() == 1 and page.left.item(0, 1).text() == ADDRESS
+    window.grab().save(str(shots_dir / "cloud-data.png"))
+
+    out = tmp_path / "comparison.md"
+    page.export_to(out)
+    assert "Name a colour." in out.read_text() and "**Vote:** A was better" in out.read_text()
+
+    dark = make_window(dark=True)  # the saved comparison reopens, in dark mode
+    dark.show_cloud()
+    dark.cloud_page.open_comparison(page.session.comparison.id)
+    assert dark.cloud_page.columns[1].text == page.columns[1].text
+    dark.grab().save(str(shots_dir / "cloud-compare-dark.png"))
+
+
+def test_chat_with_a_cloud_model_says_where_the_words_go_and_offline_mode_stops_it(qtbot, make_window, model,
+                                                                                  services, server, shots_dir):
+    window = make_window()
+    window.show_cloud()
+    add_standin(qtbot, window.cloud_page, server)
+    window.show_chat()
+    index = window.model_combo.findData("standin/gpt-4o-mini")
+    assert index > 0 and window.model_combo.itemText(index) == "standin   ·   gpt-4o-mini"
+    window.model_combo.setCurrentIndex(index)
+    window._model_chosen(index)
+    assert f"Your words go to {ADDRESS} (standin)" in window.where_note.text()
+    assert services.settings.last_model != "standin/gpt-4o-mini"  # new chats stay local
+    window.composer.input.setPlainText("What is the capital of France?")
+    qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.answering, timeout=30_000)
+    answer = window.message_list.widgets()[-1]
+    assert answer.text == "".join(ANSWER)
+    assert f"sent to {ADDRESS}" in answer.meta.text() and "< $0.0001" in answer.meta.text()  # 21 + 7 tokens
+    window.grab().save(str(shots_dir / "cloud-chat.png"))
+
+    qtbot.mouseClick(window.offline_button, Qt.MouseButton.LeftButton)
+    assert net.offline() and services.settings.offline and window.offline_button.text() == "Offline"
+    assert window.cloud_page.offline.isChecked()
+    before = server.connections
+    window.composer.input.setPlainText("And of Italy?")
+    qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.answering, timeout=30_000)
+    assert "Offline mode is on" in window.banner.label.text() and server.connections == before
+    qtbot.mouseClick(window.offline_button, Qt.MouseButton.LeftButton)
+    assert not net.offline() and not replace(services.settings).offline
