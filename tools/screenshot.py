@@ -1,6 +1,10 @@
 """Render the README's screenshots from a real session: the starter model answers real prompts in
 the real window (offscreen), then the window is saved as PNG. Nothing in the picture is staged.
 
+The compare view puts the starter model beside the cloud stand-in from the tests (a fixed answer
+over the real OpenAI protocol, on this machine's network address), since the shot must not depend
+on a paid account.
+
 Usage: python tools/screenshot.py OUT_DIR
 """
 
@@ -56,9 +60,33 @@ def main(out: Path) -> None:
         window.grab().save(str(out / name))
         window.close()
 
+    async def comparison(name: str) -> None:
+        from desktop.core import secrets
+        from tests.cloud_server import CloudServer, network_address
+
+        server = CloudServer(host=network_address() or "127.0.0.1")
+        services.providers.add("openai", base_url=server.url + "/v1")
+        secrets.put("openai", "sk-screenshot")
+        services.providers.set_models("openai", ["gpt-4o-mini"])
+        window = MainWindow(services, apply_theme(app, dark=False), preload_model=False)
+        window.resize(1200, 760)
+        window.show()
+        window.show_cloud()
+        page = window.cloud_page
+        page.pickers[0].setCurrentIndex(page.pickers[0].findData(services.library.models()[0].id))
+        page.pickers[1].setCurrentIndex(page.pickers[1].findData("openai/gpt-4o-mini"))
+        page.ask("What is the capital of France? One sentence.")
+        while page.busy:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        window.grab().save(str(out / name))
+        window.close()
+        server.stop()
+
     with loop:
         loop.run_until_complete(session(False, "screenshot.png"))
         loop.run_until_complete(session(True, "screenshot-dark.png"))
+        loop.run_until_complete(comparison("compare.png"))
     services.close()
 
 
