@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QTableWidgetItem,
-    QTabWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -34,10 +33,10 @@ from desktop.core.services import Services
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
 from desktop.ui.chat_view import Composer, money, stats_line, where_line
-from desktop.ui.icons import icon, tool_button
+from desktop.ui.icons import icon
 from desktop.ui.markdown import to_html
 from desktop.ui.theme import Theme
-from desktop.ui.widgets import Banner, confirm, data_table, muted
+from desktop.ui.widgets import confirm, data_table, muted, page_frame
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 FLUSH_MS = 33
@@ -121,40 +120,23 @@ class CloudPage(QWidget):
 
     def __init__(self, services: Services, theme: Theme, spawn: Spawn) -> None:
         super().__init__()
-        self.setObjectName("ChatArea")
         self.services, self.theme, self.spawn = services, theme, spawn
         self.session: compare.CompareSession | None = None
         self._live: dict[int, str] = {}
         self._running = False  # a prompt is being answered
 
-        column = QVBoxLayout(self)
-        column.setContentsMargins(20, 12, 20, 10)
-        column.setSpacing(8)
-        top = QHBoxLayout()
-        top.addWidget(tool_button("back", "Back to the chat", self.back_requested.emit, theme.text, size=18))
-        title = QLabel("Compare & cloud")
-        title.setObjectName("PageTitle")
-        top.addWidget(title)
-        top.addStretch(1)
+        _, top, self.banner, self.tabs = page_frame(self, theme, "Compare & cloud", self.back_requested.emit)
         self.offline = QCheckBox("Offline mode")
         self.offline.setToolTip("Connect to nothing but this computer: no cloud models, no model downloads.")
         self.offline.setChecked(services.settings.offline)
         self.offline.toggled.connect(self.offline_changed.emit)
         top.addWidget(self.offline)
-        column.addLayout(top)
-        self.banner = Banner(theme)
-        column.addWidget(self.banner)
-
-        self.tabs = QTabWidget()
-        self.tabs.setDocumentMode(True)
-        self.tabs.tabBar().setDrawBase(False)
         self.tabs.addTab(self._build_compare(), "Compare")
         self.tabs.addTab(self._build_leaderboard(), "Leaderboard")
         self.tabs.addTab(self._build_data(), "Your data")
         self.tabs.addTab(self._build_providers(), "Providers")
         self.tabs.addTab(self._build_prices(), "Prices")
         self.tabs.currentChanged.connect(lambda _: self.refresh())
-        column.addWidget(self.tabs, 1)
 
         self._flush_timer = QTimer(self, interval=FLUSH_MS)
         self._flush_timer.timeout.connect(self._flush)

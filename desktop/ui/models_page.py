@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -41,7 +40,7 @@ from desktop.core.store import ModelRecord
 from desktop.core.units import human_bytes, human_count
 from desktop.ui.icons import icon, tool_button
 from desktop.ui.theme import Theme
-from desktop.ui.widgets import Banner, confirm, data_table, muted
+from desktop.ui.widgets import confirm, data_table, muted, page_frame
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 CONTEXTS = (2048, 4096, 8192, 16384, 32768)
@@ -249,7 +248,6 @@ class ModelsPage(QWidget):
 
     def __init__(self, services: Services, theme: Theme, spawn: Spawn) -> None:
         super().__init__()
-        self.setObjectName("ChatArea")
         self.services, self.theme, self.spawn = services, theme, spawn
         self.queue = services.downloads
         self.queue.on_change = self._job_changed
@@ -269,15 +267,7 @@ class ModelsPage(QWidget):
         except HearthError as exc:
             self.catalog, self.catalog_error = [], str(exc)
 
-        column = QVBoxLayout(self)
-        column.setContentsMargins(20, 12, 20, 10)
-        column.setSpacing(8)
-        top = QHBoxLayout()
-        top.addWidget(tool_button("back", "Back to the chat", self.back_requested.emit, theme.text, size=18))
-        title = QLabel("Models")
-        title.setObjectName("PageTitle")
-        top.addWidget(title)
-        top.addStretch(1)
+        column, top, self.banner, self.tabs = page_frame(self, theme, "Models", self.back_requested.emit)
         top.addWidget(muted("Estimates for a context of", wrap=False))
         self.context = QComboBox()
         for n in CONTEXTS:
@@ -286,17 +276,9 @@ class ModelsPage(QWidget):
         self.context.setCurrentIndex(max(0, self.context.findData(wanted)))
         self.context.currentIndexChanged.connect(self._relabel)
         top.addWidget(self.context)
-        column.addLayout(top)
-        self.banner = Banner(theme)
-        column.addWidget(self.banner)
-
-        self.tabs = QTabWidget()
-        self.tabs.setDocumentMode(True)
-        self.tabs.tabBar().setDrawBase(False)
         self.tabs.addTab(self._build_discover(), "Discover")
         self.tabs.addTab(self._build_installed(), "Installed")
         self.tabs.addTab(self._build_downloads(), "Downloads")
-        column.addWidget(self.tabs, 1)
 
         footer = QHBoxLayout()
         gpu = (f" · GPU: {human_bytes(self.machine.vram_free)} free" if self.machine.vram_free else

@@ -13,11 +13,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QTableWidget,
+    QTabWidget,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
-from desktop.ui.icons import icon
+from desktop.ui.icons import icon, tool_button
 from desktop.ui.theme import Theme
 
 
@@ -90,3 +92,27 @@ def confirm(parent: QWidget, name: str, title: str, text: str, info: str, accept
     box.buttonClicked.connect(lambda b: on_accept() if b is yes else None)
     box.open()
     return box
+
+
+def page_frame(page: QWidget, theme: Theme, title: str,
+               back: Callable[[], None]) -> tuple[QVBoxLayout, QHBoxLayout, Banner, QTabWidget]:
+    """The frame of a full page beside the chat: a back button and title (the row takes more widgets
+    on its right), a banner for notices, and tabs that fill the rest."""
+    page.setObjectName("ChatArea")
+    column = QVBoxLayout(page)
+    column.setContentsMargins(20, 12, 20, 10)
+    column.setSpacing(8)
+    top = QHBoxLayout()
+    top.addWidget(tool_button("back", "Back to the chat", back, theme.text, size=18))
+    heading = QLabel(title)
+    heading.setObjectName("PageTitle")
+    top.addWidget(heading)
+    top.addStretch(1)
+    column.addLayout(top)
+    banner = Banner(theme)
+    column.addWidget(banner)
+    tabs = QTabWidget()
+    tabs.setDocumentMode(True)
+    tabs.tabBar().setDrawBase(False)
+    column.addWidget(tabs, 1)
+    return column, top, banner, tabs
