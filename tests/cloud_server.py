@@ -1,7 +1,8 @@
 """A stand-in for cloud chat APIs, on a real socket: OpenAI's chat completions (streamed, with
 usage) and model list, and Anthropic's Messages API (streamed events) and model list. It answers
 with a fixed text, or with the failure queued for the next request: 401, 404, 429 with
-Retry-After, 500, a stream cut in the middle, a slow first byte, no usage figures.
+Retry-After, 500, a stream cut in the middle, a slow first byte, no usage figures, or words that
+drip slowly (to stop an answer halfway).
 
 It listens on this machine's network address when it has one (not 127.0.0.1), so to Hearth it is
 another host: words sent to it count as having left the machine, and offline mode must refuse it.
@@ -117,6 +118,7 @@ class CloudServer:
                 """Answer with the failure queued for this request, if any."""
                 self.mode = outer.next.pop(0) if outer.next else ""
                 kind, _, arg = self.mode.partition(":")
+                self.delay = float(arg) if kind == "drip" else 0.0  # seconds between words
                 if kind == "401":
                     self._json(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}})
                 elif kind == "404":
@@ -158,6 +160,7 @@ class CloudServer:
                 for i, word in enumerate(ANSWER):
                     if self._cut(i):
                         return
+                    time.sleep(self.delay if i else 0)
                     self._event(dict(base, choices=[{"index": 0, "delta": {"content": word}, "finish_reason": None}]))
                 self._event(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
                 if self.mode != "no-usage":

@@ -509,15 +509,17 @@ class Store:
             """)
         return [UsageRow(**{k: r[k] for k in r.keys()}) for r in rows]
 
-    def conversations_that_left(self) -> list[tuple[Conversation, str]]:
-        """Every conversation any of whose words were processed off this machine, and where."""
+    def conversations_that_left(self) -> list[tuple[Conversation, str, int, float]]:
+        """Every conversation any of whose words were processed off this machine: where, how many
+        bytes went, and what its answers cost."""
         rows = self._db.execute(
             """
-            SELECT c.*, GROUP_CONCAT(DISTINCT m.processed_on) AS hosts
+            SELECT c.*, GROUP_CONCAT(DISTINCT m.processed_on) AS hosts, SUM(m.bytes_sent) AS sent,
+                   SUM(m.cost) AS spent
             FROM conversations c JOIN messages m ON m.conversation_id = c.id
             WHERE m.processed_on NOT IN ('', ?) GROUP BY c.id ORDER BY c.updated_at DESC
             """, (THIS_MACHINE,))
-        return [(self._conversation(r), r["hosts"]) for r in rows]
+        return [(self._conversation(r), r["hosts"], r["sent"], r["spent"]) for r in rows]
 
     # -- models ---------------------------------------------------------------------------------
     @staticmethod

@@ -79,7 +79,7 @@ class ColumnView(QFrame):
         layout.addWidget(self.figures)
 
     def show_turns(self, label: str, messages: list[Message], live: str | None = None, *,
-                   hide_figures: bool = False) -> None:
+                   hide_figures: bool = False, note: str = "") -> None:
         self.title.setText(label)
         parts = []
         for m in messages:
@@ -98,7 +98,7 @@ class ColumnView(QFrame):
         answers = [m for m in messages if m.role == "assistant"]
         last = answers[-1] if answers else None
         if last is None or last.status == "streaming":
-            self.figures.setText("Writing…" if last is not None else "")
+            self.figures.setText((note or "Writing…") if last is not None else "")
             self.where.setText("")
         elif hide_figures:  # speed, cost and where would tell which model this is
             self.figures.setText("Figures appear after your vote.")
@@ -123,6 +123,7 @@ class CloudPage(QWidget):
         self.services, self.theme, self.spawn = services, theme, spawn
         self.session: compare.CompareSession | None = None
         self._live: dict[int, str] = {}
+        self._waits: dict[int, str] = {}  # a column's provider asked to wait: what to say meanwhile
         self._running = False  # a prompt is being answered
 
         _, top, self.banner, self.tabs = page_frame(self, theme, "Compare & cloud", self.back_requested.emit)
@@ -287,6 +288,15 @@ class CloudPage(QWidget):
     async def _ask(self, session: compare.CompareSession, text: str) -> None:
         def arrived(column: int, delta: str) -> None:
             self._live[column] = self._live.get(column, "") + delta
+            self._waits.pop(column, None)
+
+        def waiting(column: int) -> Callable[[float, str], None]:
+            def say(seconds: float, why: str) -> None:
+                self._waits[column] = f"Waiting {seconds:.0f} s ({why}), then trying again…"
+            return say
+
+        for i, chat in enumerate(session.chats):
+            chat.on_wait = waiting(i)
 
         self.composer.set_generating(True)
         self._set_controls(False)
@@ -299,7 +309,7 @@ class CloudPage(QWidget):
         finally:
             self._running = False
             self._flush_timer.stop()
-            self._live = {}
+            self._live, self._waits = {}, {}
             self.composer.set_generating(False)
             self._set_controls(True)
         self._show_columns()
@@ -341,7 +351,7 @@ class CloudPage(QWidget):
                 if i < len(session.comparison.targets):
                     label = session.label(i) if not session.revealed else self._target_label(session.comparison.targets[i])
                     view.show_turns(label, store.messages(session.comparison.conversations[i]), self._live.get(i),
-                                    hide_figures=not session.revealed)
+                                    hide_figures=not session.revealed, note=self._waits.get(i, ""))
             self.empty_hint.hide()
         for combo, on in zip(self.pickers, [True] * compare.MAX_TARGETS, strict=True):
             combo.setEnabled(on and session is None and not self.busy)
@@ -487,7 +497,7 @@ class CloudPage(QWidget):
         title = QLabel("Conversations that left this computer")
         title.setObjectName("CardTitle")
         layout.addWidget(title)
-        self.left = data_table(["Conversation", "Sent to"], "LeftTable")
+        self.left = data_table(["Conversation", "Sent to", "Sent", "Cost"], "LeftTable")
         layout.addWidget(self.left, 1)
         return page
 
@@ -516,9 +526,11 @@ class CloudPage(QWidget):
                 self.usage.setItem(row, col, item(text, align_right=col >= 2))
         left = store.conversations_that_left()
         self.left.setRowCount(len(left))
-        for row, (conversation, hosts) in enumerate(left):
+        for row, (conversation, hosts, sent, cost) in enumerate(left):
             self.left.setItem(row, 0, item(conversation.title))
             self.left.setItem(row, 1, item(hosts.replace(",", ", ")))
+            self.left.setItem(row, 2, item(human_bytes(sent), align_right=True))
+            self.left.setItem(row, 3, item(money(cost), align_right=True))
 
     # -- providers --------------------------------------------------------------------------------
     def _build_providers(self) -> QWidget:
@@ -696,7 +708,39 @@ class CloudPage(QWidget):
         row.addWidget(reset)
         layout.addLayout(row)
         self.prices.itemSelectionChanged.connect(self._price_selected)
+
+        power = QHBoxLayout()
+        power.addWidget(muted("Local answers: count the electricity of a computer drawing", wrap=False))
+        self.watts = QLineEdit(f"{self.services.settings.electricity_watts:g}")
+        self.watts.setMaximumWidth(70)
+        power.addWidget(self.watts)
+        power.addWidget(muted("W at $", wrap=False))
+        self.kwh_price = QLineEdit(f"{self.services.settings.electricity_price_kwh:g}")
+        self.kwh_price.setMaximumWidth(70)
+        power.addWidget(self.kwh_price)
+        power.addWidget(muted("per kWh (0 W: not counted)", wrap=False))
+        save_power = QPushButton("Save")
+        save_power.clicked.connect(self.set_electricity)
+        power.addWidget(save_power)
+        power.addStretch(1)
+        layout.addLayout(power)
         return page
+
+    def set_electricity(self) -> None:
+        try:
+            watts, price = float(self.watts.text() or 0), float(self.kwh_price.text() or 0)
+        except ValueError:
+            self.notify("Give the power in watts and the price per kWh as numbers, like 45 and 0.30.")
+            return
+        if watts < 0 or price < 0:
+            self.notify("The power and the price cannot be negative.")
+            return
+        from dataclasses import replace
+
+        self.services.save_settings(replace(self.services.settings, electricity_watts=watts,
+                                            electricity_price_kwh=price))
+        self.notify(f"Local answers now count {watts:g} W at ${price:g} per kWh." if watts and price else
+                    "Local answers count no electricity.", "info")
 
     def refresh_prices(self) -> None:
         pricing = self.services.pricing

@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+K"), self, activated=self.show_cloud)
 
         services.engine.on_state = self._on_engine_state
+        services.chat.on_wait = self._on_wait
         self._on_engine_state(services.engine.state, "")
         self.refresh_models()
         conversations = services.store.conversations()
@@ -665,6 +666,11 @@ class MainWindow(QMainWindow):
         widget.start_streaming(name, note)
         self._attach_stream(widget)
         self._mark_last_answer()
+
+    def _on_wait(self, seconds: float, why: str) -> None:
+        """A cloud provider asked Hearth to wait (rate limit) or failed for a moment: say so."""
+        if self._streaming is not None:
+            self._streaming.meta.setText(f"Waiting {seconds:.0f} s ({why}), then trying again…")
 
     def _attach_stream(self, widget: MessageWidget) -> None:
         self._streaming = widget

@@ -53,8 +53,8 @@ def test_a_cloud_answer_says_where_it_went_what_it_cost_and_how_much_was_sent(se
     assert request.body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert "top_k" not in request.body  # llama.cpp's extras are not sent to a cloud API
     assert len(str(request.body)) < answer.bytes_sent < len(str(request.body)) + 2000
-    [left] = services.store.conversations_that_left()
-    assert left[0].id == openai_chat.id and left[1] == ADDRESS
+    [(conversation, hosts, sent, cost)] = services.store.conversations_that_left()
+    assert (conversation.id, hosts, sent, cost) == (openai_chat.id, ADDRESS, answer.bytes_sent, answer.cost)
 
 
 @needs_network_address
@@ -99,6 +99,22 @@ def test_a_stream_cut_in_the_middle_keeps_what_arrived_marked_incomplete(service
     answer = ask(services, openai_chat)
     assert answer.status == "error" and "incomplete" in answer.error
     assert answer.content == "".join(ANSWER[:3])
+
+
+@needs_network_address
+def test_stop_ends_a_cloud_answer_at_once_and_keeps_what_arrived(services, server, openai_chat):
+    server.next = ["drip:0.5"]
+
+    async def stop_halfway():
+        task = asyncio.ensure_future(services.chat.send(openai_chat.id, "Tell me slowly."))
+        while not (services.chat.live_answer() or (0, ""))[1]:
+            await asyncio.sleep(0.02)
+        services.chat.stop()
+        return await task
+
+    answer = asyncio.run(stop_halfway())
+    assert answer.status == "stopped" and answer.content == ANSWER[0]
+    assert answer.usage_estimated and answer.tokens_out == 1 and answer.bytes_sent > 0  # the question went
 
 
 def test_an_api_without_usage_figures_gets_an_estimate_marked_as_such(services, server, openai_chat):

@@ -54,6 +54,12 @@ def test_compare_a_local_and_a_cloud_model_blind_then_vote(qtbot, make_window, m
     assert page.provider_table.item(0, 3).text() == ADDRESS and page.provider_table.item(0, 2).text() == "set"
     window.grab().save(str(shots_dir / "cloud-providers.png"))
 
+    page.tabs.setCurrentIndex(4)  # Prices: count the electricity of local answers
+    page.watts.setText("60")
+    page.kwh_price.setText("0.30")
+    page.set_electricity()
+    assert (services.settings.electricity_watts, services.settings.electricity_price_kwh) == (60.0, 0.30)
+
     page.tabs.setCurrentIndex(0)
     page.pickers[0].setCurrentIndex(page.pickers[0].findData(model.id))
     page.pickers[1].setCurrentIndex(page.pickers[1].findData("standin/gpt-4o-mini"))
@@ -80,6 +86,8 @@ def test_compare_a_local_and_a_cloud_model_blind_then_vote(qtbot, make_window, m
     assert page.columns[0].title.text() != "A"  # revealed
     wheres = sorted(page.columns[i].where.text() for i in range(2))
     assert wheres[0].endswith(f"sent to {ADDRESS}") and wheres[1] == "stayed on this machine"
+    local = next(i for i in range(2) if page.columns[i].where.text() == "stayed on this machine")
+    assert "of electricity" in page.columns[local].figures.text()
     assert page.board.rowCount() == 2 and page.board.item(0, 1).toolTip() == a_target
     assert page.board.item(0, 4).text() == "100%" and page.board.item(1, 4).text() == "0%"
     window.grab().save(str(shots_dir / "cloud-compare-voted.png"))
@@ -112,10 +120,12 @@ def test_chat_with_a_cloud_model_says_where_the_words_go_and_offline_mode_stops_
     window._model_chosen(index)
     assert f"Your words go to {ADDRESS} (standin)" in window.where_note.text()
     assert services.settings.last_model != "standin/gpt-4o-mini"  # new chats stay local
+    server.next = ["429:1"]  # the provider says: wait a second
     window.composer.input.setPlainText("What is the capital of France?")
     qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not window.answering, timeout=30_000)
     answer = window.message_list.widgets()[-1]
+    qtbot.waitUntil(lambda: answer.meta.text() == "Waiting 1 s (rate limit), then trying again…", timeout=10_000)
+    qtbot.waitUntil(lambda: not window.answering, timeout=30_000)
     assert answer.text == "".join(ANSWER)
     assert f"sent to {ADDRESS}" in answer.meta.text() and "< $0.0001" in answer.meta.text()  # 21 + 7 tokens
     window.grab().save(str(shots_dir / "cloud-chat.png"))
