@@ -228,8 +228,9 @@ class ChatClient:
                                   "incomplete.")
         if self.endpoint.local:
             return ConnectionLost(f"The connection to {self.endpoint.processed_on} broke off.")
-        return ConnectionLost(f"Hearth could not reach {self.endpoint.processed_on}. Check your network "
-                              "connection, then try again.")
+        host = httpx.URL(self.endpoint.base_url).host
+        return ConnectionLost(f"Hearth could not reach {who} ({host}). Check your network connection and the "
+                              "provider's address, then try again.")
 
     def _estimate(self, messages: list[dict[str, str]], answer: str) -> Usage:
         prompt = sum(estimate_tokens(m["content"]) + 4 for m in messages)

@@ -136,7 +136,9 @@ def test_a_slow_first_byte_is_waited_for_and_a_silent_one_times_out(services, se
 def test_no_network_says_so(services, openai_chat):
     services.providers.add("openai", base_url="http://127.0.0.1:9/v1")  # nothing listens there
     answer = ask(services, openai_chat)
-    assert answer.status == "error" and "broke off" in answer.error or "could not reach" in answer.error
+    assert answer.status == "error"
+    assert answer.error == ("Hearth could not reach OpenAI (127.0.0.1). Check your network connection and the "
+                            "provider's address, then try again.")
 
 
 def test_a_cloud_provider_without_a_key_says_how_to_add_one(services, server):
