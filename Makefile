@@ -16,7 +16,7 @@ CMAKE_ARGS_cuda := -DGGML_CUDA=on
 CMAKE_ARGS_vulkan := -DGGML_VULKAN=on
 CMAKE_ARGS_metal := -DGGML_METAL=on
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint package clean
 
 run: $(VENV)/.installed $(STARTER)
 	$(BIN)/python tools/starter.py install $(STARTER)
@@ -29,8 +29,15 @@ bench: $(VENV)/.installed-test $(STARTER)
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/stream.py
 	$(BIN)/python tests/bench/download.py
 
+# Installers for this machine's system into dist/ (Linux: a one-folder app, .tar.gz and .deb), for
+# the llama.cpp backend in BACKEND. The frozen app is checked by tests/e2e/test_package.py.
+package: $(VENV)/.installed-package $(STARTER)
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps --no-index --find-links $(WHEELS) \
+		llama-cpp-python==$(LLAMA_VERSION)
+	$(BIN)/python packaging/build.py --backend $(BACKEND)
+
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check desktop tests tools
+	$(BIN)/ruff check desktop tests tools packaging
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -51,6 +58,10 @@ $(VENV)/.installed: pyproject.toml $(WHEELS)/.built-$(LLAMA_VERSION) | $(BIN)/py
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-package: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) -e '.[package]'
 	touch $@
 
 $(STARTER): | $(BIN)/python

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 
-def run_app(*, self_test: bool = False) -> int:
+def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -30,9 +31,20 @@ def run_app(*, self_test: bool = False) -> int:
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow(services, theme, preload_model=not self_test)
+    window = MainWindow(services, theme, preload_model=not (self_test or quit_when_shown))
     window.show()
     code = 0
+    if quit_when_shown:  # start-up timing: the process's age once the window is on screen
+        from PySide6.QtCore import QTimer
+
+        def shown() -> None:
+            import psutil
+
+            print(f"shown after {time.time() - psutil.Process().create_time():.3f} s", flush=True)
+            window.close()
+            app.quit()
+
+        QTimer.singleShot(0, shown)
     if self_test:
         from desktop.ui.self_test import schedule_self_test
 

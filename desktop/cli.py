@@ -22,6 +22,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Private, local chat with open models. With no command, opens the app.",
     )
     parser.add_argument("--version", action="version", version=f"Hearth {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="open the window offscreen-capable, load the model, write a few tokens, exit 0 if it worked")
+    parser.add_argument("--quit-when-shown", action="store_true", help=argparse.SUPPRESS)  # start-up timing
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="ask a model and stream its answer to stdout")
@@ -93,7 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--parent-pid", type=int, default=0)
 
     gui = sub.add_parser("gui", help="open the app (the same as no command)")
-    gui.add_argument("--self-test", action="store_true", help=argparse.SUPPRESS)
+    gui.add_argument("--self-test", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -107,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in (None, "gui"):
         from desktop.app import run_app
 
-        return run_app(self_test=getattr(args, "self_test", False))
+        return run_app(self_test=args.self_test, quit_when_shown=args.quit_when_shown)
     if args.command == "engine":
         from desktop.core.engine_server import serve
 

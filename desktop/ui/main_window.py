@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+,"), self, activated=self.toggle_settings)
         QShortcut(QKeySequence("Ctrl+M"), self, activated=self.show_models)
         QShortcut(QKeySequence("Ctrl+K"), self, activated=self.show_cloud)
+        QShortcut(QKeySequence(Qt.Key.Key_F1), self, activated=self.show_about)
 
         services.engine.on_state = self._on_engine_state
         services.chat.on_wait = self._on_wait
@@ -177,6 +178,9 @@ class MainWindow(QMainWindow):
                                                 lambda: self.spawn(self.services.engine.stop()))
         bar.addWidget(self.eject_button)
         bar.addStretch(1)
+        self.about_button = self._header_button("info", "About Hearth: version, llama.cpp build, GPU, licences (F1)",
+                                                self.show_about)
+        bar.addWidget(self.about_button)
         self.settings_button = self._header_button("settings", "Chat and model settings (Ctrl+,)",
                                                    self.toggle_settings)
         self.settings_button.setCheckable(True)
@@ -332,6 +336,13 @@ class MainWindow(QMainWindow):
         self.settings_button.setChecked(False)
         self.pages.setCurrentWidget(self.models_page)
         self.models_page.refresh_installed()
+
+    def show_about(self) -> None:
+        from desktop.ui.about import AboutDialog
+
+        dialog = AboutDialog(self.services.paths.data, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     def show_cloud(self) -> None:
         self.settings_panel.hide()
