@@ -1,8 +1,11 @@
-"""Build Hearth's Linux installers from this checkout into dist/:
+"""Build Hearth's installers from this checkout into dist/.
 
-- dist/Hearth/                                   the PyInstaller one-folder app (double-click `Hearth`)
-- dist/hearth-VERSION-linux-x86_64-BACKEND.tar.gz  the same folder, portable
+Everywhere: dist/Hearth/, the PyInstaller one-folder app (on macOS also dist/Hearth.app). Then on
+Linux:
+- dist/hearth-VERSION-linux-x86_64-BACKEND.tar.gz  the same folder, portable (double-click `Hearth`)
 - dist/hearth_VERSION_BACKEND_amd64.deb           installs to /opt/hearth, with a menu entry and icon
+On Windows, packaging/windows/hearth.iss (Inno Setup) makes the installer from dist/Hearth; on
+macOS, packaging/macos/make_dmg.sh makes the disk image from dist/Hearth.app.
 
 The llama.cpp backend is whichever llama-cpp-python this Python has (`make package BACKEND=…`
 installs the matching wheel first). Usage: python packaging/build.py [--backend cpu] [--no-freeze]
@@ -22,7 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
 WORK = ROOT / "build" / "package"
-ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 # System libraries the bundled Qt loads to draw on an X11 or Wayland desktop (Qt itself is inside).
 DEB_DEPENDS = ("libc6 (>= 2.31), libgl1, libegl1, libfontconfig1, libfreetype6, libdbus-1-3, libglib2.0-0, "
                "libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libxcb-icccm4, libxcb-image0, "
@@ -30,6 +32,7 @@ DEB_DEPENDS = ("libc6 (>= 2.31), libgl1, libegl1, libfontconfig1, libfreetype6, 
                "libxcb-xkb1, libx11-xcb1")
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "packaging"))
 
 
 def version() -> str:
@@ -51,30 +54,6 @@ def freeze() -> Path:
 
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def icon_pngs() -> dict[int, Path]:
-    """The app icon as PNGs at the usual sizes, rendered from resources/icons/hearth.svg."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
-    from PySide6.QtSvg import QSvgRenderer
-
-    app = QGuiApplication.instance() or QGuiApplication([])  # noqa: F841 - Qt needs one to paint
-    renderer = QSvgRenderer(str(ROOT / "resources" / "icons" / "hearth.svg"))
-    out = WORK / "icons"
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for size in ICON_SIZES:
-        image = QImage(size, size, QImage.Format.Format_ARGB32)
-        image.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(image)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        renderer.render(painter)
-        painter.end()
-        paths[size] = out / f"hearth-{size}.png"
-        image.save(str(paths[size]))
-    return paths
 
 
 def licence_texts(app: Path) -> None:
@@ -146,9 +125,14 @@ def main() -> int:
     DIST.mkdir(exist_ok=True)
     app = DIST / "Hearth" if args.no_freeze else freeze()
     licence_texts(app)
+    if not sys.platform.startswith("linux"):
+        print(f"{app} is ready: see packaging/windows/hearth.iss or packaging/macos/make_dmg.sh for the installer")
+        return 0
     artifacts = [tarball(app, args.backend)]
     if shutil.which("dpkg-deb"):
-        artifacts.append(deb(app, args.backend, icon_pngs()))
+        from icons import pngs
+
+        artifacts.append(deb(app, args.backend, pngs(WORK / "icons")))
     else:
         print("dpkg-deb not found: no .deb built", file=sys.stderr)
     for path in artifacts:
