@@ -130,9 +130,9 @@ def main() -> int:
         return 0
     artifacts = [tarball(app, args.backend)]
     if shutil.which("dpkg-deb"):
-        from icons import pngs
+        from icons import PNG_FOLDER, PNG_SIZES
 
-        artifacts.append(deb(app, args.backend, pngs(WORK / "icons")))
+        artifacts.append(deb(app, args.backend, {n: PNG_FOLDER / f"hearth-{n}.png" for n in PNG_SIZES}))
     else:
         print("dpkg-deb not found: no .deb built", file=sys.stderr)
     for path in artifacts:

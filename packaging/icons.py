@@ -1,7 +1,7 @@
 """The app icon in the formats installers want, rendered from resources/icons/hearth.svg with Qt:
 PNGs at the usual sizes (Linux menus), hearth.ico (Windows) and hearth.icns (macOS).
 
-Usage: python packaging/icons.py   (rewrites resources/icons/hearth.ico and hearth.icns)
+Usage: python packaging/icons.py   (rewrites resources/icons/png/*, hearth.ico and hearth.icns)
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ def pngs(folder: Path) -> dict[int, Path]:
     return paths
 
 
+PNG_FOLDER = ROOT / "resources" / "icons" / "png"
+
+
 def main() -> None:
+    pngs(PNG_FOLDER)
     for name, size, fmt in (("hearth.ico", 256, "ICO"), ("hearth.icns", 512, "ICNS")):
         target = ROOT / "resources" / "icons" / name
         if not render(size).save(str(target), fmt):
