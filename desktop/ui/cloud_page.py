@@ -311,8 +311,7 @@ class CloudPage(QWidget):
             self._flush_timer.stop()
             self._live, self._waits = {}, {}
             self.composer.set_generating(False)
-            self._set_controls(True)
-        self._show_columns()
+            self._set_controls(True)  # and the finished answers are shown
         failed = [f"{session.label(i)}: {a.error}" for i, a in enumerate(answers) if a.status == "error"]
         if failed:
             self.notify(" ".join(failed))
@@ -325,10 +324,10 @@ class CloudPage(QWidget):
             self.session.stop()
 
     def _set_controls(self, enabled: bool) -> None:
-        for widget in (*self.pickers, self.blind, self.new_button, self.saved, self.export_button,
-                       self.delete_button):
+        """While answers stream, the comparison cannot be changed, left, exported or deleted."""
+        for widget in (self.new_button, self.saved, self.export_button, self.delete_button):
             widget.setEnabled(enabled)
-        self._update_vote_bar()
+        self._show_columns()
 
     def _flush(self) -> None:
         if self.session is not None and self._live:
@@ -353,9 +352,9 @@ class CloudPage(QWidget):
                     view.show_turns(label, store.messages(session.comparison.conversations[i]), self._live.get(i),
                                     hide_figures=not session.revealed, note=self._waits.get(i, ""))
             self.empty_hint.hide()
-        for combo, on in zip(self.pickers, [True] * compare.MAX_TARGETS, strict=True):
-            combo.setEnabled(on and session is None and not self.busy)
-        self.blind.setEnabled(session is None and not self.busy)
+        choosing = session is None and not self.busy  # the models are fixed once a comparison has begun
+        for widget in (*self.pickers, self.blind):
+            widget.setEnabled(choosing)
         self._update_vote_bar()
 
     def _target_label(self, target: str) -> str:
