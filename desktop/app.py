@@ -6,6 +6,9 @@ import asyncio
 import sys
 import time
 
+# Imported only when first needed, never before the window is shown (they cost seconds to import).
+HEAVY_MODULES = ("llama_cpp", "huggingface_hub", "openai", "anthropic", "numpy", "fastapi", "uvicorn")
+
 
 def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
     import qasync
@@ -38,9 +41,14 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
         from PySide6.QtCore import QTimer
 
         def shown() -> None:
+            import os
+
             import psutil
 
-            print(f"shown after {time.time() - psutil.Process().create_time():.3f} s", flush=True)
+            launched = float(os.environ.get("HEARTH_LAUNCHED_AT") or psutil.Process().create_time())
+            heavy = [m for m in HEAVY_MODULES if m in sys.modules]
+            print(f"shown after {time.time() - launched:.3f} s; heavy modules loaded: {', '.join(heavy) or 'none'}",
+                  flush=True)
             window.close()
             app.quit()
 

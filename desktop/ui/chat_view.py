@@ -367,6 +367,8 @@ class MessageList(QScrollArea):
     def _on_scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
         self._stick = value >= bar.maximum() - 24
+        if value == 0 and bar.maximum() > 0 and self.earlier_button.isVisible():
+            self.earlier_requested.emit()  # scrolled to the top: the earlier messages come on their own
 
     def _on_range_changed(self, _min: int, maximum: int) -> None:
         if self._stick:

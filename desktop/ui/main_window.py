@@ -45,7 +45,8 @@ from desktop.ui.widgets import Banner, confirm
 
 log = logging.getLogger(__name__)
 
-PAGE = 60  # messages shown when a chat opens, and added by "Show earlier messages"
+FIRST_PAGE = 20  # messages shown when a chat opens (more than a window holds: the first paint is quick)
+PAGE = 60  # messages added by "Show earlier messages", or by scrolling to the top
 LOCAL_NOTE = "Runs on this computer. Answers can be wrong: check what matters."
 FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second...
 MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
@@ -531,7 +532,7 @@ class MainWindow(QMainWindow):
         live = self.services.chat.live_answer()
         focus_widget = None
         messages = self.services.store.messages(conversation.id)
-        start = max(0, len(messages) - PAGE)
+        start = max(0, len(messages) - FIRST_PAGE)
         for index, message in enumerate(messages):
             if message.id == focus_message:
                 start = min(start, index)  # a search hit far back: show down to it

@@ -23,3 +23,14 @@ def test_the_download_benchmark_runs_and_reports_each_figure():
     assert result.returncode == 0, result.stderr[-2000:]
     for words in ("throughput, MB/s", "Hearth CPU seconds per GB", "fetched again after a kill"):
         assert words in result.stdout
+
+
+def test_the_startup_benchmark_runs_and_nothing_heavy_loads_before_the_window_shows():
+    result = subprocess.run([sys.executable, "tests/bench/startup.py", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "start-up, s" in result.stdout
+    # llama_cpp, huggingface_hub, openai, anthropic, numpy, fastapi and uvicorn cost seconds to import:
+    # they must wait until something needs them, after the window is on screen.
+    assert "heavy modules loaded before the window showed: none" in result.stdout

@@ -142,17 +142,20 @@ def _long_chat(store, pairs: int):
 
 def test_a_long_chat_opens_with_its_newest_messages_and_shows_earlier_ones_on_request(
         qtbot, services, model, make_window):
-    from desktop.ui.main_window import PAGE
+    from desktop.ui.main_window import FIRST_PAGE, PAGE
 
     _long_chat(services.store, 75)  # 150 messages
     window = make_window()
     shown = lambda: [w.text for w in window.message_list.widgets()]  # noqa: E731
-    assert len(shown()) == PAGE
+    assert len(shown()) == FIRST_PAGE
     assert shown()[-1] == "Answer 74"
     button = window.message_list.earlier_button
-    assert button.isVisible() and "90 more" in button.text()
+    assert button.isVisible() and "130 more" in button.text()
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
-    assert len(shown()) == 2 * PAGE and "30 more" in button.text()
+    assert len(shown()) == FIRST_PAGE + PAGE and "70 more" in button.text()
+    window.message_list.verticalScrollBar().setValue(0)  # scrolling to the top brings the next ones
+    qtbot.waitUntil(lambda: len(shown()) == FIRST_PAGE + 2 * PAGE, timeout=5_000)
+    assert "10 more" in button.text()
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert shown()[0] == "Question 0" and len(shown()) == 150
     assert not button.isVisible()
