@@ -29,6 +29,7 @@ bench: $(VENV)/.installed-test $(STARTER)
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/stream.py
 	$(BIN)/python tests/bench/download.py
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/startup.py
+	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/big_data.py
 
 # Installers for this machine's system into dist/ (Linux: a one-folder app, .tar.gz and .deb), for
 # the llama.cpp backend in BACKEND. The frozen app is checked by tests/e2e/test_package.py.

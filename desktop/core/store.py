@@ -384,10 +384,33 @@ class Store:
             raise KeyError(message_id)
         return self._message(row)
 
-    def messages(self, conversation_id: int) -> list[Message]:
-        rows = self._db.execute(
-            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
-        return [self._message(r) for r in rows]
+    def messages(self, conversation_id: int, *, before: int | None = None, last: int | None = None,
+                 since: int | None = None) -> list[Message]:
+        """A conversation's messages, oldest first: all of them, or only those with an id below
+        `before` and/or from `since` on, and of those only the `last` N. A long chat opens on its
+        newest page without reading the rest."""
+        where, params = "conversation_id = ?", [conversation_id]
+        if before is not None:
+            where, params = where + " AND id < ?", [*params, before]
+        if since is not None:
+            where, params = where + " AND id >= ?", [*params, since]
+        if last is None:
+            rows = self._db.execute(f"SELECT * FROM messages WHERE {where} ORDER BY id", params)
+            return [self._message(r) for r in rows]
+        rows = self._db.execute(f"SELECT * FROM messages WHERE {where} ORDER BY id DESC LIMIT ?", [*params, last])
+        return [self._message(r) for r in reversed(rows.fetchall())]
+
+    def count_messages(self, conversation_id: int, *, before: int | None = None) -> int:
+        sql, params = "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", [conversation_id]
+        if before is not None:
+            sql, params = sql + " AND id < ?", [*params, before]
+        return self._db.execute(sql, params).fetchone()[0]
+
+    def last_counted_answer(self, conversation_id: int) -> Message | None:
+        """The newest answer with token counts: how much of the context the chat fills."""
+        row = self._db.execute("SELECT * FROM messages WHERE conversation_id = ? AND role = 'assistant'"
+                               " AND tokens_in IS NOT NULL ORDER BY id DESC LIMIT 1", (conversation_id,)).fetchone()
+        return self._message(row) if row else None
 
     def delete_message(self, message_id: int) -> None:
         self._write("DELETE FROM messages WHERE id = ?", (message_id,))

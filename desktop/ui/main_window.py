@@ -72,7 +72,7 @@ class MainWindow(QMainWindow):
         self._streaming: MessageWidget | None = None
         self._dirty = False
         self._left_out: dict[int, int] = {}  # conversation id: messages the model no longer sees
-        self._earlier: list[Message] = []  # the open chat's messages not shown yet, oldest first
+        self._earlier_count = 0  # the open chat's messages not shown yet (older than the first shown)
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
         self.setMinimumSize(760, 480)
@@ -461,10 +461,9 @@ class MainWindow(QMainWindow):
         n_ctx = self.services.engine.n_ctx if self.services.engine.is_alive() else 0
         used = None
         if self.current_id is not None:
-            answers = [m for m in self.services.store.messages(self.current_id)
-                       if m.role == "assistant" and m.tokens_in is not None]
-            if answers:
-                used = (answers[-1].tokens_in or 0) + (answers[-1].tokens_out or 0)
+            last = self.services.store.last_counted_answer(self.current_id)
+            if last is not None:
+                used = (last.tokens_in or 0) + (last.tokens_out or 0)
         left_out = self._left_out.get(self.current_id or 0, 0)
         if n_ctx and used is not None:
             note = f" · the oldest {left_out} messages no longer fit" if left_out else ""
@@ -531,14 +530,13 @@ class MainWindow(QMainWindow):
         self._streaming = None
         live = self.services.chat.live_answer()
         focus_widget = None
-        messages = self.services.store.messages(conversation.id)
-        start = max(0, len(messages) - FIRST_PAGE)
-        for index, message in enumerate(messages):
-            if message.id == focus_message:
-                start = min(start, index)  # a search hit far back: show down to it
-        self._earlier = messages[:start]
-        self.message_list.set_earlier(len(self._earlier))
-        for message in messages[start:]:
+        store = self.services.store
+        messages = store.messages(conversation.id, last=FIRST_PAGE)
+        if focus_message and not any(m.id == focus_message for m in messages):
+            messages = store.messages(conversation.id, since=focus_message)  # a search hit far back: down to it
+        self._earlier_count = store.count_messages(conversation.id, before=messages[0].id) if messages else 0
+        self.message_list.set_earlier(self._earlier_count)
+        for message in messages:
             widget = self._add_widget(message.role)
             widget.show_message(message)
             if live and live[0] == message.id:
@@ -561,14 +559,19 @@ class MainWindow(QMainWindow):
 
     def show_earlier(self) -> None:
         """Add the previous page of the open chat above what is shown."""
-        page, self._earlier = self._earlier[-PAGE:], self._earlier[:-PAGE]
+        shown = self.message_list.widgets()
+        first = next((w.message for w in shown if w.message is not None), None)
+        if self.current_id is None or first is None or not self._earlier_count:
+            return
+        page = self.services.store.messages(self.current_id, before=first.id, last=PAGE)
         widgets = []
         for message in page:
             widget = self._add_widget(message.role, shown=False)
             widget.show_message(message)
             widgets.append(widget)
         self.message_list.prepend(widgets)
-        self.message_list.set_earlier(len(self._earlier))
+        self._earlier_count = max(0, self._earlier_count - len(page))
+        self.message_list.set_earlier(self._earlier_count)
 
     def _mark_last_answer(self) -> None:
         widgets = self.message_list.widgets()

@@ -92,3 +92,21 @@ def test_conversations_come_newest_first_and_rename_trims(store):
     assert [c.title for c in store.conversations()] == ["Old", "New"]
     assert store.update_conversation(new.id, title="   ").title == "New chat"
     assert store.update_conversation(new.id, title=" Named ").title == "Named"
+
+
+def test_a_long_chat_is_read_a_page_at_a_time(tmp_path):
+    from desktop.core.store import Store
+
+    store = Store(tmp_path / "h.db")
+    chat = store.create_conversation(title="long")
+    ids = [store.add_message(chat.id, "user" if i % 2 == 0 else "assistant", f"m{i}").id for i in range(50)]
+    newest = store.messages(chat.id, last=20)
+    assert [m.content for m in newest] == [f"m{i}" for i in range(30, 50)]  # oldest first
+    page = store.messages(chat.id, before=newest[0].id, last=20)
+    assert [m.content for m in page] == [f"m{i}" for i in range(10, 30)]
+    assert store.count_messages(chat.id, before=page[0].id) == 10 and store.count_messages(chat.id) == 50
+    assert [m.content for m in store.messages(chat.id, since=ids[45])] == [f"m{i}" for i in range(45, 50)]
+    assert store.last_counted_answer(chat.id) is None
+    store.update_message(ids[41], tokens_in=120, tokens_out=30)
+    store.update_message(ids[3], tokens_in=10, tokens_out=5)
+    assert store.last_counted_answer(chat.id).id == ids[41]

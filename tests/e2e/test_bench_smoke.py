@@ -34,3 +34,13 @@ def test_the_startup_benchmark_runs_and_nothing_heavy_loads_before_the_window_sh
     # llama_cpp, huggingface_hub, openai, anthropic, numpy, fastapi and uvicorn cost seconds to import:
     # they must wait until something needs them, after the window is on screen.
     assert "heavy modules loaded before the window showed: none" in result.stdout
+
+
+def test_the_big_data_benchmark_runs_and_reports_each_figure(home):
+    result = subprocess.run([sys.executable, "tests/bench/big_data.py", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for words in ("open the chat, to first paint, ms", "search, ms (median / p95 / max)",
+                  "app memory with the chat open, MB", "20 messages drawn at first"):
+        assert words in result.stdout
