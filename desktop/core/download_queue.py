@@ -169,6 +169,7 @@ class DownloadQueue:
 
     def halt(self) -> None:
         """Stop every transfer now, without waiting (the app is closing); the jobs stay resumable."""
+        downloads.stop_all()  # the transfer threads end now, even if the event loop stops first
         for task in self._tasks.values():
             task.cancel()
 

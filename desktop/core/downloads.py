@@ -158,20 +158,31 @@ async def _in_thread(transfer: "_Transfer") -> None:
             error: BaseException | None = exc
         else:
             error = None
-        try:
-            loop.call_soon_threadsafe(settle, error)
-        except RuntimeError:  # the loop is gone: nobody is waiting
-            pass
+        transfer.post(loop, settle, error)
 
-    threading.Thread(target=run, name=f"download {transfer.name}", daemon=True).start()
+    thread = threading.Thread(target=run, name=f"download {transfer.name}", daemon=True)
+    thread.start()
     try:
         await asyncio.shield(done)
     except asyncio.CancelledError:
         transfer.stop()
-        await asyncio.wait([done])
-        if not done.cancelled():
+        await asyncio.to_thread(thread.join)  # it lets go of the file within one read
+        if done.done() and not done.cancelled():
             done.exception()  # retrieved: a stopped transfer's own error is not news
         raise
+
+
+_running: set["_Transfer"] = set()
+_running_lock = threading.Lock()
+
+
+def stop_all() -> None:
+    """The app is closing: end every transfer at once, from any thread, without the event loop
+    (which may be gone before a cancelled task gets to run). What arrived stays on disk."""
+    with _running_lock:
+        transfers = list(_running)
+    for transfer in transfers:
+        transfer.stop(abandon=True)
 
 
 class _Transfer:
@@ -183,14 +194,25 @@ class _Transfer:
         self.on_progress, self.stall_timeout = on_progress, stall_timeout
         self.max_attempts, self.backoff_s, self.local_only = max_attempts, backoff_s, local_only
         self._stopped = threading.Event()
+        self._abandoned = False  # nobody waits for it any more: tell the event loop nothing
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
 
-    def stop(self) -> None:
+    def stop(self, *, abandon: bool = False) -> None:
         """From any thread: end the transfer; a read in progress returns at once."""
         with self._lock:
+            self._abandoned = self._abandoned or abandon
             self._stopped.set()
             self._shut()
+
+    def post(self, loop: asyncio.AbstractEventLoop, callback, *args) -> None:
+        """Run `callback` on the event loop, unless the loop or its waiter is gone."""
+        if self._abandoned or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # closed meanwhile
+            pass
 
     def _shut(self) -> None:
         if self._socket is not None:
@@ -207,10 +229,19 @@ class _Transfer:
                 self._shut()
 
     def run(self, loop: asyncio.AbstractEventLoop) -> None:
+        with _running_lock:
+            _running.add(self)
+        try:
+            self._run(loop)
+        finally:
+            with _running_lock:
+                _running.discard(self)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         report = None
         if self.on_progress:
             def report(p: Progress) -> None:
-                loop.call_soon_threadsafe(self.on_progress, p)
+                self.post(loop, self.on_progress, p)
         state, remote, attempt = self.state, self.remote, 0
         with net.client(local_only=self.local_only,
                         timeout=httpx.Timeout(self.stall_timeout, connect=15.0)) as client:

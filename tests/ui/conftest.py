@@ -49,6 +49,11 @@ def make_window(qtbot, qt_loop, qapp, services):
     for window in windows:
         window.close()
         qtbot.waitUntil(lambda w=window: not w._tasks, timeout=10_000)
+    # Closing the window ends every download at once: a transfer thread that outlived its event loop
+    # would post to a dead loop, which crashed Qt in a later test.
+    import threading
+
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("download ")]
 
 
 @pytest.fixture
