@@ -158,8 +158,9 @@ def _sampling(services, args: argparse.Namespace):
     return replace(services.settings.sampling, **overrides)
 
 
-def _tell_waits(services) -> None:
-    services.chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
+def _tell_waits(chat) -> None:
+    """A cloud provider's rate-limit or server-error wait, said on stderr while it lasts."""
+    chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
 
 
 def _chat(services, args: argparse.Namespace) -> int:
@@ -170,7 +171,7 @@ def _chat(services, args: argparse.Namespace) -> int:
     remote = services.providers.target(target)
     if remote is not None:
         print(f"hearth: sending to {remote.provider.label} ({remote.provider.processed_on})", file=sys.stderr)
-    _tell_waits(services)
+    _tell_waits(services.chat)
     conversation = services.store.create_conversation(
         title="New chat",
         system_prompt=services.settings.system_prompt if args.system is None else args.system,
@@ -337,7 +338,7 @@ def _compare(services, args: argparse.Namespace) -> int:
     for conversation_id in session.comparison.conversations:
         services.store.update_conversation(conversation_id, sampling=sampling)
     for chat in session.chats:
-        chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
+        _tell_waits(chat)
 
     async def run():
         try:

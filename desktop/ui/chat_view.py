@@ -50,6 +50,11 @@ def stats_line(message: Message, *, with_where: bool = True) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def waiting_note(seconds: float, why: str) -> str:
+    """What an answer being written says while a cloud provider makes Hearth wait."""
+    return f"Waiting {seconds:.0f} s ({why}), then trying again…"
+
+
 def where_line(message: Message) -> str:
     if message.left_the_machine:
         return f"{human_bytes(message.bytes_sent)} sent to {message.processed_on}"

@@ -32,7 +32,7 @@ from desktop.core.errors import HearthError
 from desktop.core.services import Services
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
-from desktop.ui.chat_view import Composer, money, stats_line, where_line
+from desktop.ui.chat_view import Composer, money, stats_line, waiting_note, where_line
 from desktop.ui.icons import icon
 from desktop.ui.markdown import to_html
 from desktop.ui.theme import Theme
@@ -292,7 +292,7 @@ class CloudPage(QWidget):
 
         def waiting(column: int) -> Callable[[float, str], None]:
             def say(seconds: float, why: str) -> None:
-                self._waits[column] = f"Waiting {seconds:.0f} s ({why}), then trying again…"
+                self._waits[column] = waiting_note(seconds, why)
             return say
 
         for i, chat in enumerate(session.chats):
@@ -345,12 +345,13 @@ class CloudPage(QWidget):
             self.empty_hint.show()
         else:
             store = self.services.store
+            revealed = session.revealed  # one look at the votes per drawing, not two per column
             for i, view in enumerate(self.columns):
                 view.setVisible(i < len(session.comparison.targets))
                 if i < len(session.comparison.targets):
-                    label = session.label(i) if not session.revealed else self._target_label(session.comparison.targets[i])
+                    label = self._target_label(session.comparison.targets[i]) if revealed else session.label(i)
                     view.show_turns(label, store.messages(session.comparison.conversations[i]), self._live.get(i),
-                                    hide_figures=not session.revealed, note=self._waits.get(i, ""))
+                                    hide_figures=not revealed, note=self._waits.get(i, ""))
             self.empty_hint.hide()
         choosing = session is None and not self.busy  # the models are fixed once a comparison has begun
         for widget in (*self.pickers, self.blind):
@@ -368,8 +369,8 @@ class CloudPage(QWidget):
 
     def _update_vote_bar(self) -> None:
         session = self.session
-        votable = (session is not None and session.comparison.blind and not session.revealed
-                   and session.turns > 0 and not self.busy)
+        votable = (session is not None and not self.busy and session.comparison.blind  # cheap checks first:
+                   and not session.revealed and session.turns > 0)  # this runs with every streamed frame
         self.vote_bar.setVisible(votable)
         if session is not None:
             for outcome, button in self.vote_buttons.items():

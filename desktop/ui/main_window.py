@@ -34,7 +34,7 @@ from desktop.core.services import Services
 from desktop.core.settings import LoadOptions, Sampling
 from desktop.core.store import Conversation, Message
 from desktop.core.units import human_bytes
-from desktop.ui.chat_view import COLUMN_WIDTH, Composer, EmptyState, MessageList, MessageWidget
+from desktop.ui.chat_view import COLUMN_WIDTH, Composer, EmptyState, MessageList, MessageWidget, waiting_note
 from desktop.ui.cloud_page import CloudPage
 from desktop.ui.icons import icon, tool_button
 from desktop.ui.models_page import ModelsPage
@@ -685,7 +685,7 @@ class MainWindow(QMainWindow):
     def _on_wait(self, seconds: float, why: str) -> None:
         """A cloud provider asked Hearth to wait (rate limit) or failed for a moment: say so."""
         if self._streaming is not None:
-            self._streaming.meta.setText(f"Waiting {seconds:.0f} s ({why}), then trying again…")
+            self._streaming.meta.setText(waiting_note(seconds, why))
 
     def _attach_stream(self, widget: MessageWidget) -> None:
         self._streaming = widget
