@@ -229,5 +229,6 @@ if __name__ == "__main__":
     hub = Hub().start()
     url = hub.add("test/big", served.name, served)
     print(json.dumps({"url": url, "sha256": hub.files[urllib.parse.urlparse(url).path].sha256,
-                      "size": served.stat().st_size, "stats": hub.url + "/_stats"}), flush=True)
+                      "size": served.stat().st_size, "stats": hub.url + "/_stats", "endpoint": hub.url}),
+          flush=True)
     threading.Event().wait()

@@ -10,6 +10,7 @@ arrived, a failure ends the answer and what arrived is kept.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -99,11 +100,7 @@ def request_body(messages: list[dict[str, str]], sampling: Sampling, *, local: b
         "max_tokens": sampling.max_tokens,
     }
     if local:
-        body["extra_body"] = {
-            "top_k": sampling.top_k,
-            "min_p": sampling.min_p,
-            "repeat_penalty": sampling.repeat_penalty,
-        }
+        body.update(top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty)
     if sampling.seed >= 0:
         body["seed"] = sampling.seed
     return body
@@ -148,13 +145,29 @@ def retry_after(headers: httpx.Headers | None) -> float:
             return 0.0
 
 
+def _message(data: dict[str, Any]) -> str:
+    """The message in an OpenAI- or Anthropic-style error body: {"error": {"message": ...}}."""
+    inner = data.get("error", data)
+    if isinstance(inner, dict):
+        return str(inner.get("message") or inner.get("detail") or inner)
+    return str(inner)
+
+
+def _error_text(body: bytes | str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return _message(data)
+    text = body.decode(errors="replace") if isinstance(body, bytes) else body
+    return text.strip()[:300] or "no details"
+
+
 def _detail(exc: Any) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return str(inner.get("message") or inner.get("detail") or inner)
-        return str(inner)
+        return _message(body)
     return str(getattr(exc, "message", exc))
 
 
@@ -238,39 +251,49 @@ class ChatClient:
 
 
 class OpenAIClient(ChatClient):
+    """Any OpenAI-compatible endpoint, Hearth's own engine included. The protocol (server-sent
+    events, one `chat.completion.chunk` per event) is read here with Hearth's HTTP client: the
+    SDK built a typed object for every chunk, which cost more CPU than everything else the app did
+    while streaming, and on a laptop that CPU is taken from llama.cpp (tests/bench/stream.py)."""
+
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
-        import openai  # imported here: it is heavy, and the window must show before it is needed
-
-        self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
-                                          http_client=self._http, max_retries=0)
-
-    async def aclose(self) -> None:
-        await self._client.close()
+        self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {endpoint.api_key or 'none'}", "Accept": "text/event-stream"}
 
     async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
-        import openai
-
+        body = {"model": self.endpoint.model, "messages": messages, "stream": True,
+                "stream_options": {"include_usage": True},
+                **request_body(messages, sampling, local=self.endpoint.local)}
         parts: list[str] = []
         finished = False
         try:
-            stream = await self._client.chat.completions.create(
-                model=self.endpoint.model, messages=messages, stream=True,
-                stream_options={"include_usage": True},
-                **request_body(messages, sampling, local=self.endpoint.local),
-            )
-            async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    if not chunk.choices:
+            async with self._http.stream("POST", self._url, json=body, headers=self._headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_for(response.status_code, _error_text(response.content), self.endpoint,
+                                    response.headers)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments (": keep-alive"), event names
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        continue  # read on to the end: the connection is then free for the next answer
+                    chunk = json.loads(data)
+                    if chunk.get("error"):
+                        raise error_for(None, _error_text(data), self.endpoint)
+                    usage = chunk.get("usage")
+                    if usage:
+                        self.usage = Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+                    choices = chunk.get("choices")
+                    if not choices:
                         continue
-                    finished = finished or chunk.choices[0].finish_reason is not None
-                    text = chunk.choices[0].delta.content
+                    finished = finished or choices[0].get("finish_reason") is not None
+                    text = (choices[0].get("delta") or {}).get("content")
                     if text:
                         parts.append(text)
                         yield text
-        except (openai.APIError, httpx.HTTPError, net.OfflineError) as exc:
+        except (httpx.HTTPError, net.OfflineError, ValueError) as exc:  # ValueError: not JSON
             raise self._failure(exc, bool(parts)) from exc
         if not finished:  # the stream ended without saying the answer was done
             raise self._failure(ConnectionResetError(), bool(parts))

@@ -350,10 +350,13 @@ class MessageList(QScrollArea):
         outer.addStretch(1)
         self.setWidget(holder)
         self._widgets: list[MessageWidget] = []
+        self._pages: list[QWidget] = []  # earlier messages, a page to a widget (see prepend)
         self.live: MessageWidget | None = None  # the answer being written, if any
         self._freeze_timer = QTimer(self, singleShot=True, interval=0)
         self._freeze_timer.timeout.connect(self.freeze_finished)
         self._stick = True
+        self._anchor: int | None = None  # after earlier messages came in: the reader's distance from the bottom
+        self._restoring = False
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
         bar.rangeChanged.connect(self._on_range_changed)
@@ -371,13 +374,29 @@ class MessageList(QScrollArea):
 
     def _on_scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
+        if not self._restoring:
+            self._anchor = None  # the reader moved: stop holding the place
         self._stick = value >= bar.maximum() - 24
         if value == 0 and bar.maximum() > 0 and self.earlier_button.isVisible():
             self.earlier_requested.emit()  # scrolled to the top: the earlier messages come on their own
 
+    def wheelEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        # At the very top the bar cannot move, so scrolling up again sends no valueChanged.
+        if (self.verticalScrollBar().value() == 0 and event.angleDelta().y() > 0
+                and self.earlier_button.isVisible()):
+            self.earlier_requested.emit()
+        super().wheelEvent(event)
+
     def _on_range_changed(self, _min: int, maximum: int) -> None:
-        if self._stick:
-            self.verticalScrollBar().setValue(maximum)
+        bar = self.verticalScrollBar()
+        if self._anchor is not None:
+            # Earlier messages were put above: keep the ones being read where they were, whenever
+            # the layout gets round to growing the list.
+            self._restoring = True
+            bar.setValue(maximum - self._anchor)
+            self._restoring = False
+        elif self._stick:
+            bar.setValue(maximum)
 
     def widgets(self) -> list[MessageWidget]:
         # Our own list: walking the layout makes PySide6 hand back None for the stretch item,
@@ -390,16 +409,26 @@ class MessageList(QScrollArea):
         self._freeze_timer.start()
 
     def prepend(self, widgets: list[MessageWidget]) -> None:
-        """Put earlier messages above the ones shown, keeping the reader where they were."""
+        """Put earlier messages above the ones shown, keeping the reader where they were.
+
+        The page comes in one widget of its own: the column's layout then moves and measures one
+        item per page rather than every message above the reader, which made each page of a
+        5,000-message chat cost more than the one before (tests/bench/smooth.py)."""
         bar = self.verticalScrollBar()
         from_bottom = bar.maximum() - bar.value()
-        first = self.layout_.indexOf(self.earlier_button) + 1
-        for offset, widget in enumerate(widgets):
-            self.layout_.insertWidget(first + offset, widget)
+        page = QWidget()
+        page.setObjectName("MessagePage")
+        lines = QVBoxLayout(page)
+        lines.setContentsMargins(0, 0, 0, 0)
+        lines.setSpacing(self.layout_.spacing())
+        for widget in widgets:
+            lines.addWidget(widget)
+        self.layout_.insertWidget(self.layout_.indexOf(self.earlier_button) + 1, page)
+        self._pages.append(page)
         self._widgets[:0] = widgets
         self._stick = False
+        self._anchor = from_bottom
         self._freeze_timer.start()
-        QTimer.singleShot(0, self, lambda: bar.setValue(bar.maximum() - from_bottom))
 
     def set_earlier(self, count: int) -> None:
         """How many earlier messages are not shown yet (0 hides the button)."""
@@ -417,17 +446,23 @@ class MessageList(QScrollArea):
         if widget is self.live:
             self.live = None
         self._widgets.remove(widget)
-        self.layout_.removeWidget(widget)
+        widget.parentWidget().layout().removeWidget(widget)  # the column's, or a page's
         widget.deleteLater()
 
     def clear(self) -> None:
         for widget in list(self._widgets):
             self.remove(widget)
+        for page in self._pages:
+            self.layout_.removeWidget(page)
+            page.deleteLater()
+        self._pages = []
         self.live = None
         self._stick = True
+        self._anchor = None
 
     def scroll_to_bottom(self) -> None:
         self._stick = True
+        self._anchor = None
         self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
 
     def scroll_to(self, widget: MessageWidget) -> None:

@@ -13,6 +13,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
+def results_path(quick: bool = False) -> Path | None:
+    """Where a benchmark saves its figures: HEARTH_BENCH_RESULTS when set (the suite sets it), else
+    tests/bench/results.json; a --quick run alone saves nothing, so it never replaces real figures."""
+    named = os.environ.get("HEARTH_BENCH_RESULTS")
+    if named:
+        return Path(named)
+    return None if quick else RESULTS
+
+
 def machine() -> dict[str, object]:
     import psutil
 
@@ -55,8 +64,55 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
-def save(section: str, data: dict[str, object]) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+def row(figure: str, hearth: float, reference: float | None = None, *, reference_name: str = "",
+        target: str = "", met: bool | None = None, digits: int = 1, ratio_of: str = "hearth/reference") -> dict:
+    """One line of the results table: Hearth's figure, the reference measured in the same run, their
+    ratio, the target and whether it was met (None: no target)."""
+    ratio = None
+    if reference not in (None, 0) and hearth == hearth:  # not NaN
+        ratio = round(hearth / reference, 3)
+    return {"figure": figure, "hearth": round(hearth, digits), "reference": None if reference is None else
+            round(reference, digits), "reference_name": reference_name, "ratio": ratio, "target": target,
+            "met": met}
+
+
+def save(section: str, data: dict[str, object], rows: list[dict], *, quick: bool = False) -> None:
+    """Put one benchmark's figures (and its lines of the results table) into the results file."""
+    path = results_path(quick)
+    if path is None:
+        return
+    results = json.loads(path.read_text()) if path.exists() else {}
     results["machine"] = machine()
-    results[section] = data
-    RESULTS.write_text(json.dumps(results, indent=2))
+    results[section] = {**data, "quick": quick, "rows": rows}
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+class Lateness:
+    """How late a 10 ms timer on the GUI thread fires: the time the window could not answer a
+    click or draw a frame. Start it, do the work, stop it, read `late` (ms per tick)."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+
+        self.interval_ms = interval_ms
+        self.late: list[float] = []
+        self._clock = QElapsedTimer()
+        self._timer = QTimer(interval=interval_ms)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.timeout.connect(self._tick)
+        self._last = 0
+
+    def _tick(self) -> None:
+        now = self._clock.nsecsElapsed()
+        self.late.append(max(0.0, (now - self._last) / 1e6 - self.interval_ms))
+        self._last = now
+
+    def start(self) -> None:
+        self.late = []
+        self._clock.start()
+        self._last = 0
+        self._timer.start()
+
+    def stop(self) -> list[float]:
+        self._timer.stop()
+        return self.late
