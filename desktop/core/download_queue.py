@@ -195,7 +195,8 @@ class DownloadQueue:
             job.done, job.speed = p.done, p.bytes_per_s
             self._changed(job, save=False)
 
-        endpoint, token, local_only = self.endpoint_url(), self.token(), self.local_only()
+        # The keyring may be slow to answer (it starts up, or asks another process): not on the GUI thread.
+        endpoint, token, local_only = self.endpoint_url(), await asyncio.to_thread(self.token), self.local_only()
         try:
             await downloads.check_architecture(self.library, job.repo_files, job.variant, endpoint_url=endpoint,
                                                token=token, local_only=local_only)

@@ -317,12 +317,16 @@ class EmptyState(QWidget):
                               "a .gguf file you already have.")
 
 
+EARLIER_PAGE = 60  # messages added by "Show earlier messages", and held in one widget
+SCROLL_BATCH = 2  # messages added per turn of the event loop while the reader nears the top
+
+
 class MessageList(QScrollArea):
     """The messages of one conversation, newest at the bottom, following the answer as it grows
     unless the reader has scrolled up. Long chats show their newest messages first and load
     earlier ones on request."""
 
-    earlier_requested = Signal()
+    earlier_requested = Signal(int)  # how many earlier messages to add: a page (the button) or a few (scrolling)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -343,7 +347,7 @@ class MessageList(QScrollArea):
         self.layout_.addStretch(1)
         self.earlier_button = QPushButton()
         self.earlier_button.setObjectName("EarlierButton")
-        self.earlier_button.clicked.connect(self.earlier_requested.emit)
+        self.earlier_button.clicked.connect(lambda: self.earlier_requested.emit(EARLIER_PAGE))
         self.earlier_button.hide()
         self.layout_.addWidget(self.earlier_button, 0, Qt.AlignmentFlag.AlignHCenter)
         outer.addWidget(self.column, 100)
@@ -357,6 +361,10 @@ class MessageList(QScrollArea):
         self._stick = True
         self._anchor: int | None = None  # after earlier messages came in: the reader's distance from the bottom
         self._restoring = False
+        # Scrolling near the top brings earlier messages a few at a time, one batch per turn of
+        # the event loop, so the window keeps answering while they are built and laid out.
+        self._more_timer = QTimer(self, singleShot=True, interval=0)
+        self._more_timer.timeout.connect(lambda: self.earlier_requested.emit(SCROLL_BATCH))
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
         bar.rangeChanged.connect(self._on_range_changed)
@@ -377,14 +385,18 @@ class MessageList(QScrollArea):
         if not self._restoring:
             self._anchor = None  # the reader moved: stop holding the place
         self._stick = value >= bar.maximum() - 24
-        if value == 0 and bar.maximum() > 0 and self.earlier_button.isVisible():
-            self.earlier_requested.emit()  # scrolled to the top: the earlier messages come on their own
+        self._more_if_near_the_top()
+
+    def _more_if_near_the_top(self) -> None:
+        bar = self.verticalScrollBar()
+        if bar.maximum() > 0 and bar.value() < self.viewport().height() and self.earlier_button.isVisible():
+            self._more_timer.start()  # the earlier messages come on their own
 
     def wheelEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         # At the very top the bar cannot move, so scrolling up again sends no valueChanged.
         if (self.verticalScrollBar().value() == 0 and event.angleDelta().y() > 0
                 and self.earlier_button.isVisible()):
-            self.earlier_requested.emit()
+            self.earlier_requested.emit(SCROLL_BATCH)
         super().wheelEvent(event)
 
     def _on_range_changed(self, _min: int, maximum: int) -> None:
@@ -395,6 +407,7 @@ class MessageList(QScrollArea):
             self._restoring = True
             bar.setValue(maximum - self._anchor)
             self._restoring = False
+            self._more_if_near_the_top()
         elif self._stick:
             bar.setValue(maximum)
 
@@ -411,20 +424,22 @@ class MessageList(QScrollArea):
     def prepend(self, widgets: list[MessageWidget]) -> None:
         """Put earlier messages above the ones shown, keeping the reader where they were.
 
-        The page comes in one widget of its own: the column's layout then moves and measures one
-        item per page rather than every message above the reader, which made each page of a
-        5,000-message chat cost more than the one before (tests/bench/smooth.py)."""
+        Earlier messages are held EARLIER_PAGE to a widget: the column's layout then moves and
+        measures one item per page rather than every message above the reader, which made each
+        page of a 5,000-message chat cost more than the one before (tests/bench/smooth.py)."""
         bar = self.verticalScrollBar()
         from_bottom = bar.maximum() - bar.value()
-        page = QWidget()
-        page.setObjectName("MessagePage")
-        lines = QVBoxLayout(page)
-        lines.setContentsMargins(0, 0, 0, 0)
-        lines.setSpacing(self.layout_.spacing())
-        for widget in widgets:
-            lines.addWidget(widget)
-        self.layout_.insertWidget(self.layout_.indexOf(self.earlier_button) + 1, page)
-        self._pages.append(page)
+        page = self._pages[-1] if self._pages and self._pages[-1].layout().count() + len(widgets) <= EARLIER_PAGE else None
+        if page is None:
+            page = QWidget()
+            page.setObjectName("MessagePage")
+            lines = QVBoxLayout(page)
+            lines.setContentsMargins(0, 0, 0, 0)
+            lines.setSpacing(self.layout_.spacing())
+            self.layout_.insertWidget(self.layout_.indexOf(self.earlier_button) + 1, page)
+            self._pages.append(page)
+        for offset, widget in enumerate(widgets):
+            page.layout().insertWidget(offset, widget)
         self._widgets[:0] = widgets
         self._stick = False
         self._anchor = from_bottom

@@ -34,7 +34,15 @@ from desktop.core.services import Services
 from desktop.core.settings import LoadOptions, Sampling
 from desktop.core.store import Conversation, Message
 from desktop.core.units import human_bytes
-from desktop.ui.chat_view import COLUMN_WIDTH, Composer, EmptyState, MessageList, MessageWidget, waiting_note
+from desktop.ui.chat_view import (
+    COLUMN_WIDTH,
+    EARLIER_PAGE,
+    Composer,
+    EmptyState,
+    MessageList,
+    MessageWidget,
+    waiting_note,
+)
 from desktop.ui.cloud_page import CloudPage
 from desktop.ui.icons import icon, tool_button
 from desktop.ui.models_page import ModelsPage
@@ -46,7 +54,7 @@ from desktop.ui.widgets import Banner, confirm
 log = logging.getLogger(__name__)
 
 FIRST_PAGE = 20  # messages shown when a chat opens (more than a window holds: the first paint is quick)
-PAGE = 60  # messages added by "Show earlier messages", or by scrolling to the top
+PAGE = EARLIER_PAGE  # messages added by "Show earlier messages" (scrolling up adds a few at a time)
 LOCAL_NOTE = "Runs on this computer. Answers can be wrong: check what matters."
 FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second...
 MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
@@ -557,13 +565,13 @@ class MainWindow(QMainWindow):
             self.message_list.add(widget)
         return widget
 
-    def show_earlier(self) -> None:
-        """Add the previous page of the open chat above what is shown."""
+    def show_earlier(self, count: int = PAGE) -> None:
+        """Add up to `count` earlier messages of the open chat above what is shown."""
         shown = self.message_list.widgets()
         first = next((w.message for w in shown if w.message is not None), None)
         if self.current_id is None or first is None or not self._earlier_count:
             return
-        page = self.services.store.messages(self.current_id, before=first.id, last=PAGE)
+        page = self.services.store.messages(self.current_id, before=first.id, last=count)
         widgets = []
         for message in page:
             widget = self._add_widget(message.role, shown=False)

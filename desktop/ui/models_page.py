@@ -3,6 +3,7 @@ and the models installed or kept by other apps on this computer."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -453,7 +454,7 @@ class ModelsPage(QWidget):
         from desktop.core import hub
 
         try:
-            found = await hub.search(query, endpoint_url=hub.endpoint(), token=secrets.hub_token(),
+            found = await hub.search(query, endpoint_url=hub.endpoint(), token=await asyncio.to_thread(secrets.hub_token),
                                      sort=str(self.sort.currentData()), limit=30)
         except HearthError as exc:
             if serial == self._search_serial:
@@ -484,7 +485,7 @@ class ModelsPage(QWidget):
     async def _load_repo(self, repo: str, entry: catalog.Entry | None, serial: int) -> None:
         from desktop.core import hub
 
-        endpoint, token = hub.endpoint(), secrets.hub_token()
+        endpoint, token = hub.endpoint(), await asyncio.to_thread(secrets.hub_token)  # the keyring can be slow
         try:
             files = await hub.repo_files(repo, endpoint_url=endpoint, token=token)
         except HearthError as exc:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from desktop.core.downloads import RemoteFile, download, part_paths  # noqa: E402
-from tests.bench.common import machine_line, median, save  # noqa: E402
+from tests.bench.common import machine_line, median, row, save  # noqa: E402
 from tests.hub_server import start_download  # noqa: E402
 
 
@@ -110,8 +110,11 @@ def main() -> int:
     print(f"{'Hearth CPU seconds per GB':34}{'':>10}{result['hearth_cpu_s_per_gb']:>10.2f}")
     print(f"{'fetched again after a kill at ' + format(result['killed_at_fraction'], '.0%'):34}{'':>10}"
           f"{result['refetched_fraction']:>10.3%}{'':>8}  < 1 %")
-    if not args.quick:
-        save("download", result)
+    rows = [row("Download throughput, MB/s", h, c, reference_name="curl", target="ratio ≥ 0.95", met=h / c >= 0.95),
+            row("Download CPU per GB (hashing included), s", result["hearth_cpu_s_per_gb"], digits=2),
+            row(f"Fetched again after a kill at {result['killed_at_fraction']:.0%}, %",
+                100 * result["refetched_fraction"], target="< 1", met=result["refetched_fraction"] < 0.01, digits=2)]
+    save("download", result, rows, quick=args.quick)
     return 0
 
 

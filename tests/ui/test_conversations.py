@@ -158,18 +158,20 @@ def test_a_long_chat_opens_with_its_newest_messages_and_shows_earlier_ones_on_re
     qtbot.wait(100)  # laid out, as it is by the time anyone scrolls
     reading = window.message_list.widgets()[0]
     at_the_top = reading.mapTo(window.message_list.widget(), QPoint(0, 0)).y()  # where the reader sees it
-    bar.setValue(0)  # scrolling to the top brings the next ones...
-    qtbot.waitUntil(lambda: len(shown()) == FIRST_PAGE + 2 * PAGE, timeout=5_000)
-    assert "10 more" in button.text()
-    # ...above the message being read, which stays where it was: the reader can scroll up again
-    qtbot.waitUntil(lambda: bar.value() > 0, timeout=5_000)
+    bar.setValue(0)  # scrolling to the top brings the next ones, a few at a time...
+    qtbot.waitUntil(lambda: len(shown()) > FIRST_PAGE + PAGE and bar.value() >= bar.pageStep(), timeout=5_000)
+    # ...above the message being read, which stays where it was: the reader can scroll on up
     assert reading.mapTo(window.message_list.viewport(), QPoint(0, 0)).y() == at_the_top
-    # At the very top the bar cannot move, yet scrolling up there brings the rest too.
+    assert f"{150 - len(shown())} more" in button.text()
+    # At the very top the bar cannot move, yet scrolling up there brings more too.
     with QSignalBlocker(bar):
         bar.setValue(0)
+    before = len(shown())
     wheel = QWheelEvent(QPointF(50, 50), QPointF(50, 50), QPoint(0, 0), QPoint(0, 120), Qt.MouseButton.NoButton,
                         Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(window.message_list.viewport(), wheel)
+    assert len(shown()) > before
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # and the button brings a page at once
     assert shown()[0] == "Question 0" and len(shown()) == 150
     assert not button.isVisible()
     assert shown() == [m.content for m in services.store.messages(window.current_id)]
