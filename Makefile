@@ -25,11 +25,10 @@ run: $(VENV)/.installed $(STARTER)
 test: $(VENV)/.installed-test $(STARTER) lint
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Every benchmark against its reference, one after the other (several minutes): writes
+# tests/bench/results.json, tests/bench/results.md and the table in README.md.
 bench: $(VENV)/.installed-test $(STARTER)
-	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/stream.py
-	$(BIN)/python tests/bench/download.py
-	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/startup.py
-	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/big_data.py
+	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(BIN)/python tests/bench/run.py
 
 # Installers for this machine's system into dist/ (Linux: a one-folder app, .tar.gz and .deb), for
 # the llama.cpp backend in BACKEND. The frozen app is checked by tests/e2e/test_package.py.

@@ -8,7 +8,6 @@ Usage: python tests/bench/big_data.py [--messages N] [--total N] [--quick]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.common import machine_line, median, percentile, row, save  # noqa: E402
+from tests.bench.common import machine_line, median, open_window, percentile, row, save  # noqa: E402
 
 WORDS = ("heat pump winter garden recipe bread python function river mountain budget travel train "
          "coffee music guitar piano history roman empire planet orbit battery solar kitchen window "
@@ -73,12 +72,8 @@ def main() -> int:
     os.environ["HEARTH_HOME"] = tempfile.mkdtemp(prefix="hearth-bench-")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import psutil
-    import qasync
-    from PySide6.QtWidgets import QApplication
 
     from desktop.core.services import open_services
-    from desktop.ui.main_window import MainWindow
-    from desktop.ui.theme import apply_theme
 
     rng = random.Random(7)
     vocab = vocabulary(rng)
@@ -102,13 +97,7 @@ def main() -> int:
             searches.append((time.perf_counter() - started) * 1000)
             found.append(len(hits))
 
-    app = QApplication.instance() or QApplication([])
-    theme = apply_theme(app, dark=False)
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    window = MainWindow(services, theme, preload_model=False)
-    window.resize(1100, 720)
-    window.show()
+    app, loop, window = open_window(services)
     opens = []
     for _ in range(args.runs):
         window.open_conversation(other.id)

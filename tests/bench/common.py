@@ -116,3 +116,23 @@ class Lateness:
     def stop(self) -> list[float]:
         self._timer.stop()
         return self.late
+
+
+def open_window(services):
+    """The real main window on a qasync loop, as the app opens it: (app, loop, window)."""
+    import asyncio
+
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.ui.main_window import MainWindow
+    from desktop.ui.theme import apply_theme
+
+    app = QApplication.instance() or QApplication([])
+    theme = apply_theme(app, dark=False)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow(services, theme, preload_model=False)
+    window.resize(1100, 720)
+    window.show()
+    return app, loop, window

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench.big_data import fill, vocabulary  # noqa: E402
-from tests.bench.common import Lateness, machine_line, percentile, row, save  # noqa: E402
+from tests.bench.common import Lateness, machine_line, open_window, percentile, row, save  # noqa: E402
 
 REPO = "test/big"
 
@@ -113,24 +113,13 @@ def main() -> int:
         info = json.loads(hub_process.stdout.readline())
         os.environ["HF_ENDPOINT"] = info["endpoint"]
 
-        import qasync
-        from PySide6.QtWidgets import QApplication
-
         from desktop.core.services import open_services
-        from desktop.ui.main_window import MainWindow
-        from desktop.ui.theme import apply_theme
 
         services = open_services()
         rng = random.Random(7)
         chat = services.store.create_conversation(title="A long chat")
         fill(services.store, chat.id, args.messages, rng, vocabulary(rng))
-        app = QApplication.instance() or QApplication([])
-        theme = apply_theme(app, dark=False)
-        loop = qasync.QEventLoop(app)
-        asyncio.set_event_loop(loop)
-        window = MainWindow(services, theme, preload_model=False)
-        window.resize(1100, 720)
-        window.show()
+        app, loop, window = open_window(services)
         app.processEvents()
         got = loop.run_until_complete(download_run(window, app, info["endpoint"]))
         scrolled = loop.run_until_complete(scroll_run(window, app, chat.id, args.messages, args.scroll_limit_s))
