@@ -7,7 +7,7 @@ import sys
 import time
 
 # Imported only when first needed, never before the window is shown (they cost seconds to import).
-HEAVY_MODULES = ("llama_cpp", "huggingface_hub", "openai", "anthropic", "numpy", "fastapi", "uvicorn")
+HEAVY_MODULES = ("llama_cpp", "huggingface_hub", "anthropic", "numpy", "fastapi", "uvicorn")
 
 
 def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:

@@ -227,7 +227,7 @@ class ChatClient:
         if status is not None:
             return error_for(status, _detail(exc), self.endpoint, getattr(getattr(exc, "response", None), "headers", None))
         cause: BaseException | None = exc
-        while cause is not None:  # the SDKs wrap what the HTTP client raised
+        while cause is not None:  # the Anthropic SDK wraps what the HTTP client raised
             if isinstance(cause, net.OfflineError):
                 return ProviderError(str(cause))
             cause = cause.__cause__ or cause.__context__
@@ -281,7 +281,7 @@ class OpenAIClient(ChatClient):
                         continue  # read on to the end: the connection is then free for the next answer
                     chunk = json.loads(data)
                     if chunk.get("error"):
-                        raise error_for(None, _error_text(data), self.endpoint)
+                        raise error_for(None, _message(chunk), self.endpoint)
                     usage = chunk.get("usage")
                     if usage:
                         self.usage = Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)

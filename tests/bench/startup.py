@@ -1,6 +1,6 @@
 """Start-up: from launching `hearth` to its main window on screen, against the floor: a bare
 PySide6 window started by the same Python. Runs interleave; prints medians and the ratio, and
-which heavy modules (llama_cpp, huggingface_hub, openai, …) were already imported when the
+which heavy modules (llama_cpp, huggingface_hub, anthropic, …) were already imported when the
 window showed (the answer should be none).
 
 The Hearth runs use a data folder with the starter model installed and a 200-message chat open,

@@ -30,7 +30,7 @@ def test_the_benchmark_suite_runs_every_benchmark_and_writes_the_table(tmp_path,
         assert line is not None, f"{figure!r} missing from the table"
         hearth_cell = line.split("|")[3].strip()
         assert hearth_cell and hearth_cell != "nan", line  # a figure, measured
-    # llama_cpp, huggingface_hub, openai, anthropic, numpy, fastapi and uvicorn cost seconds to
+    # llama_cpp, huggingface_hub, anthropic, numpy, fastapi and uvicorn cost seconds to
     # import: they must wait until something needs them, after the window is on screen.
     assert "| Heavy modules imported before the window shows | none |" in table
     assert (ROOT / "README.md").read_text() == readme  # a quick pass leaves the real figures alone
