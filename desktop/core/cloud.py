@@ -73,6 +73,11 @@ class CloudTarget:
     def id(self) -> str:
         return f"{self.provider.name}/{self.model}"
 
+    @property
+    def title(self) -> str:
+        """How the window names it: the provider as people know it, and the model."""
+        return f"{self.provider.label} · {self.model}"
+
 
 def presets() -> list[Provider]:
     data = json.loads((resources_dir() / "providers.json").read_text(encoding="utf-8"))

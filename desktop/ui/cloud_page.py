@@ -238,7 +238,7 @@ class CloudPage(QWidget):
     def refresh_targets(self) -> None:
         options = [(f"{m.name} · {m.quantization}", m.id, "Runs on this computer")
                    for m in self.services.library.models()]
-        options += [(f"{t.provider.label} · {t.model}", t.id,
+        options += [(t.title, t.id,
                      f"Sends your words to {t.provider.processed_on}") for t in self.services.providers.targets()]
         for i, combo in enumerate(self.pickers):
             wanted = combo.currentData()
@@ -361,7 +361,7 @@ class CloudPage(QWidget):
     def _target_label(self, target: str) -> str:
         remote = self.services.providers.target(target)
         if remote is not None:
-            return f"{remote.provider.label} · {remote.model}"
+            return remote.title
         try:
             return self.services.library.resolve(target).name
         except HearthError:

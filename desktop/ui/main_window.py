@@ -378,7 +378,7 @@ class MainWindow(QMainWindow):
             return None
         target = self.cloud_target()
         if target is not None:
-            return f"{target.provider.label} · {target.model}"
+            return target.title
         try:
             return self.services.library.get(model_id).name
         except HearthError:
