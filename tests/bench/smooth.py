@@ -41,7 +41,7 @@ def big_model(path: Path, size: int) -> Path:
                       [("token_embd.weight", [size // 4 - 1024], 0)], write_data=False, size=size)
 
 
-async def download_run(window, app, endpoint: str) -> dict[str, float]:
+async def download_run(window, endpoint: str) -> dict[str, float]:
     from desktop.core import download_queue as dq
     from desktop.core import hub
 
@@ -121,7 +121,7 @@ def main() -> int:
         fill(services.store, chat.id, args.messages, rng, vocabulary(rng))
         app, loop, window = open_window(services)
         app.processEvents()
-        got = loop.run_until_complete(download_run(window, app, info["endpoint"]))
+        got = loop.run_until_complete(download_run(window, info["endpoint"]))
         scrolled = loop.run_until_complete(scroll_run(window, app, chat.id, args.messages, args.scroll_limit_s))
         window.close()
         services.close()
