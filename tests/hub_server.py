@@ -31,6 +31,7 @@ class Faults:
     corrupt: bool = False  # serve different bytes than the hash says
     throttle: float = 0.0  # seconds to sleep per 64 KiB chunk
     status: int | None = None  # every request answers this (401, 403, 404)
+    ignore_range: bool = False  # answer ranged GETs with the whole file, as some proxies do
 
 
 @dataclass
@@ -189,7 +190,7 @@ class Hub:
                 if f is None:
                     return
                 start, end = 0, f.size
-                match = re.match(r"bytes=(\d+)-(\d*)", wanted)
+                match = None if hub.faults.ignore_range else re.match(r"bytes=(\d+)-(\d*)", wanted)
                 if match:
                     start = int(match.group(1))
                     end = min(int(match.group(2)) + 1, f.size) if match.group(2) else f.size

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -77,6 +78,71 @@ class _State:
 
     have: int
     digest: "hashlib._Hash"
+
+
+# Written bytes are pushed to the disk every this many bytes while the download runs, so the
+# fsync before the file gets its name finds little left to write.
+WRITE_BACK_EVERY = 64 << 20
+
+
+class _Hasher:
+    """Hashes (and writes back to disk) what the receiving thread has written, in a thread of its
+    own: sha256 releases the GIL, so on two cores it no longer takes turns with receiving
+    (0.65 CPU s per GB of the 1.6 it took). `settle()` waits until the digest covers every byte fed."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self._queue: queue.Queue = queue.Queue(maxsize=32)  # at most 32 MB waiting
+        self._fd: int | None = None
+        self._unsynced = 0
+        self._thread = threading.Thread(target=self._run, name="download hash", daemon=True)
+        self._thread.start()
+
+    def track(self, fileno: int) -> None:
+        """The file the next chunks go to, for writing back early (a copy of the descriptor, so the
+        receiving thread may close its own at any time)."""
+        self._queue.put(os.dup(fileno))
+
+    def feed(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def restart(self) -> None:
+        """The server ignored the range: hash from the first byte again."""
+        self.settle()
+        self.state.digest = hashlib.sha256()
+
+    def settle(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    self._track(None)
+                    return
+                if isinstance(item, int):
+                    self._track(item)
+                    continue
+                self.state.digest.update(item)
+                self._unsynced += len(item)
+                if self._unsynced >= WRITE_BACK_EVERY and self._fd is not None:
+                    self._unsynced = 0
+                    try:
+                        os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+                    except OSError:  # only early: the fsync before the rename is the one that counts
+                        pass
+            finally:
+                self._queue.task_done()
+
+    def _track(self, fd: int | None) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._unsynced = fd, 0
 
 
 def part_paths(dest: Path) -> tuple[Path, Path]:
@@ -242,13 +308,20 @@ class _Transfer:
         if self.on_progress:
             def report(p: Progress) -> None:
                 self.post(loop, self.on_progress, p)
+        hasher = _Hasher(self.state)
+        try:
+            self._fetch_all(hasher, report)
+        finally:
+            hasher.close()  # the digest covers every byte written, whatever happened
+
+    def _fetch_all(self, hasher: _Hasher, report) -> None:
         state, remote, attempt = self.state, self.remote, 0
         with net.client(local_only=self.local_only,
                         timeout=httpx.Timeout(self.stall_timeout, connect=15.0)) as client:
             while state.have < remote.size and not self._stopped.is_set():
                 before = state.have
                 try:
-                    self._fetch(client, report)
+                    self._fetch(client, hasher, report)
                 except _Retry as why:
                     if self._stopped.is_set():
                         return
@@ -260,7 +333,7 @@ class _Transfer:
                     log.info("download %s: %s; retry %d in %.1f s", self.name, why, attempt, delay)
                     self._stopped.wait(delay)
 
-    def _fetch(self, client: httpx.Client, report) -> None:
+    def _fetch(self, client: httpx.Client, hasher: _Hasher, report) -> None:
         """One ranged GET from what is on disk onwards, updating the state as bytes are written."""
         state, remote, name = self.state, self.remote, self.name
         wanted = dict(self.headers, Range=f"bytes={state.have}-") if state.have else dict(self.headers)
@@ -273,7 +346,8 @@ class _Transfer:
                 if status == 416 or status >= 500 or status == 429:
                     raise _Retry(f"HTTP {status}")
                 if status == 200 and state.have:
-                    state.have, state.digest = 0, hashlib.sha256()  # the range was ignored: from the start
+                    hasher.restart()  # the range was ignored: from the start
+                    state.have = 0
                 elif status not in (200, 206):
                     raise _permanent(status, name)
                 started, window_bytes, last_report = time.monotonic(), 0, 0.0
@@ -281,6 +355,7 @@ class _Transfer:
                     if state.have:  # continue right after the verified bytes
                         out.seek(state.have)
                         out.truncate()
+                    hasher.track(out.fileno())
                     # Chunks as received (up to net.BLOCKING_READ_BYTES; no re-chunking copies). A
                     # stall ends in a ReadTimeout: the client's read timeout is the stall timeout.
                     for chunk in response.iter_raw():
@@ -294,7 +369,7 @@ class _Transfer:
                                                     f"arrived ({human_bytes(state.have)}) is kept: free some "
                                                     "space and resume.") from exc
                             raise
-                        state.digest.update(chunk)
+                        hasher.feed(chunk)
                         state.have += len(chunk)
                         window_bytes += len(chunk)
                         now = time.monotonic()

@@ -55,6 +55,14 @@ def test_a_dropped_connection_resumes_where_it_stopped(hub, remote, tmp_path):
     assert hub.bytes_served < remote.size + 2_000_000  # what had arrived was not fetched again
 
 
+def test_a_server_that_ignores_the_range_gives_the_whole_file_again_and_it_is_still_right(hub, remote, tmp_path):
+    hub.faults.drop_after, hub.faults.ignore_range = 30_000_000, True
+    dest = fetch(remote, tmp_path / "m.gguf")
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == remote.sha256  # not 30 MB hashed twice
+    assert dest.stat().st_size == remote.size
+    assert hub.bytes_served > remote.size + 20_000_000  # the second answer was the whole file
+
+
 def test_server_errors_are_retried_with_backoff(hub, remote, tmp_path):
     hub.faults.fail_next = [500, 503, 429]
     assert fetch(remote, tmp_path / "m.gguf").stat().st_size == remote.size
