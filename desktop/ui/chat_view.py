@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
 from desktop.ui.icons import app_icon, icon, tool_button
-from desktop.ui.markdown import breakable, to_html
+from desktop.ui.markdown import LiveMarkdown, breakable, to_html
 from desktop.ui.theme import Theme
 
 QWIDGETSIZE_MAX = (1 << 24) - 1
@@ -105,6 +105,7 @@ class MessageWidget(QFrame):
         self.theme = theme
         self.message: Message | None = None
         self._text = ""
+        self._live: LiveMarkdown | None = None  # while the answer is being written
         self._frozen_width = 0  # >0: height fixed for this column width (see freeze)
         self.body = _text_label(rich=role != "user", cls=_BubbleLabel if role == "user" else QLabel)
         self.body.setObjectName("MessageBody")
@@ -195,9 +196,14 @@ class MessageWidget(QFrame):
             self.body.natural_width = widest + 4
             self.body.updateGeometry()
         else:
-            self.body.setText(to_html(text, code_bg=self.theme.code_bg, muted=self.theme.muted)
-                              if text else "")
+            colours = {"code_bg": self.theme.code_bg, "muted": self.theme.muted}
+            html = self._live.render(text) if self._live is not None else to_html(text, **colours)
+            self.body.setText(html if text else "")
         self.body.setVisible(bool(text))
+
+    def write_live(self) -> None:
+        """The text will grow a few words at a time until `show_message`: render only its end."""
+        self._live = LiveMarkdown(code_bg=self.theme.code_bg, muted=self.theme.muted)
 
     def start_streaming(self, model_name: str, note: str = "Thinking…") -> None:
         self.thaw()
@@ -209,6 +215,7 @@ class MessageWidget(QFrame):
     def show_message(self, message: Message) -> None:
         """Show a saved message with its figures and how it ended."""
         self.thaw()
+        self._live = None  # the finished text is rendered whole
         self.message = message
         self.set_text(message.content)
         if self.author:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -62,6 +62,7 @@ MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
 # window does not take the CPU the model needs (painting costs about as much as the layout
 # measured here, hence the factor 2 below).
 RENDER_BUDGET = 40
+LAYOUT_LEVELS = 5  # message, column, chat area, viewport, scroll area
 
 
 class _Relay(QObject):
@@ -126,8 +127,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self._build_status_bar()
 
-        self._flush_timer = QTimer(self, interval=FLUSH_INTERVAL_MS)
+        # Drawing the answer happens when text arrives, no sooner than the interval after the
+        # last drawing: no timer ticks while nothing new has come.
+        self._flush_timer = QTimer(self, singleShot=True)
         self._flush_timer.timeout.connect(self._flush)
+        self._next_flush = 0.0  # time.monotonic() before which the answer is not drawn again
         self._watchdog = QTimer(self, interval=1000)
         self._watchdog.timeout.connect(self._check_engine)
         self._watchdog.start()
@@ -697,16 +701,20 @@ class MainWindow(QMainWindow):
 
     def _attach_stream(self, widget: MessageWidget) -> None:
         self._streaming = widget
+        widget.write_live()
         self.message_list.set_live(widget)
-        self._dirty = True
+        self._dirty = False
+        self._next_flush = 0.0
         self.composer.set_generating(True)
-        self._flush_timer.start(FLUSH_INTERVAL_MS)
 
     def _on_text(self, _delta: str) -> None:
         self._dirty = True
+        if not self._flush_timer.isActive():
+            self._flush_timer.start(max(0, int((self._next_flush - time.monotonic()) * 1000)))
 
     def _flush(self) -> None:
-        """Put the text that arrived since the last tick on screen (at most ~30 times a second)."""
+        """Put the text that arrived since the last drawing on screen (at most ~30 times a second,
+        less when drawing is costly)."""
         live = self.services.chat.live_answer()
         if self._streaming is not None and self._dirty and live is not None:
             self._dirty = False
@@ -716,10 +724,15 @@ class MainWindow(QMainWindow):
                 self._streaming.set_text(text)
                 if self._streaming.meta.text() != "Writing…":
                     self._streaming.meta.setText("Writing…")
-                self.message_list.widget().layout().activate()  # lay out now, to know the cost
+                # Lay out now, to know the cost, and all the way up (each level's layout asks its
+                # parent's on the next turn of the event loop): the message's new height, the
+                # list's, its scroll range and the scroll to the bottom then reach the screen in
+                # one paint rather than three, each a repaint of the whole chat area.
+                for _level in range(LAYOUT_LEVELS):
+                    QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
                 cost_ms = (time.perf_counter() - started) * 1000
                 interval = min(MAX_FLUSH_INTERVAL_MS, max(FLUSH_INTERVAL_MS, cost_ms * 2 * RENDER_BUDGET))
-                self._flush_timer.setInterval(int(interval))
+                self._next_flush = time.monotonic() + interval / 1000
 
     async def _generate(self, conversation_id: int, work: Coroutine[Any, Any, Message],
                         unsaved: tuple[str, MessageWidget] | None = None) -> None:
