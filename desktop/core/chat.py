@@ -187,7 +187,9 @@ class ChatService:
         self._stop_requested = False
         try:
             if remote:
-                endpoint = cloud.endpoint(target)
+                # The key comes from the system keyring, whose first use takes ~0.2 s (import and
+                # backend detection): not on the window's thread.
+                endpoint = await asyncio.to_thread(cloud.endpoint, target)
                 history = self._all_turns(conversation, answer_row.id)
                 self.trimmed_messages = 0
             else:
