@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
@@ -106,6 +108,7 @@ class MessageWidget(QFrame):
         self.message: Message | None = None
         self._text = ""
         self._live: LiveMarkdown | None = None  # while the answer is being written
+        self.on_thaw: Callable[[MessageWidget], None] | None = None  # the list's, once in one
         self._frozen_width = 0  # >0: height fixed for this column width (see freeze)
         self.body = _text_label(rich=role != "user", cls=_BubbleLabel if role == "user" else QLabel)
         self.body.setObjectName("MessageBody")
@@ -177,6 +180,8 @@ class MessageWidget(QFrame):
 
     def thaw(self) -> None:
         if self._frozen_width:
+            if self.on_thaw is not None:
+                self.on_thaw(self)  # to be measured again once its content settles
             self._frozen_width = 0
             self.setMinimumHeight(0)
             self.setMaximumHeight(QWIDGETSIZE_MAX)
@@ -363,6 +368,8 @@ class MessageList(QScrollArea):
         self._widgets: list[MessageWidget] = []
         self._pages: list[QWidget] = []  # earlier messages, a page to a widget (see prepend)
         self.live: MessageWidget | None = None  # the answer being written, if any
+        self._frozen_at = 0  # the column width finished messages were last measured for
+        self._unfrozen: list[MessageWidget] = []  # added since, or still being written
         self._freeze_timer = QTimer(self, singleShot=True, interval=0)
         self._freeze_timer.timeout.connect(self.freeze_finished)
         self._stick = True
@@ -381,11 +388,17 @@ class MessageList(QScrollArea):
         self._freeze_timer.start()  # re-measure finished messages once the width settles
 
     def freeze_finished(self) -> None:
-        """Give every message that is not being written a fixed height for the column's width."""
+        """Give every message that is not being written a fixed height for the column's width.
+        Only the messages added since the last pass, unless the width changed: a long chat
+        scrolled up gains two messages at a time, and walking all 5,000 each time grew into
+        stalls."""
         width = self.column.width()
-        for widget in self._widgets:
+        widgets = self._widgets if width != self._frozen_at else self._unfrozen
+        for widget in widgets:
             if widget is not self.live:
                 widget.freeze(width)
+        self._frozen_at = width
+        self._unfrozen = []
 
     def _on_scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
@@ -426,6 +439,11 @@ class MessageList(QScrollArea):
     def add(self, widget: MessageWidget) -> None:
         self.layout_.insertWidget(self.layout_.count(), widget)
         self._widgets.append(widget)
+        self._refreeze(widget)
+
+    def _refreeze(self, widget: MessageWidget) -> None:
+        widget.on_thaw = self._refreeze
+        self._unfrozen.append(widget)
         self._freeze_timer.start()
 
     def prepend(self, widgets: list[MessageWidget]) -> None:
@@ -448,6 +466,8 @@ class MessageList(QScrollArea):
         for offset, widget in enumerate(widgets):
             page.layout().insertWidget(offset, widget)
         self._widgets[:0] = widgets
+        for widget in widgets:
+            self._refreeze(widget)
         self._stick = False
         self._anchor = from_bottom
         self._freeze_timer.start()
@@ -461,6 +481,8 @@ class MessageList(QScrollArea):
         """Mark the message being written (it keeps measuring itself); None when it is done."""
         if widget is not None:
             widget.thaw()
+        if self.live is not None and self.live in self._widgets:
+            self._refreeze(self.live)  # done: its height is fixed from now on
         self.live = widget
         self._freeze_timer.start()
 
@@ -468,10 +490,14 @@ class MessageList(QScrollArea):
         if widget is self.live:
             self.live = None
         self._widgets.remove(widget)
+        if widget in self._unfrozen:
+            self._unfrozen.remove(widget)
+        widget.on_thaw = None
         widget.parentWidget().layout().removeWidget(widget)  # the column's, or a page's
         widget.deleteLater()
 
     def clear(self) -> None:
+        self._unfrozen = []
         for widget in list(self._widgets):
             self.remove(widget)
         for page in self._pages:

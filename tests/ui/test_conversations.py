@@ -186,3 +186,27 @@ def test_a_search_hit_far_back_in_a_long_chat_is_shown(qtbot, services, model, m
     texts = [w.text for w in window.message_list.widgets()]
     assert texts[0] == services.store.message(hit.message_id).content
     assert texts[-1] == "Answer 99"
+
+
+def test_every_message_shows_all_of_its_text_whatever_the_window_width(qtbot, services, model, make_window):
+    # Finished messages keep a fixed height for the column's width (measured once, not on every
+    # layout): when the width changes, or messages come in above, each must still fit its text.
+    chat = services.store.create_conversation(title="Wrapping")
+    for i in range(40):
+        services.store.add_message(chat.id, "user", f"Question {i}: " + "why is the sky blue? " * 6)
+        services.store.add_message(chat.id, "assistant", f"Answer {i}: " + "light scatters off the air. " * 12)
+    window = make_window()
+    window.open_conversation(chat.id)
+    window.show_earlier()  # some messages in a page above, some in the column
+
+    def cut_or_padded():
+        return [w.text[:12] for w in window.message_list.widgets()
+                if w.height() != w.layout().totalHeightForWidth(w.width())]
+
+    qtbot.waitUntil(lambda: not cut_or_padded(), timeout=3_000)
+    for width in (760, 1400, 980):
+        window.resize(width, 720)
+        qtbot.waitUntil(lambda: not cut_or_padded(), timeout=3_000)
+    window.show_earlier()
+    qtbot.waitUntil(lambda: not cut_or_padded(), timeout=3_000)
+    assert len(window.message_list.widgets()) == 80
