@@ -15,8 +15,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from desktop.core import net, secrets
 from desktop.core.errors import HearthError
@@ -49,7 +48,7 @@ class Provider:
 
     @property
     def host(self) -> str:
-        return httpx.URL(self.base_url).host
+        return urlsplit(self.base_url).hostname or ""
 
     @property
     def on_this_machine(self) -> bool:
@@ -122,6 +121,7 @@ class Providers:
     def add(self, name: str, *, base_url: str = "", kind: str = "", label: str = "",
             own: bool | None = None) -> Provider:
         """Add a provider: a preset by its name, or any endpoint with its base URL."""
+        import httpx
         name = name.strip().lower()
         if not NAME.match(name):
             raise ProviderSetupError(f"“{name}” cannot be a provider's name: use up to 32 lower-case letters, "
@@ -188,6 +188,7 @@ def endpoint(target: CloudTarget) -> Endpoint:
 
 async def list_models(provider: Provider) -> list[str]:
     """The provider's model names (which also tests the address and the key)."""
+    import httpx
     key = provider.key or ""
     if provider.kind == "anthropic":
         url = provider.base_url + "/v1/models"

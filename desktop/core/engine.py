@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from desktop.core import gguf, hardware, net, runtime
 from desktop.core.errors import HearthError
 from desktop.core.paths import Paths
@@ -243,6 +241,7 @@ class Engine:
                                           env=env, close_fds=True)
 
     async def _wait_ready(self, plan: LoadPlan) -> None:
+        import httpx
         url = f"http://127.0.0.1:{self._port}/v1/models"
         headers = {"Authorization": f"Bearer {self._api_key}"}
         deadline = time.monotonic() + LOAD_TIMEOUT_S

@@ -15,11 +15,12 @@ import os
 import socket
 import ssl
 from collections.abc import Callable
-
-import httpcore
-import httpx
+from typing import TYPE_CHECKING
 
 from desktop.core.errors import HearthError
+
+if TYPE_CHECKING:  # imported where used: httpx costs ~0.1 s, paid after the window shows
+    import httpx
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
@@ -63,11 +64,13 @@ def _refuse(host: str, local_only: bool) -> None:
 
 def check_allowed(url: str) -> None:
     """For URLs given to libraries with their own HTTP client: refused while offline mode is on."""
+    import httpx
     _refuse(httpx.URL(url).host, local_only=False)
 
 
 def request_bytes(request: httpx.Request) -> int:
     """What a request puts on the wire, near enough: request line, headers and body."""
+    import httpx
     head = len(request.method) + len(request.url.raw_path) + 12
     head += sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
     try:
@@ -93,15 +96,19 @@ BLOCKING_READ_BYTES = 1 << 20
 def tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every client: building one reads the whole CA bundle (about
     45 ms of CPU), which each new client did for every answer, local ones included."""
+    import httpx
     return httpx.create_ssl_context()
 
 
 def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
+    import httpx
     return timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout, connect=10.0)
 
 
 def client(*, local_only: bool, timeout: float | httpx.Timeout = 30.0) -> httpx.Client:
     """A blocking client with the same rules as `async_client`, for work in a worker thread."""
+    import httpcore
+    import httpx
     httpcore.HTTP11Connection.READ_NUM_BYTES = BLOCKING_READ_BYTES
 
     def guard(request: httpx.Request) -> None:
@@ -116,6 +123,7 @@ def async_client(*, local_only: bool, timeout: float | httpx.Timeout = 30.0,
                  on_sent: Callable[[str, int], None] | None = None) -> httpx.AsyncClient:
     """An httpx client with Hearth's rules: TLS verified, no proxies for loopback, timeouts set.
     `on_sent(host, bytes)` hears of every request that goes out, for the "your data" figures."""
+    import httpx
     async def guard(request: httpx.Request) -> None:
         _refuse(request.url.host, local_only)  # every request, redirects too, whatever the proxy
         if on_sent is not None:

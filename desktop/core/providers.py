@@ -16,13 +16,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from desktop.core import net
 from desktop.core.errors import HearthError
 from desktop.core.settings import Sampling
+
+if TYPE_CHECKING:  # imported where used: httpx costs ~0.1 s, paid after the window shows
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ class ChatClient:
     """Streams answers from one endpoint. `open_client` picks the subclass for its API."""
 
     def __init__(self, endpoint: Endpoint) -> None:
+        import httpx
         self.endpoint = endpoint
         self.usage: Usage | None = None  # set at the end of a stream
         self.bytes_sent = 0  # to hosts other than this machine
@@ -223,6 +225,7 @@ class ChatClient:
 
     def _failure(self, exc: BaseException, got_text: bool) -> ProviderError:
         """The ProviderError for an exception from an SDK or httpx."""
+        import httpx
         status = getattr(exc, "status_code", None)
         if status is not None:
             return error_for(status, _detail(exc), self.endpoint, getattr(getattr(exc, "response", None), "headers", None))
@@ -262,6 +265,7 @@ class OpenAIClient(ChatClient):
         self._headers = {"Authorization": f"Bearer {endpoint.api_key or 'none'}", "Accept": "text/event-stream"}
 
     async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+        import httpx
         body = {"model": self.endpoint.model, "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True},
                 **request_body(messages, sampling, local=self.endpoint.local)}
@@ -316,6 +320,7 @@ class AnthropicClient(ChatClient):
 
     async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
         import anthropic
+        import httpx
 
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = [m for m in messages if m["role"] != "system"]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -43,13 +43,15 @@ from desktop.ui.chat_view import (
     MessageWidget,
     waiting_note,
 )
-from desktop.ui.cloud_page import CloudPage
 from desktop.ui.icons import icon, tool_button
-from desktop.ui.models_page import ModelsPage
-from desktop.ui.settings_panel import SettingsPanel
 from desktop.ui.sidebar import Sidebar
 from desktop.ui.theme import Theme
 from desktop.ui.widgets import Banner, confirm
+
+if TYPE_CHECKING:
+    from desktop.ui.cloud_page import CloudPage
+    from desktop.ui.models_page import ModelsPage
+    from desktop.ui.settings_panel import SettingsPanel
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +96,6 @@ class MainWindow(QMainWindow):
         self.sidebar.search_changed.connect(self._search)
         self.sidebar.footer.setToolTip(f"Saved in {services.paths.data}")
 
-        self.settings_panel = SettingsPanel(cores=hardware.physical_cores())
-        self.settings_panel.hide()
-        self.settings_panel.chat_settings_changed.connect(self._save_chat_settings)
-        self.settings_panel.load_options_changed.connect(self._save_load_options)
-        self.settings_panel.make_default_requested.connect(self._make_default)
-        self.settings_panel.reload_requested.connect(lambda: self.spawn(self.reload_model()))
-        self.settings_panel.show_load(services.settings.load)
-
         central = QWidget()
         row = QHBoxLayout(central)
         row.setContentsMargins(0, 0, 0, 0)
@@ -109,21 +103,15 @@ class MainWindow(QMainWindow):
         row.addWidget(self.sidebar)
         self.pages = QStackedWidget()
         self.chat_page = self._build_chat_area()
-        self.models_page = ModelsPage(services, theme, self.spawn)
-        self.models_page.back_requested.connect(self.show_chat)
-        self.models_page.use_requested.connect(self.use_model)
-        self.models_page.models_changed.connect(self.refresh_models)
-        self.models_page.message.connect(self.notify)
-        self.cloud_page = CloudPage(services, theme, self.spawn)
-        self.cloud_page.back_requested.connect(self.show_chat)
-        self.cloud_page.providers_changed.connect(self.refresh_models)
-        self.cloud_page.offline_changed.connect(self.set_offline)
-        self.cloud_page.message.connect(self.notify)
         self.pages.addWidget(self.chat_page)
-        self.pages.addWidget(self.models_page)
-        self.pages.addWidget(self.cloud_page)
+        # The model manager, Compare and the settings panel are hidden at start: they are built
+        # once the window has been drawn (or when first asked for), so the chat shows sooner.
+        self._models_page: ModelsPage | None = None
+        self._cloud_page: CloudPage | None = None
+        self.installEventFilter(self)
         row.addWidget(self.pages, 1)
-        row.addWidget(self.settings_panel)
+        self._row = row  # the settings panel goes on the right of the pages, once built
+        self._settings_panel: SettingsPanel | None = None
         self.setCentralWidget(central)
         self._build_status_bar()
 
@@ -156,11 +144,88 @@ class MainWindow(QMainWindow):
             self.open_conversation(conversations[0].id)
         else:
             self.new_chat()
-        self._update_memory()
         if preload_model and self.selected_model_id():
             QTimer.singleShot(0, lambda: self.spawn(self.load_selected_model()))
 
     # -- building -------------------------------------------------------------------------------
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self and event.type() == QEvent.Type.Paint:
+            # The window's first drawing is under way (its children are drawn right after): the
+            # hidden pages are built on the next turns of the event loop, one a turn.
+            self.removeEventFilter(self)
+            for build in (self._update_memory, lambda: self.settings_panel, lambda: self.models_page,
+                          lambda: self.cloud_page):
+                QTimer.singleShot(0, self, lambda build=build: self.isVisible() and build())
+        return False
+
+    def hidden_parts_built(self) -> bool:
+        return None not in (self._settings_panel, self._models_page, self._cloud_page)
+
+    @property
+    def settings_panel(self) -> SettingsPanel:
+        if self._settings_panel is None:
+            from desktop.ui.settings_panel import SettingsPanel
+
+            panel = SettingsPanel(cores=hardware.physical_cores())
+            panel.hide()
+            panel.chat_settings_changed.connect(self._save_chat_settings)
+            panel.load_options_changed.connect(self._save_load_options)
+            panel.make_default_requested.connect(self._make_default)
+            panel.reload_requested.connect(lambda: self.spawn(self.reload_model()))
+            panel.show_load(self.services.settings.load)
+            self._row.addWidget(panel)
+            self._settings_panel = panel
+            self._show_chat_settings()
+        return self._settings_panel
+
+    def _show_chat_settings(self) -> None:
+        """The open chat's system prompt and sampling, in the settings panel if it is built."""
+        if self._settings_panel is None or self.current_id is None:
+            return
+        try:
+            conversation = self.services.store.conversation(self.current_id)
+        except KeyError:
+            return
+        self._settings_panel.show_chat(conversation.system_prompt, Sampling.from_dict(conversation.sampling))
+
+    def _flush_settings(self) -> None:
+        """Save what was typed in the settings panel and not saved yet (it waits for a pause)."""
+        if self._settings_panel is not None:
+            self._settings_panel.flush()
+
+    def _hide_settings(self) -> None:
+        if self._settings_panel is not None:
+            self._settings_panel.hide()
+        self.settings_button.setChecked(False)
+
+    @property
+    def models_page(self) -> ModelsPage:
+        if self._models_page is None:
+            from desktop.ui.models_page import ModelsPage
+
+            page = ModelsPage(self.services, self.theme, self.spawn)
+            page.back_requested.connect(self.show_chat)
+            page.use_requested.connect(self.use_model)
+            page.models_changed.connect(self.refresh_models)
+            page.message.connect(self.notify)
+            self.pages.addWidget(page)
+            self._models_page = page
+        return self._models_page
+
+    @property
+    def cloud_page(self) -> CloudPage:
+        if self._cloud_page is None:
+            from desktop.ui.cloud_page import CloudPage
+
+            page = CloudPage(self.services, self.theme, self.spawn)
+            page.back_requested.connect(self.show_chat)
+            page.providers_changed.connect(self.refresh_models)
+            page.offline_changed.connect(self.set_offline)
+            page.message.connect(self.notify)
+            self.pages.addWidget(page)
+            self._cloud_page = page
+        return self._cloud_page
+
     def _build_chat_area(self) -> QWidget:
         area = QWidget()
         area.setObjectName("ChatArea")
@@ -285,7 +350,7 @@ class MainWindow(QMainWindow):
     def notify(self, text: str, level: str = "error") -> None:
         """A sentence on the page the user is looking at."""
         page = self.pages.currentWidget()
-        banner = {self.models_page: self.models_page.banner, self.cloud_page: self.cloud_page.banner}.get(page, self.banner)
+        banner = page.banner if page in (self._models_page, self._cloud_page) else self.banner
         banner.show_text(text, level)
 
     # -- offline mode ------------------------------------------------------------------------------
@@ -294,7 +359,8 @@ class MainWindow(QMainWindow):
         if on != self.services.settings.offline:
             self.services.save_settings(replace(self.services.settings, offline=on))
         self._show_offline(on)
-        self.cloud_page.set_offline(on)
+        if self._cloud_page is not None:  # (one built later reads the setting)
+            self._cloud_page.set_offline(on)
         self._show_where()
 
     def _show_offline(self, on: bool) -> None:
@@ -345,8 +411,7 @@ class MainWindow(QMainWindow):
             self.where_note.setText(f"Your words go to {where} ({p.label}). Answers can be wrong: check what matters.")
 
     def show_models(self) -> None:
-        self.settings_panel.hide()
-        self.settings_button.setChecked(False)
+        self._hide_settings()
         self.pages.setCurrentWidget(self.models_page)
         self.models_page.refresh_installed()
 
@@ -358,8 +423,7 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def show_cloud(self) -> None:
-        self.settings_panel.hide()
-        self.settings_button.setChecked(False)
+        self._hide_settings()
         self.cloud_page.refresh()
         self.pages.setCurrentWidget(self.cloud_page)
 
@@ -426,7 +490,8 @@ class MainWindow(QMainWindow):
             self._on_engine_state(self.services.engine.state, "")
         self.refresh_models(select=record.id)
         self._model_chosen(self.model_combo.currentIndex())
-        self.models_page.refresh_installed()
+        if self._models_page is not None:
+            self._models_page.refresh_installed()
         self.banner.show_text(f"Added {record.name} ({record.quantization}, {human_bytes(record.size)}).",
                               level="info")
 
@@ -508,7 +573,7 @@ class MainWindow(QMainWindow):
             self.services.store.delete_conversation(conversation_id)
 
     def new_chat(self) -> None:
-        self.settings_panel.flush()
+        self._flush_settings()
         previous = self.current_id
         chosen = self.selected_model_id() if self.cloud_target() is None else ""
         conversation = self.services.chat.new_conversation(model_id=chosen)
@@ -518,7 +583,7 @@ class MainWindow(QMainWindow):
         self.composer.input.setFocus()
 
     def open_conversation(self, conversation_id: int, focus_message: int = 0) -> None:
-        self.settings_panel.flush()
+        self._flush_settings()
         if self.current_id not in (None, conversation_id):
             self._drop_if_empty(self.current_id)
         try:
@@ -528,7 +593,8 @@ class MainWindow(QMainWindow):
         self.current_id = conversation_id
         self.setWindowTitle(f"{conversation.title} — Hearth")
         self._show_messages(conversation, focus_message)
-        self.settings_panel.show_chat(conversation.system_prompt, Sampling.from_dict(conversation.sampling))
+        if self._settings_panel is not None:
+            self._settings_panel.show_chat(conversation.system_prompt, Sampling.from_dict(conversation.sampling))
         if conversation.model:
             index = self.model_combo.findData(conversation.model)
             if index >= 0:
@@ -648,7 +714,7 @@ class MainWindow(QMainWindow):
         if not self.services.library.models() and self.cloud_target() is None:
             self.banner.show_text("Import a model first: Hearth needs a .gguf file to chat with.")
             return
-        self.settings_panel.flush()
+        self._flush_settings()
         if self.current_id is None:
             self.new_chat()
         assert self.current_id is not None
@@ -775,13 +841,14 @@ class MainWindow(QMainWindow):
         for timer in (self._watchdog, self._memory_timer, self._flush_timer):
             timer.stop()
         self.services.engine.on_state = None
-        self.settings_panel.flush()
+        self._flush_settings()
         self.services.chat.stop()
         for task in list(self._tasks):
             task.cancel()
         self.services.downloads.on_change = self.services.downloads.on_installed = None
         self.services.downloads.halt()  # the partial files stay: the downloads resume next time
-        self.cloud_page.halt()
+        if self._cloud_page is not None:
+            self._cloud_page.halt()
         self._drop_if_empty(self.current_id)
         self.services.engine.stop_now()
         super().closeEvent(event)

@@ -101,6 +101,28 @@ def test_settings_changed_in_the_panel_belong_to_the_chat(qtbot, services, model
     assert services.settings_file.load().load.n_ctx == 1024
 
 
+def test_the_window_shows_the_chat_first_and_builds_its_hidden_parts_right_after(qtbot, services, make_window):
+    pirate = services.store.create_conversation(title="Pirates", system_prompt="Answer like a pirate.",
+                                                sampling={"temperature": 0.3})
+    services.store.add_message(pirate.id, "user", "Where is the treasure?")
+    window = make_window()  # shown: its first drawing is done
+    assert window.current_id == pirate.id
+    assert window.message_list.widgets()[0].text == "Where is the treasure?"
+    # The settings panel, model manager and Compare page are built on the next turns of the loop,
+    # and the panel shows the open chat's own settings, not the defaults.
+    qtbot.waitUntil(window.hidden_parts_built, timeout=5_000)
+    assert window.settings_panel.system_prompt.toPlainText() == "Answer like a pirate."
+    assert window.settings_panel.temperature.value() == 0.3
+    assert not window.settings_panel.isVisible()
+    window.show_models()
+    assert window.pages.currentWidget() is window.models_page
+    window.notify("The hub did not answer.")
+    assert window.models_page.banner.label.text() == "The hub did not answer."
+    window.show_chat()
+    window.notify("The engine stopped.")
+    assert window.banner.label.text() == "The engine stopped."
+
+
 def test_with_no_model_the_window_says_how_to_add_one(qtbot, services, make_window, shots_dir):
     window = make_window()
     assert window.stack.currentWidget() is window.empty_state
