@@ -136,12 +136,8 @@ class MessageWidget(QFrame):
             self.author.setObjectName("MessageAuthor")
             outer.addWidget(self.author)
             outer.addWidget(self.body)
-        self.error = QLabel()
-        self.error.setObjectName("MessageError")
-        self.error.setWordWrap(True)
-        self.error.hide()
-        outer.addWidget(self.error)
-
+        self._error: QLabel | None = None  # built when a message ended in an error
+        self._regenerate: QToolButton | None = None  # built for the last answer
         self.meta_row = QWidget()
         meta = QHBoxLayout(self.meta_row)
         meta.setContentsMargins(0, 0, 0, 0)
@@ -152,15 +148,32 @@ class MessageWidget(QFrame):
         meta.addWidget(self.meta, 1)
         if role != "user":
             meta.addWidget(self.copy_button)
-        self.regenerate_button = self._tool("regenerate", "Write this answer again",
-                                            self.regenerate_requested.emit)
-        self.regenerate_button.setVisible(False)
-        meta.addWidget(self.regenerate_button)
         outer.addWidget(self.meta_row)
         self.meta_row.setVisible(role != "user")
 
     def _tool(self, name: str, tip: str, slot) -> QToolButton:
         return tool_button(name, tip, slot, self.theme.muted)
+
+    # A long chat builds thousands of these as the reader scrolls up: parts that few messages
+    # show (an error, the button to write the last answer again) are built when first needed.
+    @property
+    def error(self) -> QLabel:
+        if self._error is None:
+            self._error = QLabel()
+            self._error.setObjectName("MessageError")
+            self._error.setWordWrap(True)
+            self._error.hide()
+            layout = self.layout()
+            layout.insertWidget(layout.indexOf(self.meta_row), self._error)
+        return self._error
+
+    @property
+    def regenerate_button(self) -> QToolButton:
+        if self._regenerate is None:
+            self._regenerate = self._tool("regenerate", "Write this answer again", self.regenerate_requested.emit)
+            self._regenerate.setVisible(False)
+            self.meta_row.layout().addWidget(self._regenerate)
+        return self._regenerate
 
     # -- size -----------------------------------------------------------------------------------
     # Qt asks every wrapped label in the list for its height-for-width on each layout pass, and a
@@ -234,11 +247,14 @@ class MessageWidget(QFrame):
         if message.error:
             self.error.setText(message.error)
             self.error.show()
-        else:
-            self.error.hide()
+        elif self._error is not None:
+            self._error.hide()
 
     def set_regenerate_visible(self, visible: bool) -> None:
-        self.regenerate_button.setVisible(visible and self.role == "assistant")
+        if visible and self.role == "assistant":
+            self.regenerate_button.setVisible(True)
+        elif self._regenerate is not None:
+            self._regenerate.setVisible(False)
         # (a button in the row under the text changes no height: no need to thaw)
 
     def copy_text(self) -> None:
