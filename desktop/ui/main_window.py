@@ -108,7 +108,6 @@ class MainWindow(QMainWindow):
         # once the window has been drawn (or when first asked for), so the chat shows sooner.
         self._models_page: ModelsPage | None = None
         self._cloud_page: CloudPage | None = None
-        self.installEventFilter(self)
         row.addWidget(self.pages, 1)
         self._row = row  # the settings panel goes on the right of the pages, once built
         self._settings_panel: SettingsPanel | None = None
@@ -146,12 +145,13 @@ class MainWindow(QMainWindow):
             self.new_chat()
         if preload_model and self.selected_model_id():
             QTimer.singleShot(0, lambda: self.spawn(self.load_selected_model()))
+        self.installEventFilter(self)  # until the first drawing (see eventFilter)
 
     # -- building -------------------------------------------------------------------------------
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         if watched is self and event.type() == QEvent.Type.Paint:
-            # The window's first drawing is under way (its children are drawn right after): the
-            # hidden pages are built on the next turns of the event loop, one a turn.
+            # The window's first drawing is under way (its children are drawn right after): what
+            # is hidden at start is built on the next turns of the event loop, a part a turn.
             self.removeEventFilter(self)
             for build in (self._update_memory, lambda: self.settings_panel, lambda: self.models_page,
                           lambda: self.cloud_page):
@@ -178,14 +178,15 @@ class MainWindow(QMainWindow):
             self._show_chat_settings()
         return self._settings_panel
 
-    def _show_chat_settings(self) -> None:
+    def _show_chat_settings(self, conversation: Conversation | None = None) -> None:
         """The open chat's system prompt and sampling, in the settings panel if it is built."""
         if self._settings_panel is None or self.current_id is None:
             return
-        try:
-            conversation = self.services.store.conversation(self.current_id)
-        except KeyError:
-            return
+        if conversation is None:
+            try:
+                conversation = self.services.store.conversation(self.current_id)
+            except KeyError:
+                return
         self._settings_panel.show_chat(conversation.system_prompt, Sampling.from_dict(conversation.sampling))
 
     def _flush_settings(self) -> None:
@@ -593,8 +594,7 @@ class MainWindow(QMainWindow):
         self.current_id = conversation_id
         self.setWindowTitle(f"{conversation.title} — Hearth")
         self._show_messages(conversation, focus_message)
-        if self._settings_panel is not None:
-            self._settings_panel.show_chat(conversation.system_prompt, Sampling.from_dict(conversation.sampling))
+        self._show_chat_settings(conversation)
         if conversation.model:
             index = self.model_combo.findData(conversation.model)
             if index >= 0:
