@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
@@ -22,9 +23,15 @@ from PySide6.QtWidgets import (
 from desktop.core.settings import LoadOptions, Sampling
 
 
+def _arrowless(box: QAbstractSpinBox) -> None:
+    box.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)  # type, or scroll over it
+    # The style sheet's left padding does not reach a spin box's text field (the right one does).
+    box.lineEdit().setTextMargins(7, 0, 0, 0)
+
+
 def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
-    box.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)  # type, or scroll over it
+    _arrowless(box)
     box.setRange(low, high)
     box.setSingleStep(step)
     box.setDecimals(decimals)
@@ -33,7 +40,7 @@ def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleS
 
 def _int(low: int, high: int, step: int = 1, special: str = "") -> QSpinBox:
     box = QSpinBox()
-    box.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
+    _arrowless(box)
     box.setRange(low, high)
     box.setSingleStep(step)
     if special:

@@ -80,6 +80,9 @@ def stylesheet(t: Theme) -> str:
         selection-background-color: {t.accent}; selection-color: {t.accent_text};
     }}
     QLineEdit:focus, QPlainTextEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus {{ border-color: {t.accent}; }}
+    /* Spin boxes have no arrows here (type, or scroll over them). Without a place for the hidden
+       arrows, a styled spin box gives its text field no width and shows no number at all. */
+    QAbstractSpinBox::up-button, QAbstractSpinBox::down-button {{ subcontrol-origin: padding; width: 0px; }}
     QComboBox::drop-down {{ border: none; width: 22px; }}
     QPushButton {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 8px; padding: 6px 12px; }}
     QPushButton:hover {{ border-color: {t.muted}; }}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QPointF, QSignalBlocker, Qt
 from PySide6.QtGui import QWheelEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QMessageBox
 
 from desktop.core.settings import Sampling
 
@@ -114,6 +114,13 @@ def test_the_window_shows_the_chat_first_and_builds_its_hidden_parts_right_after
     assert window.settings_panel.system_prompt.toPlainText() == "Answer like a pirate."
     assert window.settings_panel.temperature.value() == 0.3
     assert not window.settings_panel.isVisible()
+    window.toggle_settings()
+    qtbot.waitUntil(window.settings_panel.isVisible)
+    boxes = window.settings_panel.findChildren(QAbstractSpinBox)
+    assert len(boxes) >= 8
+    for box in boxes:  # every number can be read: its field is as wide as its text at least
+        field = box.lineEdit()
+        assert box.text() and field.width() >= field.fontMetrics().horizontalAdvance(box.text()), box.text()
     window.show_models()
     assert window.pages.currentWidget() is window.models_page
     window.notify("The hub did not answer.")
