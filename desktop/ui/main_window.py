@@ -204,12 +204,9 @@ class MainWindow(QMainWindow):
         if self._models_page is None:
             from desktop.ui.models_page import ModelsPage
 
-            page = ModelsPage(self.services, self.theme, self.spawn)
-            page.back_requested.connect(self.show_chat)
+            page = self._add_page(ModelsPage(self.services, self.theme, self.spawn))
             page.use_requested.connect(self.use_model)
             page.models_changed.connect(self.refresh_models)
-            page.message.connect(self.notify)
-            self.pages.addWidget(page)
             self._models_page = page
         return self._models_page
 
@@ -218,14 +215,18 @@ class MainWindow(QMainWindow):
         if self._cloud_page is None:
             from desktop.ui.cloud_page import CloudPage
 
-            page = CloudPage(self.services, self.theme, self.spawn)
-            page.back_requested.connect(self.show_chat)
+            page = self._add_page(CloudPage(self.services, self.theme, self.spawn))
             page.providers_changed.connect(self.refresh_models)
             page.offline_changed.connect(self.set_offline)
-            page.message.connect(self.notify)
-            self.pages.addWidget(page)
             self._cloud_page = page
         return self._cloud_page
+
+    def _add_page(self, page):
+        """A page beside the chat: its back arrow returns to the chat, its sentences go to its banner."""
+        page.back_requested.connect(self.show_chat)
+        page.message.connect(self.notify)
+        self.pages.addWidget(page)
+        return page
 
     def _build_chat_area(self) -> QWidget:
         area = QWidget()
