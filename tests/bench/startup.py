@@ -2,8 +2,8 @@
 PySide6 window started by the same Python, timed the same way (once its first drawing is done).
 Runs interleave; prints medians and the ratio, and which heavy modules (llama_cpp,
 huggingface_hub, anthropic, …) were already imported when the window showed (the answer should
-be none). Also when Hearth's pages built after the first drawing (model manager, Compare) are
-ready.
+be none). Also when the parts Hearth builds after the first drawing (settings panel, model
+manager, Compare) are ready.
 
 The Hearth runs use a data folder with the starter model installed and a 200-message chat open,
 as a returning user's would be.
