@@ -125,3 +125,20 @@ def split_gguf(source: Path, parts: int, dest_dir: Path) -> list[Path]:
                 out.write(blob)
         paths.append(path)
     return paths
+
+
+def with_chat_template(source: Path, dest: Path, template: str | None) -> Path:
+    """A copy of a real model with another chat template, or none (template None), made as a
+    user would with the `gguf` package's own tool (gguf-new-metadata, from llama.cpp)."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(source), str(dest), "--force"]
+    if template is None:
+        args += ["--remove-metadata", "tokenizer.chat_template"]
+    else:
+        jinja = dest.with_suffix(".jinja")
+        jinja.write_text(template, encoding="utf-8")
+        args += ["--chat-template-file", str(jinja)]
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
+    return dest

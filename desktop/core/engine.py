@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core import gguf, hardware, net, runtime
+from desktop.core import gguf, hardware, net, runtime, templates
 from desktop.core.errors import HearthError
 from desktop.core.paths import Paths
 from desktop.core.providers import Endpoint
@@ -92,6 +92,9 @@ def plan_load(model: ModelRecord, options: LoadOptions, *, releasable: int = 0) 
 
 def explain_exit(log_text: str, returncode: int | None, model_name: str) -> str:
     """Turn the child's last words and exit status into a sentence."""
+    if templates.HUNG_LOG in log_text:
+        return (f"The chat template of “{model_name}” ran on past its time limit, so Hearth stopped the "
+                "engine. The next message uses a known format instead of the model's template.")
     arch = re.search(r"unknown model architecture: '([^']+)'", log_text)
     if arch:
         return runtime.unknown_architecture_reason(arch.group(1), model_name)
@@ -128,6 +131,11 @@ class Engine:
         self._api_key = ""
         self._log_path = paths.logs / "engine.log"
         self._lock = asyncio.Lock()
+        # What the engine said of its prompts (GET /hearth/v1/info): the format in use, whether
+        # the system prompt is folded into the first message, and a notice for the user.
+        self.prompt_info: dict = {}
+        self.notice_pending = ""  # the notice, until someone has shown it
+        self._hung_templates: set[str] = set()  # model files whose template had to be killed
 
     # -- state --------------------------------------------------------------------------------
     def _set_state(self, state: str, detail: str = "") -> None:
@@ -185,13 +193,16 @@ class Engine:
         """Why the child is gone, for a child that was running and is no longer."""
         name = self.model.name if self.model else "the model"
         code = self._proc.returncode if self._proc else None
-        return explain_exit(self.log_tail(), code, name)
+        log_text = self.log_tail()
+        if templates.HUNG_LOG in log_text and self.model is not None:
+            self._hung_templates.add(self.model.path)
+        return explain_exit(log_text, code, name)
 
     # -- loading ------------------------------------------------------------------------------
     def loaded_with(self, model: ModelRecord, options: LoadOptions) -> bool:
         return (self.is_alive() and self.state == "ready" and self.model is not None
                 and self.model.id == model.id and self.model.path == model.path
-                and self.options == options)
+                and self.model.chat_format == model.chat_format and self.options == options)
 
     async def ensure(self, model: ModelRecord, options: LoadOptions) -> None:
         """Load `model` unless it is already loaded with these options and running."""
@@ -215,6 +226,7 @@ class Engine:
             self._spawn(plan)
             try:
                 await self._wait_ready(plan)
+                await self._read_prompt_info()
                 break
             except EngineError as exc:
                 if attempt == 0 and "address already in use" in self.log_tail().lower():
@@ -222,6 +234,26 @@ class Engine:
                 self._set_state("failed", str(exc))
                 raise
         self._set_state("ready", f"{model.name} loaded in {time.monotonic() - started:.1f} s")
+
+    def chat_format_for(self, plan: LoadPlan) -> str:
+        """The user's choice for the model; a known format instead of a template that hung."""
+        choice = plan.model.chat_format or templates.AUTO
+        if choice == templates.AUTO and plan.model.path in self._hung_templates:
+            return templates.detect(plan.info.architecture, plan.info.markup_tokens).format.name
+        return choice
+
+    async def _read_prompt_info(self) -> None:
+        async with net.async_client(local_only=True, timeout=10.0) as client:
+            response = await client.get(f"http://127.0.0.1:{self._port}/hearth/v1/info",
+                                        headers={"Authorization": f"Bearer {self._api_key}"})
+            response.raise_for_status()
+            self.prompt_info = response.json()
+        self.notice_pending = self.prompt_info.get("notice", "")
+
+    def take_notice(self) -> str:
+        """The engine's sentence about its chat template, once (then "")."""
+        notice, self.notice_pending = self.notice_pending, ""
+        return notice
 
     def _spawn(self, plan: LoadPlan) -> None:
         args = [
@@ -232,6 +264,7 @@ class Engine:
             "--n-gpu-layers", str(plan.n_gpu_layers),
             "--threads", str(plan.n_threads),
             "--parent-pid", str(os.getpid()),
+            "--chat-format", self.chat_format_for(plan),
         ]
         env = dict(os.environ, HEARTH_ENGINE_KEY=self._api_key)  # never on a command line
         if self._log_path.exists():

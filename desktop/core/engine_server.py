@@ -53,13 +53,13 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _merge(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Join consecutive content deltas into one chunk; keep role and finish chunks as they are."""
+    """Join consecutive content deltas into one chunk; keep role, finish and notice chunks as they are."""
     merged: list[dict[str, Any]] = []
     for chunk in chunks:
         choice = chunk["choices"][0] if chunk.get("choices") else {}
         content = choice.get("delta", {}).get("content")
         last = merged[-1] if merged else None
-        if (content and last is not None and not last["choices"][0].get("finish_reason")
+        if (content and last is not None and last.get("choices") and not last["choices"][0].get("finish_reason")
                 and last["choices"][0]["delta"].get("content") is not None
                 and set(last["choices"][0]["delta"]) == {"content"}):
             last["choices"][0]["delta"]["content"] += content
@@ -72,16 +72,148 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-def add_hearth_routes(app: Any) -> None:
+RENDER_GRACE_S = 5.0  # past the template's own time limit: the engine gives up on itself
+TEMPLATE_HUNG_EXIT = 70  # exit status when a chat template could not be stopped (see Watchdog)
+
+
+class Watchdog:
+    """The last line of defence against a chat template that ignores its time limit: the
+    sandbox checks the clock at every step, but should one step ever run on, the engine logs
+    why and exits; the app reports it and starts the engine again with a known format."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self._since: float | None = None
+        threading.Thread(target=self._watch, name="template-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def rendering(self):
+        self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._since = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.25)
+            since = self._since
+            if since is not None and time.monotonic() - since > self.limit_s:
+                from desktop.core.templates import HUNG_LOG
+
+                print(HUNG_LOG, file=sys.stderr, flush=True)
+                os._exit(TEMPLATE_HUNG_EXIT)
+
+
+class Stopped(Exception):
+    """The reader left (Stop) before the model wrote anything."""
+
+
+class PromptAbort:
+    """Lets Stop interrupt llama.cpp while it reads a prompt, which takes seconds to minutes on a
+    laptop and happens inside one llama_decode call. llama.cpp asks an abort callback between the
+    steps of its compute graph (llama_set_abort_callback, llama.h); llama-cpp-python does not
+    wrap that function, so it is bound here from the same library.
+
+    The callback is Python, called from llama.cpp's threads for every graph node: cheap beside a
+    prompt batch, but not beside one token, so it is armed only until the first token arrives."""
+
+    def __init__(self, llama: Any) -> None:
+        from llama_cpp import llama_cpp as lib
+
+        self._ctx = llama.ctx
+        self._set = lib._lib.llama_set_abort_callback
+        self._set.argtypes = [ctypes.c_void_p, lib.ggml_abort_callback, ctypes.c_void_p]
+        self._set.restype = None
+        self._event: threading.Event | None = None
+        self._callback = lib.ggml_abort_callback(self._should_abort)  # kept: llama.cpp holds a pointer
+        self._null = lib.ggml_abort_callback()
+
+    def _should_abort(self, _data: Any) -> bool:
+        event = self._event
+        return bool(event is not None and event.is_set())
+
+    def arm(self, stop: threading.Event) -> None:
+        self._event = stop
+        self._set(self._ctx, self._callback, None)
+
+    def disarm(self) -> None:
+        if self._event is not None:
+            self._set(self._ctx, self._null, None)
+            self._event = None
+
+
+class Prompter:
+    """The engine's prompts: the model's chat template or a known format (templates.py), the
+    tokens they become, and the token ids that end a turn."""
+
+    def __init__(self, llama: Any, model_path: str, choice: str) -> None:
+        from desktop.core import gguf, templates
+
+        self.llama = llama
+        try:
+            info = gguf.read_info(model_path)
+            chat_template, architecture, tokens = info.chat_template, info.architecture, info.markup_tokens
+        except gguf.GGUFError:
+            chat_template, architecture, tokens = "", "", {}
+        self.builder = templates.PromptBuilder(
+            chat_template=chat_template, architecture=architecture, tokens=tokens,
+            bos_token=self._token_text(llama.token_bos()), eos_token=self._token_text(llama.token_eos()),
+            choice=choice)
+        self.watchdog = Watchdog(self.builder.time_limit + RENDER_GRACE_S)
+        self.abort = PromptAbort(llama)
+        if self.builder.notice:
+            print(f"hearth-engine: {self.builder.notice}", file=sys.stderr, flush=True)
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        try:
+            return self.llama._model.token_get_text(token)
+        except Exception:  # noqa: BLE001 - a model without that token's text: no such marker
+            return ""
+
+    def prompt(self, messages: list[dict[str, Any]]):
+        """(templates.Prompt, prompt tokens, ids of single-token stop markers). Raises
+        templates.TemplateError with a sentence."""
+        with self.watchdog.rendering():
+            prompt = self.builder.build(messages)
+        llama = self.llama
+        tokens = llama.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=True)
+        bos = llama.token_bos()
+        if len(tokens) > 1 and tokens[0] == tokens[1] == bos:  # the template wrote BOS as well
+            tokens = tokens[1:]
+        stop_ids = set()
+        for marker in prompt.stops:
+            ids = llama.tokenize(marker.encode("utf-8"), add_bos=False, special=True)
+            if len(ids) == 1:
+                stop_ids.add(ids[0])
+        return prompt, tokens, stop_ids
+
+
+def _chat_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "hearth", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def add_hearth_routes(app: Any, prompter: Prompter) -> None:
     from fastapi import Depends, Request
     from fastapi.responses import StreamingResponse
+    from llama_cpp import StoppingCriteriaList
     from llama_cpp.server.app import authenticate, get_llama_proxy
+
+
+    @app.get("/hearth/v1/info", dependencies=[Depends(authenticate)])
+    async def info() -> dict[str, Any]:
+        return prompter.builder.info()
 
     @app.post("/hearth/v1/chat/completions", dependencies=[Depends(authenticate)])
     async def chat(request: Request) -> StreamingResponse:
         body = await request.json()
         kwargs = {k: body[k] for k in CHAT_FIELDS if body.get(k) is not None}
+        kwargs.setdefault("max_tokens", None)  # as in chat completions: until the turn ends (not 16)
         messages = body["messages"]
+        model = body.get("model", "local")
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         loop = asyncio.get_running_loop()
 
@@ -98,26 +230,46 @@ def add_hearth_routes(app: Any) -> None:
 
                 def generate() -> None:
                     try:
-                        stream = llama.create_chat_completion(messages=messages, stream=True, **kwargs)
+                        prompt, tokens, stop_ids = prompter.prompt(messages)
+                        if prompt.notice:
+                            pending.append({"hearth_notice": prompt.notice})
+                        if stop.is_set():
+                            raise Stopped()
+                        stops = list(prompt.stops) + list(kwargs.pop("stop", None) or [])
+                        criteria = StoppingCriteriaList([lambda ids, _logits: int(ids[-1]) in stop_ids])
+                        stream = llama.create_completion(prompt=tokens, stream=True, stop=stops,
+                                                         stopping_criteria=criteria, **kwargs)
+                        prompter.abort.arm(stop)  # Stop may interrupt the reading of the prompt
+                        # The template opened a reasoning block: the answer starts inside it.
+                        opening = "<think>" if prompt.opens_thinking else ""
+                        pending.append(_chat_chunk(model, {"role": "assistant"}))
                         for chunk in stream:
+                            prompter.abort.disarm()
                             choice = chunk["choices"][0]
-                            if choice["delta"].get("content"):
+                            text = choice.get("text") or ""
+                            if text:
                                 counted["tokens"] += 1
+                                text, opening = opening + text, ""
                             if choice.get("finish_reason"):
                                 counted["finish"] = choice["finish_reason"]
-                            pending.append(chunk)
+                            delta = {"content": text} if text else {}
+                            pending.append(_chat_chunk(model, delta, choice.get("finish_reason")))
                             if not first_sent.is_set():  # until the first words are out: at once
                                 loop.call_soon_threadsafe(arrived.set)
-                                if choice["delta"].get("content"):
+                                if text:
                                     # Let the event loop have the GIL to send them, rather than
                                     # have it wait on this thread's next token.
                                     first_sent.wait(FIRST_WORDS_WAIT_S)
                             if stop.is_set():
                                 stream.close()
                                 break
+                    except Stopped:
+                        pass
                     except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
-                        pending.append(exc)
+                        if not stop.is_set():  # else llama_decode was aborted by Stop: not an error
+                            pending.append(exc)
                     finally:
+                        prompter.abort.disarm()
                         finished.set()
                         loop.call_soon_threadsafe(arrived.set)
                         loop.call_soon_threadsafe(ended.set)
@@ -139,7 +291,7 @@ def add_hearth_routes(app: Any) -> None:
                             batch.append(pending.popleft())
                         errors = [c for c in batch if isinstance(c, Exception)]
                         chunks = _merge([c for c in batch if not isinstance(c, Exception)])
-                        has_words = any(c["choices"] and c["choices"][0]["delta"].get("content") for c in chunks)
+                        has_words = any(c.get("choices") and c["choices"][0]["delta"].get("content") for c in chunks)
                         if not has_words and not errors and not finished.is_set():
                             continue  # the role alone is not worth a write: it goes with the first words
                         batch = []
@@ -160,11 +312,11 @@ def add_hearth_routes(app: Any) -> None:
                         # token when the answer was cut at max_tokens.
                         completion = counted["tokens"]
                         in_context = int(llama.n_tokens) + (1 if counted["finish"] == "length" else 0)
-                        prompt = max(in_context - completion, 0)
+                        prompt_tokens = max(in_context - completion, 0)
                         yield _sse({"id": "usage", "object": "chat.completion.chunk", "created": int(time.time()),
-                                    "model": body.get("model", "local"), "choices": [],
-                                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                                              "total_tokens": prompt + completion}})
+                                    "model": model, "choices": [],
+                                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                                              "total_tokens": prompt_tokens + completion}})
                     yield "data: [DONE]\n\n"
                 finally:
                     # The reader left (Stop) or the answer is done: end generation before the
@@ -183,8 +335,32 @@ def _quiet(llama: Any) -> None:
     _logger.set_verbose(False)
 
 
+def _tolerate_unreadable_templates() -> None:
+    """llama-cpp-python compiles every chat template in a file while it loads the model, for its
+    own /v1/chat/completions route, and a template with a syntax error stops the load. Hearth
+    reads templates itself (Prompter) and says what is wrong with them, so such a template must
+    not keep the model from loading: it becomes one that refuses to render."""
+    from llama_cpp import llama_chat_format
+
+    stock = llama_chat_format.Jinja2ChatFormatter
+    if getattr(stock, "hearth_tolerant", False):
+        return
+
+    class Tolerant(stock):
+        hearth_tolerant = True
+
+        def __init__(self, template: str, *args: Any, **kwargs: Any) -> None:
+            try:
+                super().__init__(template, *args, **kwargs)
+            except Exception:  # noqa: BLE001 - any template llama-cpp-python cannot compile
+                super().__init__("{{ raise_exception('This model\\'s chat template could not be read.') }}",
+                                 *args, **kwargs)
+
+    llama_chat_format.Jinja2ChatFormatter = Tolerant
+
+
 def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int, n_threads: int,
-          parent_pid: int) -> int:
+          parent_pid: int, chat_format: str = "auto") -> int:
     if parent_pid:
         _die_with_parent(parent_pid)
     import uvicorn
@@ -212,10 +388,12 @@ def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int,
         # allocation) reach the engine log only then, and the app reads them. Quiet afterwards.
         verbose=True,
     )
+    _tolerate_unreadable_templates()
     print(f"hearth-engine: loading {model}", file=sys.stderr, flush=True)
     app = create_app(server_settings=server, model_settings=[model_settings])
-    _quiet(app_module._llama_proxy(None))
-    add_hearth_routes(app)
+    llama = app_module._llama_proxy(None)
+    _quiet(llama)
+    add_hearth_routes(app, Prompter(llama, model, chat_format))
     print(f"hearth-engine: ready on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     return 0

@@ -19,6 +19,16 @@ MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 # Arrays longer than this (token lists, merges) are summarised by their length only.
 SMALL_ARRAY = 64
+# No metadata string or array in a real GGUF comes near these: a longer one is a damaged header
+# (a flipped bit in a length), not a file cut short. Chat templates are tens of KB; the largest
+# vocabularies have ~260k tokens.
+LONGEST_STRING = 16 * 1024 * 1024
+LONGEST_ARRAY = 64 * 1024 * 1024
+# Tokens that look like chat markup (`<|im_start|>`, `<start_of_turn>`, `[INST]`, `<｜User｜>`):
+# kept by text so the chat format can be told from the vocabulary when a file has no template.
+MARKUP_TOKEN_MAX = 40
+TOKENS_KEY = "tokenizer.ggml.tokens"
+LARGEST_TENSOR = 1 << 44  # elements or bytes: 16 T, far beyond any model a laptop could hold
 
 # GGML tensor types: id -> (name, elements per block, bytes per block).
 TENSOR_TYPES: dict[int, tuple[str, int, int]] = {
@@ -86,6 +96,8 @@ class GGUFInfo:
     parameters: int
     tensor_types: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Vocabulary entries that look like chat markup: token text -> id (see MARKUP_TOKEN_MAX).
+    markup_tokens: dict[str, int] = field(default_factory=dict)
 
     def _arch_value(self, key: str) -> Any:
         return self.metadata.get(f"{self.architecture}.{key}")
@@ -121,6 +133,12 @@ class GGUFInfo:
         return bool(self.metadata.get("tokenizer.chat_template"))
 
     @property
+    def chat_template(self) -> str:
+        """The Jinja chat template the file carries (`tokenizer.chat_template`), or ""."""
+        value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) else ""
+
+    @property
     def layers(self) -> int:
         value = self._arch_value("block_count")
         return int(value) if isinstance(value, int) else 0
@@ -137,9 +155,19 @@ class GGUFInfo:
         return n_ctx * self.layers * kv_heads * (key_dim + value_dim) * 2
 
 
+def _is_markup(raw: bytes) -> bool:
+    return (len(raw) <= MARKUP_TOKEN_MAX * 3 and raw[:1] in (b"<", b"[") and raw[-1:] in (b">", b"]")
+            and not raw.startswith(b"<0x"))  # byte tokens (<0x0A>) are not markup
+
+
 class _Reader:
     def __init__(self, buf: mmap.mmap | bytes, size: int, path: Path) -> None:
         self.buf, self.size, self.pos, self.path = buf, size, 0, path
+        self.markup: dict[str, int] = {}
+
+    def damaged(self, what: str) -> GGUFError:
+        return GGUFError(f"“{self.path.name}” is damaged: {what}. The file was changed after it was made "
+                         "(a disk or copy error); download it again.")
 
     def _need(self, n: int) -> None:
         if self.pos + n > self.size:
@@ -157,18 +185,26 @@ class _Reader:
 
     def string(self) -> str:
         length = self.scalar("<Q")
+        if length > LONGEST_STRING:
+            raise self.damaged(f"its header claims a text of {human_bytes(length)}")
         self._need(length)
         raw = bytes(self.buf[self.pos:self.pos + length])
         self.pos += length
         return raw.decode("utf-8", errors="replace")
 
-    def skip_strings(self, count: int) -> None:
-        for _ in range(count):
+    def skip_strings(self, count: int, *, keep_markup: bool = False) -> None:
+        for index in range(count):
             length = self.scalar("<Q")
+            if length > LONGEST_STRING:
+                raise self.damaged(f"its header claims a text of {human_bytes(length)}")
             self._need(length)
+            if keep_markup and length <= MARKUP_TOKEN_MAX * 3:
+                raw = bytes(self.buf[self.pos:self.pos + length])
+                if _is_markup(raw):
+                    self.markup[raw.decode("utf-8", errors="replace")] = index
             self.pos += length
 
-    def value(self, vtype: int) -> Any:
+    def value(self, vtype: int, key: str = "") -> Any:
         if vtype in _SCALARS:
             return self.scalar(_SCALARS[vtype])
         if vtype == _STRING:
@@ -176,10 +212,12 @@ class _Reader:
         if vtype == _ARRAY:
             item_type = self.scalar("<I")
             count = self.scalar("<Q")
-            if count <= SMALL_ARRAY:
+            if count > LONGEST_ARRAY:
+                raise self.damaged(f"its header claims a list of {count:,} values")
+            if count <= SMALL_ARRAY and key != TOKENS_KEY:
                 return [self.value(item_type) for _ in range(count)]
             if item_type == _STRING:
-                self.skip_strings(count)
+                self.skip_strings(count, keep_markup=key == TOKENS_KEY)
             elif item_type in _SCALARS:
                 n = struct.calcsize(_SCALARS[item_type]) * count
                 self._need(n)
@@ -188,7 +226,7 @@ class _Reader:
                 for _ in range(count):
                     self.value(item_type)
             return ArraySummary(item_type, count)
-        raise GGUFError(f"“{self.path.name}” is damaged: it has a metadata value of unknown type {vtype}.")
+        raise self.damaged(f"it has a metadata value of unknown type {vtype}")
 
 
 def read_info(path: str | Path) -> GGUFInfo:
@@ -231,8 +269,8 @@ def read_head(data: bytes, name: str) -> GGUFInfo:
         kv_count = r.scalar("<Q")
         for _ in range(min(kv_count, 1_000_000)):
             key = r.string()
-            metadata[key] = r.value(r.scalar("<I"))
-    except TruncatedError:
+            metadata[key] = r.value(r.scalar("<I"), key)
+    except (TruncatedError, GGUFError):
         pass  # the rest of the header lies beyond the bytes fetched
     return GGUFInfo(path=path, version=version, file_size=0, expected_size=0, tensor_count=tensor_count,
                     parameters=0, metadata=metadata)
@@ -254,11 +292,11 @@ def _parse(r: _Reader) -> GGUFInfo:
     tensor_count = r.scalar("<Q")
     kv_count = r.scalar("<Q")
     if tensor_count > 1_000_000 or kv_count > 1_000_000:
-        raise GGUFError(f"“{r.path.name}” is damaged: its header counts make no sense.")
+        raise r.damaged("its header counts make no sense")
     metadata: dict[str, Any] = {}
     for _ in range(kv_count):
         key = r.string()
-        metadata[key] = r.value(r.scalar("<I"))
+        metadata[key] = r.value(r.scalar("<I"), key)
 
     parameters = 0
     data_end = 0
@@ -267,12 +305,14 @@ def _parse(r: _Reader) -> GGUFInfo:
         r.string()  # tensor name
         n_dims = r.scalar("<I")
         if n_dims > 8:
-            raise GGUFError(f"“{r.path.name}” is damaged: a tensor claims {n_dims} dimensions.")
+            raise r.damaged(f"a tensor claims {n_dims} dimensions")
         elements = 1
         for _ in range(n_dims):
             elements *= r.scalar("<Q")
         ttype = r.scalar("<I")
         offset = r.scalar("<Q")
+        if elements > LARGEST_TENSOR or offset > LARGEST_TENSOR:
+            raise r.damaged("a tensor claims to be larger than any model")
         parameters += elements
         if ttype in RETIRED_TYPES:
             raise UnsupportedGGUFError(
@@ -303,4 +343,5 @@ def _parse(r: _Reader) -> GGUFInfo:
         parameters=parameters,
         tensor_types=type_counts,
         metadata=metadata,
+        markup_tokens=r.markup,
     )

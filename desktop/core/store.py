@@ -113,6 +113,14 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 3: reasoning models' thinking, kept apart from the answer (never sent back to the model);
+    # why an answer ended early (the length limit); the chat format chosen for each model.
+    """
+    ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN thinking_ms REAL;
+    ALTER TABLE messages ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE models ADD COLUMN chat_format TEXT NOT NULL DEFAULT 'auto';
+    """,
 ]
 
 ROLES = ("system", "user", "assistant")
@@ -158,6 +166,9 @@ class Message:
     updated_at: float = 0.0
     usage_estimated: bool = False
     cost_unknown: bool = False
+    thinking: str = ""  # a reasoning model's thoughts before its answer (not part of `content`)
+    thinking_ms: float | None = None  # how long it thought, to the first word of the answer
+    stop_reason: str = ""  # "length": cut at the answer length limit
 
     @property
     def left_the_machine(self) -> bool:
@@ -218,6 +229,7 @@ class ModelRecord:
     has_chat_template: bool = False
     added_at: float = 0.0
     last_used_at: float | None = None
+    chat_format: str = "auto"  # templates.AUTO, or a templates.FORMATS name the user chose
 
 
 @dataclass(frozen=True)
@@ -569,6 +581,11 @@ class Store:
     def models(self) -> list[ModelRecord]:
         rows = self._db.execute("SELECT * FROM models ORDER BY COALESCE(last_used_at, added_at) DESC")
         return [self._model(r) for r in rows]
+
+    def set_chat_format(self, model_id: str, chat_format: str) -> ModelRecord:
+        """The prompt format for a model: templates.AUTO or a templates.FORMATS name."""
+        self._write("UPDATE models SET chat_format = ? WHERE id = ?", (chat_format, model_id))
+        return self.model(model_id)
 
     def touch_model(self, model_id: str) -> None:
         self._write("UPDATE models SET last_used_at = ? WHERE id = ?", (time.time(), model_id))
