@@ -44,6 +44,11 @@ class Seen:
 class CloudServer:
     host: str = "127.0.0.1"
     next: list[str] = field(default_factory=list)  # failures for the next requests, in order
+    # Scripted answers for the next OpenAI-style requests, in order: each a list of `delta`
+    # objects sent one event each (e.g. {"reasoning_content": "…"} or {"content": "<thi"}), then
+    # the finish reason `finish`. An empty list of scripts answers with ANSWER.
+    scripts: list[list[dict]] = field(default_factory=list)
+    finish: str = "stop"
     seen: list[Seen] = field(default_factory=list)
     connections: int = 0
     models: tuple[str, ...] = ("gpt-4o-mini", "stand-in-large")
@@ -157,12 +162,13 @@ class CloudServer:
                 self._start_events()
                 base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": int(time.time()),
                         "model": "stand-in"}
-                for i, word in enumerate(ANSWER):
+                deltas = outer.scripts.pop(0) if outer.scripts else [{"content": word} for word in ANSWER]
+                for i, delta in enumerate(deltas):
                     if self._cut(i):
                         return
                     time.sleep(self.delay if i else 0)
-                    self._event(dict(base, choices=[{"index": 0, "delta": {"content": word}, "finish_reason": None}]))
-                self._event(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+                    self._event(dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}]))
+                self._event(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": outer.finish}]))
                 if self.mode != "no-usage":
                     self._event(dict(base, choices=[], usage={"prompt_tokens": 21, "completion_tokens": len(ANSWER),
                                                               "total_tokens": 21 + len(ANSWER)}))

@@ -27,6 +27,7 @@ from desktop.core.providers import (
     estimate_tokens,
     open_client,
 )
+from desktop.core.reasoning import ReasoningParser
 from desktop.core.settings import Sampling, Settings
 from desktop.core.store import (
     HEARTBEAT_S,
@@ -37,6 +38,7 @@ from desktop.core.store import (
     Store,
     StoreError,
 )
+from desktop.core.templates import normalize_turns
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +59,54 @@ def title_from(text: str) -> str:
 
 
 @dataclass
-class _Answer:
-    """What has arrived so far of the answer being generated."""
+class LiveAnswer:
+    """What has arrived so far of the answer being generated: its thinking (a reasoning
+    model's, kept apart) and the answer proper, split by a ReasoningParser as it streams."""
 
     message_id: int
-    parts: list[str] = field(default_factory=list)
+    parser: ReasoningParser = field(default_factory=ReasoningParser)
     started: float = 0.0
     first_token: float | None = None
     last_token: float | None = None
+    thinking_from: float | None = None  # the first thought
+    answering_from: float | None = None  # the first word of the answer proper
     usage: Usage | None = None  # as the endpoint counted it, when it did
+    finish_reason: str | None = None
     bytes_sent: int = 0  # to hosts other than this machine
 
     @property
     def text(self) -> str:
-        return "".join(self.parts)
+        """The answer proper, without its thinking."""
+        return self.parser.answer
 
-    def stats(self, tokens_out: int | None) -> dict[str, float | int | None]:
+    @property
+    def thinking(self) -> str:
+        return self.parser.thinking
+
+    @property
+    def phase(self) -> str:
+        """"waiting", "thinking" or "answering" (see ReasoningParser.phase)."""
+        return self.parser.phase
+
+    @property
+    def thinking_ms(self) -> float | None:
+        """How long the model thought: to its first answer word, or to now while it thinks."""
+        if self.thinking_from is None:
+            return None
+        end = self.answering_from or self.last_token or self.thinking_from
+        return (end - self.thinking_from) * 1000
+
+    def mark(self, now: float) -> None:
+        """Note when thinking and answering began (called after each feed)."""
+        phase = self.parser.phase
+        if phase == "thinking" and self.thinking_from is None:
+            self.thinking_from = now
+        elif phase == "answering" and self.answering_from is None:
+            self.answering_from = now
+            if self.parser.thought and self.thinking_from is None:
+                self.thinking_from = self.first_token or now
+
+    def stats(self, tokens_out: int | None) -> dict[str, float | int | str | None]:
         ttft = (self.first_token - self.started) * 1000 if self.first_token else None
         rate = None
         if (tokens_out and tokens_out > 1 and self.first_token and self.last_token
@@ -80,7 +114,8 @@ class _Answer:
             rate = (tokens_out - 1) / (self.last_token - self.first_token)
         tokens_in = self.usage.prompt_tokens if self.usage else None
         return {"tokens_out": tokens_out, "tokens_in": tokens_in, "ttft_ms": ttft, "tokens_per_s": rate,
-                "bytes_sent": self.bytes_sent}
+                "bytes_sent": self.bytes_sent, "thinking_ms": self.thinking_ms if self.parser.thought else None,
+                "stop_reason": "length" if self.finish_reason == "length" else ""}
 
 
 Target = ModelRecord | CloudTarget
@@ -97,9 +132,12 @@ class ChatService:
         self.providers = providers
         self.pricing = pricing
         self.on_wait: Callable[[float, str], None] | None = None  # a cloud retry's wait, for the window
+        # A sentence about the prompt the user should read once: the model has no chat template,
+        # its template failed, … (the window shows it in its banner, the CLI on stderr).
+        self.on_notice: Callable[[str], None] | None = None
         self.trimmed_messages = 0  # older messages left out of the last request to fit the context
         self._inner: asyncio.Future[None] | None = None
-        self._live: _Answer | None = None
+        self._live: LiveAnswer | None = None
         self._stop_requested = False
         self._token_counts: dict[tuple[str, str], int] = {}  # (model path, text): tokens
 
@@ -129,11 +167,9 @@ class ChatService:
             raise LibraryError("No model is installed yet. Import a .gguf file to start chatting.")
         return models[0]
 
-    def live_answer(self) -> tuple[int, str] | None:
-        """The answer being generated right now: (message id, text so far)."""
-        if self._live is None:
-            return None
-        return self._live.message_id, self._live.text
+    def live_answer(self) -> LiveAnswer | None:
+        """The answer being generated right now, if any."""
+        return self._live
 
     @property
     def busy(self) -> bool:
@@ -148,8 +184,9 @@ class ChatService:
 
     # -- asking ---------------------------------------------------------------------------------
     async def send(self, conversation_id: int, text: str,
-                   on_text: Callable[[str], None] | None = None) -> Message:
-        """Save the user's message, then generate and save the answer. Returns the answer."""
+                   on_text: Callable[[LiveAnswer], None] | None = None) -> Message:
+        """Save the user's message, then generate and save the answer. Returns the answer.
+        `on_text` is called with the live answer each time more of it arrives."""
         conversation = self.store.conversation(conversation_id)
         try:
             self.store.add_message(conversation_id, "user", text)
@@ -160,7 +197,7 @@ class ChatService:
         return await self._answer(conversation, on_text)
 
     async def regenerate(self, conversation_id: int,
-                         on_text: Callable[[str], None] | None = None) -> Message:
+                         on_text: Callable[[LiveAnswer], None] | None = None) -> Message:
         """Replace the last answer with a new one."""
         conversation = self.store.conversation(conversation_id)
         messages = self.store.messages(conversation_id)
@@ -168,7 +205,8 @@ class ChatService:
             self.store.delete_message(messages[-1].id)
         return await self._answer(conversation, on_text)
 
-    async def _answer(self, conversation: Conversation, on_text: Callable[[str], None] | None) -> Message:
+    async def _answer(self, conversation: Conversation,
+                      on_text: Callable[[LiveAnswer], None] | None) -> Message:
         settings = self.settings()
         sampling = Sampling.from_dict(conversation.sampling)
         try:
@@ -182,7 +220,7 @@ class ChatService:
         else:
             row = {"model": target.name, "provider": "local", "processed_on": THIS_MACHINE}
         answer_row = self.store.add_message(conversation.id, "assistant", "", status="streaming", **row)
-        answer = _Answer(answer_row.id)
+        answer = LiveAnswer(answer_row.id)
         self._live = answer
         self._stop_requested = False
         try:
@@ -194,6 +232,7 @@ class ChatService:
                 self.trimmed_messages = 0
             else:
                 await self.engine.ensure(target, settings.load)
+                self._tell(self.engine.take_notice())
                 if conversation.model != target.id:
                     self.store.update_conversation(conversation.id, model=target.id)
                 self.store.touch_model(target.id)
@@ -220,34 +259,41 @@ class ChatService:
             self._live = None
         return self._finish(answer, status, error, await self._tokens_out(answer, remote), row)
 
-    async def _tokens_out(self, answer: _Answer, remote: bool = False) -> int | None:
+    def _tell(self, notice: str) -> None:
+        if notice and self.on_notice is not None:
+            self.on_notice(notice)
+
+    async def _tokens_out(self, answer: LiveAnswer, remote: bool = False) -> int | None:
         """The answer's length in tokens: as the endpoint counted it, else (stopped early) as the
         local model's tokenizer counts the text that arrived, or estimated from its length."""
         if answer.usage:
             return answer.usage.completion_tokens
-        if remote and answer.text:
-            answer.usage = Usage(0, estimate_tokens(answer.text), estimated=True)
+        written = answer.thinking + answer.text  # thinking is generated too
+        if remote and written:
+            answer.usage = Usage(0, estimate_tokens(written), estimated=True)
             return answer.usage.completion_tokens
-        if not answer.text or not self.engine.is_alive():
+        if not written or not self.engine.is_alive():
             return None
         try:
-            return await self.engine.count_tokens(answer.text)
+            return await self.engine.count_tokens(written)
         except HearthError:
             raise
         except Exception:  # noqa: BLE001 - a figure under the answer is not worth failing it for
             log.warning("could not count the tokens of a stopped answer", exc_info=True)
             return None
 
-    def _finish(self, answer: _Answer, status: str, error: str, tokens_out: int | None,
+    def _finish(self, answer: LiveAnswer, status: str, error: str, tokens_out: int | None,
                 row: dict[str, str]) -> Message:
+        answer.parser.finish()  # a tag held back at the very end is text after all
         stats = answer.stats(tokens_out)
         stats["usage_estimated"] = bool(answer.usage and answer.usage.estimated)
         cost = self._cost(answer, row, stats)
         stats["cost"], stats["cost_unknown"] = cost or 0.0, cost is None
-        self.store.update_message(answer.message_id, content=answer.text, status=status, error=error, **stats)
+        self.store.update_message(answer.message_id, content=answer.text, thinking=answer.thinking,
+                                  status=status, error=error, **stats)
         return self.store.message(answer.message_id)
 
-    def _cost(self, answer: _Answer, row: dict[str, str], stats: dict) -> float | None:
+    def _cost(self, answer: LiveAnswer, row: dict[str, str], stats: dict) -> float | None:
         """API fees for a cloud answer (None: no price known for the model); for a local one, the
         electricity when the user set a wattage, else 0."""
         if row["provider"] != "local":
@@ -259,26 +305,32 @@ class ChatService:
             return electricity_cost(answer.last_token - answer.started, s.electricity_watts, s.electricity_price_kwh)
         return 0.0
 
-    async def _stream(self, answer: _Answer, history: list[dict[str, str]], sampling: Sampling,
-                      on_text: Callable[[str], None] | None, endpoint: Endpoint) -> None:
+    async def _stream(self, answer: LiveAnswer, history: list[dict[str, str]], sampling: Sampling,
+                      on_text: Callable[[LiveAnswer], None] | None, endpoint: Endpoint) -> None:
         client = open_client(endpoint)
         client.on_wait = self.on_wait
         heartbeat = asyncio.ensure_future(self._heartbeat(answer.message_id))
+        told = 0
         try:
             answer.started = last_save = time.monotonic()
             async for delta in client.stream(history, sampling):
+                while told < len(client.notices):
+                    self._tell(client.notices[told])
+                    told += 1
                 now = time.monotonic()
                 if answer.first_token is None:
                     answer.first_token = now
                 answer.last_token = now
-                answer.parts.append(delta)
+                answer.parser.feed(delta.text, delta.reasoning)
+                answer.mark(now)
                 if on_text:
-                    on_text(delta)
+                    on_text(answer)
                 if now - last_save >= SAVE_INTERVAL_S:
-                    self.store.update_message(answer.message_id, content=answer.text)
+                    self.store.update_message(answer.message_id, content=answer.text, thinking=answer.thinking)
                     last_save = now
             answer.usage = client.usage
         finally:
+            answer.finish_reason = client.finish_reason
             answer.bytes_sent = client.bytes_sent  # sent, whatever became of the answer
             heartbeat.cancel()
             await client.aclose()
@@ -294,7 +346,7 @@ class ChatService:
     def _all_turns(self, conversation: Conversation, answer_id: int) -> list[dict[str, str]]:
         """The system prompt and every turn so far (cloud models' contexts are far larger)."""
         system, turns = self._turns(conversation, answer_id)
-        return system + turns
+        return normalize_turns(system + turns)
 
     def _turns(self, conversation: Conversation, answer_id: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         turns = [
@@ -314,7 +366,7 @@ class ChatService:
         rough = sum(len(m["content"]) // 3 + PER_MESSAGE_TOKENS for m in system + turns)
         self.trimmed_messages = 0
         if rough <= budget:  # a cheap over-estimate says it fits: no need to count
-            return system + turns
+            return normalize_turns(system + turns)
         used = sum([await self._tokens(m["content"]) for m in system])
         kept: list[dict[str, str]] = []
         for message in reversed(turns):
@@ -329,7 +381,7 @@ class ChatService:
                 "left for an answer. Shorten it, or raise the context length in Settings."
             )
         self.trimmed_messages = len(turns) - len(kept)
-        return system + list(reversed(kept))
+        return normalize_turns(system + list(reversed(kept)))
 
     async def _tokens(self, text: str) -> int:
         key = (self.engine.model.path if self.engine.model else "", text)

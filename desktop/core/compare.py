@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from desktop.core.chat import ChatService, title_from
+from desktop.core.chat import ChatService, LiveAnswer, title_from
 from desktop.core.engine import Engine
 from desktop.core.errors import HearthError
 from desktop.core.store import Comparison, Message, Store, Vote
@@ -73,14 +73,15 @@ class CompareSession:
     def busy(self) -> bool:
         return any(chat.busy for chat in self.chats)
 
-    async def ask(self, prompt: str, on_text: Callable[[int, str], None] | None = None) -> list[Message]:
-        """Send the prompt to every column at once; returns each column's answer, in order."""
+    async def ask(self, prompt: str, on_text: Callable[[int, LiveAnswer], None] | None = None) -> list[Message]:
+        """Send the prompt to every column at once; returns each column's answer, in order.
+        `on_text(column, live answer)` is called as each column's answer grows."""
         store = self.services.store
         if self.turns == 0 and self.comparison.title == NEW_COMPARISON:
             self.comparison = store.rename_comparison(self.comparison.id, title_from(prompt))
 
-        def sink(column: int) -> Callable[[str], None] | None:
-            return (lambda text: on_text(column, text)) if on_text else None
+        def sink(column: int) -> Callable[[LiveAnswer], None] | None:
+            return (lambda live: on_text(column, live)) if on_text else None
 
         answers = await asyncio.gather(*(chat.send(conversation_id, prompt, on_text=sink(i))
                                          for i, (chat, conversation_id)

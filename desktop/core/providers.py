@@ -76,6 +76,16 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Delta:
+    """A piece of an answer as it arrives: `text` is `delta.content` (which may still hold
+    `<think>` tags: see reasoning.py), `reasoning` is `delta.reasoning_content` (llama-server, LM
+    Studio, DeepSeek's API) or an Anthropic thinking block."""
+
+    text: str = ""
+    reasoning: str = ""
+
+
+@dataclass(frozen=True)
 class Endpoint:
     base_url: str  # OpenAI-compatible: up to and including /v1
     api_key: str
@@ -179,6 +189,8 @@ class ChatClient:
         import httpx
         self.endpoint = endpoint
         self.usage: Usage | None = None  # set at the end of a stream
+        self.finish_reason: str | None = None  # as the endpoint said: "stop", "length", …
+        self.notices: list[str] = []  # sentences Hearth's engine sent about the prompt (hearth_notice)
         self.bytes_sent = 0  # to hosts other than this machine
         self.on_wait: Callable[[float, str], None] | None = None  # (seconds, why) before a retry
         self._http = net.async_client(local_only=endpoint.local,
@@ -192,10 +204,11 @@ class ChatClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def stream(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
-        """Yield the answer's text as it arrives. Leaving the loop early closes the connection,
+    async def stream(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[Delta]:
+        """Yield the answer as it arrives, in Deltas. Leaving the loop early closes the connection,
         which makes the endpoint stop generating."""
         self.usage = None
+        self.finish_reason = None
         attempt = 0
         while True:
             got_text = False
@@ -220,7 +233,7 @@ class ChatClient:
                     self.on_wait(wait, why)
                 await asyncio.sleep(wait)
 
-    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[Delta]:
         raise NotImplementedError
 
     def _failure(self, exc: BaseException, got_text: bool) -> ProviderError:
@@ -264,7 +277,7 @@ class OpenAIClient(ChatClient):
         self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {endpoint.api_key or 'none'}", "Accept": "text/event-stream"}
 
-    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[Delta]:
         import httpx
         body = {"model": self.endpoint.model, "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True},
@@ -286,17 +299,24 @@ class OpenAIClient(ChatClient):
                     chunk = json.loads(data)
                     if chunk.get("error"):
                         raise error_for(None, _message(chunk), self.endpoint)
+                    if chunk.get("hearth_notice") and self.endpoint.local:
+                        self.notices.append(str(chunk["hearth_notice"]))
                     usage = chunk.get("usage")
                     if usage:
                         self.usage = Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
                     choices = chunk.get("choices")
                     if not choices:
                         continue
-                    finished = finished or choices[0].get("finish_reason") is not None
-                    text = (choices[0].get("delta") or {}).get("content")
-                    if text:
-                        parts.append(text)
-                        yield text
+                    reason = choices[0].get("finish_reason")
+                    if reason is not None:
+                        finished, self.finish_reason = True, str(reason)
+                    delta = choices[0].get("delta") or {}
+                    text = delta.get("content") or ""
+                    # llama-server and LM Studio say reasoning_content; some servers say reasoning.
+                    thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                    if text or thought:
+                        parts.append(text + thought)
+                        yield Delta(text if isinstance(text, str) else "", thought if isinstance(thought, str) else "")
         except (httpx.HTTPError, net.OfflineError, ValueError) as exc:  # ValueError: not JSON
             raise self._failure(exc, bool(parts)) from exc
         if not finished:  # the stream ended without saying the answer was done
@@ -318,7 +338,7 @@ class AnthropicClient(ChatClient):
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[str]:
+    async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[Delta]:
         import anthropic
         import httpx
 
@@ -331,11 +351,18 @@ class AnthropicClient(ChatClient):
         try:
             async with self._client.messages.stream(model=self.endpoint.model, messages=turns,
                                                     max_tokens=sampling.max_tokens, **options) as stream:
-                async for text in stream.text_stream:
-                    if text:
-                        parts.append(text)
-                        yield text
+                async for event in stream:
+                    if event.type != "content_block_delta":
+                        continue
+                    if event.delta.type == "text_delta" and event.delta.text:
+                        parts.append(event.delta.text)
+                        yield Delta(text=event.delta.text)
+                    elif event.delta.type == "thinking_delta" and event.delta.thinking:
+                        parts.append(event.delta.thinking)
+                        yield Delta(reasoning=event.delta.thinking)
                 final = await stream.get_final_message()
+                self.finish_reason = {"max_tokens": "length", "end_turn": "stop"}.get(final.stop_reason or "",
+                                                                                     final.stop_reason)
                 if final.usage is not None:
                     self.usage = Usage(final.usage.input_tokens, final.usage.output_tokens)
         except (anthropic.APIError, httpx.HTTPError, net.OfflineError) as exc:

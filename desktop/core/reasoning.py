@@ -344,3 +344,15 @@ def split(text: str, *, opened: bool = False) -> tuple[str, str]:
     parser.feed(text)
     parser.finish()
     return parser.thinking, parser.answer
+
+
+def thinking_phrase(ms: float | None) -> str:
+    """"Thought for 12 s" (what the window and the command line say of a finished thinking section)."""
+    if ms is None:
+        return "Thought"
+    seconds = ms / 1000
+    if seconds < 1:
+        return "Thought for less than a second"
+    if seconds < 60:
+        return f"Thought for {seconds:.0f} s"
+    return f"Thought for {int(seconds // 60)} min {seconds % 60:.0f} s"

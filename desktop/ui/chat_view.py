@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core.reasoning import thinking_phrase
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
 from desktop.ui.icons import app_icon, icon, tool_button
@@ -50,7 +51,15 @@ def stats_line(message: Message, *, with_where: bool = True) -> str:
         parts.append(f"{money(message.cost)} of electricity")
     if message.status == "stopped":
         parts.append("stopped")
+    if message.stop_reason == "length":
+        parts.append("stopped at the length limit")
     return " · ".join(p for p in parts if p)
+
+
+def thinking_line(phase: str, thinking_ms: float | None) -> str:
+    """The heading of a reasoning model's thinking: "Thinking…" while it thinks, then
+    "Thought for 12 s"."""
+    return "Thinking…" if phase in ("thinking", "waiting") else thinking_phrase(thinking_ms)
 
 
 def waiting_note(seconds: float, why: str) -> str:
@@ -136,6 +145,7 @@ class MessageWidget(QFrame):
             self.author.setObjectName("MessageAuthor")
             outer.addWidget(self.author)
             outer.addWidget(self.body)
+        self._thinking: ThinkingSection | None = None  # built when an answer has thinking
         self._error: QLabel | None = None  # built when a message ended in an error
         self._regenerate: QToolButton | None = None  # built for the last answer
         self.meta_row = QWidget()
@@ -166,6 +176,30 @@ class MessageWidget(QFrame):
             layout = self.layout()
             layout.insertWidget(layout.indexOf(self.meta_row), self._error)
         return self._error
+
+    @property
+    def thinking_section(self) -> ThinkingSection:
+        if self._thinking is None:
+            self._thinking = ThinkingSection(self.theme)
+            layout = self.layout()
+            layout.insertWidget(layout.indexOf(self.body), self._thinking)
+        return self._thinking
+
+    @property
+    def thinking(self) -> str:
+        return self._thinking.text if self._thinking is not None else ""
+
+    def set_thinking(self, thinking: str, phase: str, thinking_ms: float | None) -> None:
+        """Show a reasoning model's thinking above its answer: open while it thinks, folded to
+        "Thought for 12 s" once the answer begins (the reader can open it again)."""
+        if not thinking and phase != "thinking":
+            if self._thinking is not None:
+                self._thinking.hide()
+            return
+        self.thaw()
+        section = self.thinking_section
+        section.show_thinking(thinking, phase, thinking_ms, live=self._live is not None)
+        section.show()
 
     @property
     def regenerate_button(self) -> QToolButton:
@@ -236,6 +270,7 @@ class MessageWidget(QFrame):
         self.thaw()
         self._live = None  # the finished text is rendered whole
         self.message = message
+        self.set_thinking(message.thinking, "done", message.thinking_ms)
         self.set_text(message.content)
         if self.author:
             self.author.setText(message.model or "Assistant")
@@ -262,6 +297,69 @@ class MessageWidget(QFrame):
         previous = self.meta.text()
         self.meta.setText("Copied")
         QTimer.singleShot(1200, self.meta, lambda: self.meta.setText(previous))
+
+
+class ThinkingSection(QFrame):
+    """A reasoning model's thinking: a heading that folds and unfolds it, and the thoughts in a
+    muted style, drawn by the same renderer as answers."""
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ThinkingSection")
+        self.theme = theme
+        self._text = ""
+        self._phase = ""
+        self._opened_by_reader: bool | None = None  # the reader's own choice wins over the automatic one
+        self._live: LiveMarkdown | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        self.toggle = QToolButton()
+        self.toggle.setObjectName("ThinkingToggle")
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.toggle.setCheckable(True)
+        self.toggle.clicked.connect(self._toggled)
+        layout.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignLeft)
+        self.body = _text_label(rich=True)
+        self.body.setObjectName("ThinkingBody")
+        self.body.setOpenExternalLinks(False)
+        layout.addWidget(self.body)
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def is_open(self) -> bool:
+        return self.body.isVisibleTo(self)
+
+    def show_thinking(self, text: str, phase: str, thinking_ms: float | None, *, live: bool) -> None:
+        self.toggle.setText(thinking_line(phase, thinking_ms))
+        if live and self._live is None:
+            self._live = LiveMarkdown(code_bg=self.theme.code_bg, muted=self.theme.muted)
+        elif not live:
+            self._live = None
+        if text != self._text:
+            self._text = text
+            colours = {"code_bg": self.theme.code_bg, "muted": self.theme.muted}
+            self.body.setText(self._live.render(text) if self._live is not None else to_html(text, **colours))
+        if phase != self._phase:
+            self._phase = phase
+            self._set_open(self._opened_by_reader if self._opened_by_reader is not None else phase == "thinking")
+
+    def _set_open(self, opened: bool) -> None:
+        self.toggle.setChecked(opened)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if opened else Qt.ArrowType.RightArrow)
+        self.body.setVisible(opened and bool(self._text))
+        self.toggle.setToolTip("Hide the thinking" if opened else "Show what the model thought before answering")
+
+    def _toggled(self, checked: bool) -> None:
+        self._opened_by_reader = checked
+        parent = self.parentWidget()
+        if isinstance(parent, MessageWidget):
+            parent.thaw()  # its height changes
+        self._set_open(checked)
 
 
 class EmptyState(QWidget):

@@ -28,11 +28,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core import cloud, compare, secrets
+from desktop.core.chat import LiveAnswer
 from desktop.core.errors import HearthError
 from desktop.core.services import Services
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
-from desktop.ui.chat_view import Composer, money, stats_line, waiting_note, where_line
+from desktop.ui.chat_view import Composer, money, stats_line, thinking_line, waiting_note, where_line
 from desktop.ui.icons import icon
 from desktop.ui.markdown import to_html
 from desktop.ui.theme import Theme
@@ -78,7 +79,7 @@ class ColumnView(QFrame):
         layout.addWidget(self.body, 1)
         layout.addWidget(self.figures)
 
-    def show_turns(self, label: str, messages: list[Message], live: str | None = None, *,
+    def show_turns(self, label: str, messages: list[Message], live: LiveAnswer | None = None, *,
                    hide_figures: bool = False, note: str = "") -> None:
         self.title.setText(label)
         parts = []
@@ -87,8 +88,12 @@ class ColumnView(QFrame):
                 prompt = html.escape(m.content).replace("\n", "<br>")
                 parts.append(f"<p style='margin-top:12px; color:{self.muted_color}'><b>You:</b> {prompt}</p>")
             elif m.role == "assistant":
-                text = live if (live is not None and m is messages[-1] and m.status == "streaming") else m.content
-                body = to_html(text) if text else "<p><i>…</i></p>"
+                streaming = live is not None and m is messages[-1] and m.status == "streaming"
+                text = live.text if streaming else m.content
+                thought = thinking_line(live.phase, live.thinking_ms) if streaming else (
+                    thinking_line("done", m.thinking_ms) if m.thinking or m.thinking_ms is not None else "")
+                body = f"<p style='color:{self.muted_color}'><i>{thought}</i></p>" if thought else ""
+                body += to_html(text) if text else ("" if thought else "<p><i>…</i></p>")
                 if m.status in ("error", "stopped") and m.status != "streaming":
                     note = m.error or "Stopped."
                     body += f"<p><i>{note}</i></p>"
@@ -122,7 +127,7 @@ class CloudPage(QWidget):
         super().__init__()
         self.services, self.theme, self.spawn = services, theme, spawn
         self.session: compare.CompareSession | None = None
-        self._live: dict[int, str] = {}
+        self._live: dict[int, LiveAnswer] = {}
         self._waits: dict[int, str] = {}  # a column's provider asked to wait: what to say meanwhile
         self._running = False  # a prompt is being answered
 
@@ -281,13 +286,13 @@ class CloudPage(QWidget):
                 return
         self.composer.input.clear()
         self.banner.hide()
-        self._live = {i: "" for i in range(len(self.session.comparison.targets))}
+        self._live = {}
         self._running = True
         self.spawn(self._ask(self.session, text))
 
     async def _ask(self, session: compare.CompareSession, text: str) -> None:
-        def arrived(column: int, delta: str) -> None:
-            self._live[column] = self._live.get(column, "") + delta
+        def arrived(column: int, live: LiveAnswer) -> None:
+            self._live[column] = live
             self._waits.pop(column, None)
 
         def waiting(column: int) -> Callable[[float, str], None]:

@@ -662,13 +662,15 @@ class ModelsPage(QWidget):
         if record is None:
             self.installed_fit.setText("")
             return
-        from desktop.core import gguf
+        from desktop.core import gguf, templates
 
         try:
             info = gguf.read_info(record.path)
             result = fit.assess(info.file_size, info.kv_cache_bytes(min(self.n_ctx, info.context_length or self.n_ctx)),
                                 self.machine)
-            self.installed_fit.setText(f"{record.name}: {result.label}. {result.explain()}")
+            prompt = templates.describe(info.has_chat_template, info.architecture, info.markup_tokens,
+                                        record.chat_format)
+            self.installed_fit.setText(f"{record.name}: {result.label}. {result.explain()}\nChat format: {prompt}.")
         except HearthError as exc:
             self.installed_fit.setText(str(exc))
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core import templates
 from desktop.core.settings import LoadOptions, Sampling
 
 
@@ -53,6 +55,7 @@ class SettingsPanel(QScrollArea):
     load_options_changed = Signal(object)  # LoadOptions
     reload_requested = Signal()
     make_default_requested = Signal()
+    chat_format_changed = Signal(str)  # templates.AUTO or a templates.FORMATS name, for the chosen model
 
     def __init__(self, cores: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,6 +76,12 @@ class SettingsPanel(QScrollArea):
         self.system_prompt.setPlaceholderText("How the model should behave in this chat")
         self.system_prompt.setFixedHeight(96)
         layout.addWidget(self.system_prompt)
+        self.system_hint = QLabel("This model's chat template has no system role, so Hearth puts the "
+                                  "system prompt at the start of your first message.")
+        self.system_hint.setObjectName("SettingsHint")
+        self.system_hint.setWordWrap(True)
+        self.system_hint.hide()
+        layout.addWidget(self.system_hint)
 
         layout.addWidget(self._section("Sampling"))
         form = QFormLayout()
@@ -120,12 +129,26 @@ class SettingsPanel(QScrollArea):
                                      "0 keeps everything on the CPU.")
         self.n_threads = _int(0, max(1, cores * 2), special=f"Auto ({cores})")
         self.n_threads.setToolTip("CPU threads for generating. Auto uses one per physical core.")
+        self.chat_format = QComboBox()
+        for name in (templates.AUTO, *templates.FORMATS):
+            self.chat_format.addItem(templates.choice_label(name), name)
+        self.chat_format.setToolTip("How this model's conversations are written out for it (its chat "
+                                    "template). Automatic uses the one in the model's file.")
+        self.chat_format.currentIndexChanged.connect(self._chat_format_chosen)
+        self.chat_format.setMinimumContentsLength(12)
+        self.chat_format.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        load_form.addRow("Chat format", self.chat_format)
         load_form.addRow("Context length", self.n_ctx)
         load_form.addRow("GPU layers", self.n_gpu_layers)
         load_form.addRow("CPU threads", self.n_threads)
         for box in (self.n_ctx, self.n_gpu_layers, self.n_threads):
             box.valueChanged.connect(self._load_changed)
         layout.addLayout(load_form)
+        self.format_in_use = QLabel()
+        self.format_in_use.setObjectName("SettingsHint")
+        self.format_in_use.setWordWrap(True)
+        self.format_in_use.hide()
+        layout.addWidget(self.format_in_use)
         hint = QLabel("Changes apply the next time the model loads.")
         hint.setObjectName("SettingsHint")
         hint.setWordWrap(True)
@@ -169,6 +192,25 @@ class SettingsPanel(QScrollArea):
         self.n_gpu_layers.setValue(options.n_gpu_layers)
         self.n_threads.setValue(options.n_threads)
         self._filling = False
+
+    def show_chat_format(self, choice: str | None) -> None:
+        """The chosen local model's format choice; None (no local model chosen) disables the box."""
+        self._filling = True
+        index = self.chat_format.findData(choice or templates.AUTO)
+        self.chat_format.setCurrentIndex(max(index, 0))
+        self.chat_format.setEnabled(choice is not None)
+        self._filling = False
+
+    def set_prompt_info(self, info: dict) -> None:
+        """What the loaded engine said of its prompts (Engine.prompt_info)."""
+        self.system_hint.setVisible(bool(info.get("system_folded")))
+        label = info.get("format_label", "")
+        self.format_in_use.setText(f"In use: {label}." if label else "")
+        self.format_in_use.setVisible(bool(label))
+
+    def _chat_format_chosen(self, _index: int) -> None:
+        if not self._filling:
+            self.chat_format_changed.emit(str(self.chat_format.currentData()))
 
     # -- reading what the user set ---------------------------------------------------------------
     def sampling(self) -> Sampling:

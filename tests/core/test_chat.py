@@ -21,13 +21,15 @@ def _chat(services, model, sampling: Sampling, n_ctx: int = 2048):
 
 def test_an_answer_streams_and_is_saved_with_its_figures(services, model):
     conversation = _chat(services, model, SHORT)
-    pieces = []
-    answer = asyncio.run(services.chat.send(conversation.id, "Name three colours.", on_text=pieces.append))
+    seen = []  # the answer as the window would draw it, each time more arrived
+    answer = asyncio.run(services.chat.send(conversation.id, "Name three colours.",
+                                            on_text=lambda live: seen.append(live.text)))
     messages = services.store.messages(conversation.id)
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[0].content == "Name three colours."
     assert answer.status == "complete"
-    assert answer.content == "".join(pieces) != ""
+    assert answer.content == seen[-1] != ""
+    assert all(later.startswith(earlier) for earlier, later in zip(seen, seen[1:], strict=False))
     assert answer.model == "SmolLM2-135M-Instruct"
     assert answer.processed_on == "this machine"
     assert answer.bytes_sent == 0
@@ -70,15 +72,15 @@ def test_stop_ends_the_answer_at_once_and_keeps_what_arrived(services, model):
     conversation = _chat(services, model, LONG)
     seen = []
 
-    def stop_after_a_few(text):
-        seen.append(text)
+    def stop_after_a_few(live):
+        seen.append(live.text)
         if len(seen) == 5:
             services.chat.stop()
 
     answer = asyncio.run(services.chat.send(conversation.id, "Write a very long essay about rivers.",
                                             on_text=stop_after_a_few))
     assert answer.status == "stopped"
-    assert answer.content == "".join(seen)  # nothing arrived after Stop
+    assert answer.content == seen[-1]  # nothing arrived after Stop
     assert 5 <= answer.tokens_out < LONG.max_tokens
     assert services.store.message(answer.id).content == answer.content
     assert not services.chat.busy

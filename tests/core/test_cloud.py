@@ -107,7 +107,7 @@ def test_stop_ends_a_cloud_answer_at_once_and_keeps_what_arrived(services, serve
 
     async def stop_halfway():
         task = asyncio.ensure_future(services.chat.send(openai_chat.id, "Tell me slowly."))
-        while not (services.chat.live_answer() or (0, ""))[1]:
+        while not (live := services.chat.live_answer()) or not live.text:
             await asyncio.sleep(0.02)
         services.chat.stop()
         return await task
