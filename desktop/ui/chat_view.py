@@ -312,7 +312,7 @@ class ThinkingSection(QFrame):
         self._opened_by_reader: bool | None = None  # the reader's own choice wins over the automatic one
         self._live: LiveMarkdown | None = None
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(0, 0, 0, 6)
         layout.setSpacing(4)
         self.toggle = QToolButton()
         self.toggle.setObjectName("ThinkingToggle")

@@ -71,3 +71,36 @@ def test_a_blind_comparison_of_a_local_and_a_cloud_model_in_the_terminal(server,
     revealed = [line for line in out.stdout.splitlines() if " was " in line]
     assert sorted(line.split(" was ")[1] for line in revealed) == ["openai/gpt-4o-mini", "smollm2-135m-instruct-q4_1"]
     assert "Saved as comparison 1." in out.stdout
+
+
+def test_a_reasoning_models_thinking_goes_to_stderr_and_only_the_answer_to_stdout(server):
+    hearth("providers", "add", "openai", "--base-url", server.url + "/v1")
+    thinking = [{"content": "<think>"}, {"content": "The user asks for"}, {"content": " a capital.</th"},
+                {"content": "ink>\n\nParis."}]
+    server.scripts = [list(thinking), list(thinking), [{"reasoning_content": "Counting words"}, {"content": "Four"}]]
+    quiet = hearth("chat", "-m", "openai/gpt-4o-mini", "Capital of France?")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == "Paris.\n"
+    assert "hearth: thinking…" in quiet.stderr and "hearth: thought for" in quiet.stderr
+    assert "The user asks" not in quiet.stderr  # hidden unless asked for
+
+    shown = hearth("chat", "-m", "openai/gpt-4o-mini", "--show-thinking", "Capital of France?")
+    assert shown.stdout == "Paris.\n"
+    assert "The user asks for a capital." in shown.stderr and "\033[" not in shown.stderr  # no colour in a pipe
+
+    server.finish = "length"
+    cut = hearth("chat", "-m", "openai/gpt-4o-mini", "--max-tokens", "4", "How many words?")
+    assert cut.returncode == 0 and cut.stdout == "Four\n"
+    assert "stopped at the length limit" in cut.stderr
+
+
+def test_a_model_file_without_a_chat_template_says_which_format_it_uses(home, model_file, tmp_path):
+    from tests.gguf_forge import with_chat_template
+
+    bare = with_chat_template(model_file, tmp_path / "SmolLM2-bare.gguf", None)
+    out = hearth("chat", "-m", str(bare), "--temperature", "0", "--max-tokens", "40", "Name three colors.")
+    assert out.returncode == 0, out.stderr
+    assert "hearth: This file has no chat template; using the ChatML format" in out.stderr
+    for marker in ("<|im_start|>", "<|im_end|>", "[INST]", "<<SYS>>"):
+        assert marker not in out.stdout
+    assert out.stdout.strip()
