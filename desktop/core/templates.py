@@ -141,13 +141,18 @@ EXAMPLES = {"chatml": "Qwen, SmolLM, Hermes, Yi", "llama3": "Llama 3.x and its f
 
 
 def choice_label(choice: str) -> str:
-    """What a per-model format choice is called in the model's settings."""
+    """What a per-model format choice is called in the model's settings ("ChatML")."""
     if choice in ("", AUTO):
-        return "Automatic: the model's own template"
+        return "Automatic"
     fmt = FORMATS.get(choice)
-    if fmt is None:
-        return choice
-    return f"{fmt.label[0].upper()}{fmt.label[1:]} ({EXAMPLES[fmt.name]})"
+    return f"{fmt.label[0].upper()}{fmt.label[1:]}" if fmt else choice
+
+
+def choice_hint(choice: str) -> str:
+    """A line about a format choice: which models it is for."""
+    if choice in ("", AUTO):
+        return "The model's own chat template; a known format when the file has none or it fails"
+    return f"For {EXAMPLES[choice]}" if choice in EXAMPLES else ""
 
 
 # -- the sandbox ------------------------------------------------------------------------------------

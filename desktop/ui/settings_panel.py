@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -132,11 +133,13 @@ class SettingsPanel(QScrollArea):
         self.chat_format = QComboBox()
         for name in (templates.AUTO, *templates.FORMATS):
             self.chat_format.addItem(templates.choice_label(name), name)
+            self.chat_format.setItemData(self.chat_format.count() - 1, templates.choice_hint(name),
+                                         Qt.ItemDataRole.ToolTipRole)
         self.chat_format.setToolTip("How this model's conversations are written out for it (its chat "
                                     "template). Automatic uses the one in the model's file.")
         self.chat_format.currentIndexChanged.connect(self._chat_format_chosen)
-        self.chat_format.setMinimumContentsLength(12)
-        self.chat_format.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        # The box takes the column's width rather than widening the panel past the window.
+        self.chat_format.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         load_form.addRow("Chat format", self.chat_format)
         load_form.addRow("Context length", self.n_ctx)
         load_form.addRow("GPU layers", self.n_gpu_layers)
