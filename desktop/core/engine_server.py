@@ -52,17 +52,26 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+WORDS = ("content", "reasoning_content")
+
+
+def _words(chunk: dict[str, Any]) -> str | None:
+    """The kind of text a chunk carries alone ("content" or "reasoning_content"), else None."""
+    choices = chunk.get("choices")
+    if not choices or choices[0].get("finish_reason"):
+        return None
+    delta = choices[0].get("delta", {})
+    return next(iter(delta)) if len(delta) == 1 and next(iter(delta)) in WORDS else None
+
+
 def _merge(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Join consecutive content deltas into one chunk; keep role, finish and notice chunks as they are."""
+    """Join consecutive deltas of the same kind of text into one chunk; keep role, finish and
+    notice chunks as they are."""
     merged: list[dict[str, Any]] = []
     for chunk in chunks:
-        choice = chunk["choices"][0] if chunk.get("choices") else {}
-        content = choice.get("delta", {}).get("content")
-        last = merged[-1] if merged else None
-        if (content and last is not None and last.get("choices") and not last["choices"][0].get("finish_reason")
-                and last["choices"][0]["delta"].get("content") is not None
-                and set(last["choices"][0]["delta"]) == {"content"}):
-            last["choices"][0]["delta"]["content"] += content
+        kind = _words(chunk)
+        if kind is not None and merged and _words(merged[-1]) == kind:
+            merged[-1]["choices"][0]["delta"][kind] += chunk["choices"][0]["delta"][kind]
         else:
             merged.append(chunk)
     return merged
@@ -141,6 +150,30 @@ class PromptAbort:
         if self._event is not None:
             self._set(self._ctx, self._null, None)
             self._event = None
+
+
+class ThinkingSplitter:
+    """Splits the words of a model whose prompt opened a thinking block into reasoning_content
+    and content deltas, with the same parser the app uses (reasoning.py)."""
+
+    def __init__(self) -> None:
+        from desktop.core.reasoning import ReasoningParser
+
+        self.parser = ReasoningParser(opened=True)
+        self.sent = {"reasoning_content": 0, "content": 0}
+
+    def split(self, text: str, *, end: bool = False) -> list[dict[str, str]]:
+        """The deltas for `text` (the next words), and at `end` whatever was held back."""
+        if text:
+            self.parser.feed(text)
+        if end:
+            self.parser.finish()
+        deltas = []
+        for kind, value in (("reasoning_content", self.parser.thinking), ("content", self.parser.answer)):
+            if len(value) > self.sent[kind]:
+                deltas.append({kind: value[self.sent[kind]:]})
+                self.sent[kind] = len(value)
+        return deltas
 
 
 class Prompter:
@@ -240,8 +273,10 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                         stream = llama.create_completion(prompt=tokens, stream=True, stop=stops,
                                                          stopping_criteria=criteria, **kwargs)
                         prompter.abort.arm(stop)  # Stop may interrupt the reading of the prompt
-                        # The template opened a reasoning block: the answer starts inside it.
-                        opening = "<think>" if prompt.opens_thinking else ""
+                        # The template opened a reasoning block, so the model's first words are
+                        # thinking with no <think> of their own: sent as reasoning_content, as
+                        # llama-server does, since a reader of the stream cannot know the prompt.
+                        thinking = ThinkingSplitter() if prompt.opens_thinking else None
                         pending.append(_chat_chunk(model, {"role": "assistant"}))
                         for chunk in stream:
                             prompter.abort.disarm()
@@ -249,9 +284,12 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                             text = choice.get("text") or ""
                             if text:
                                 counted["tokens"] += 1
-                                text, opening = opening + text, ""
                             if choice.get("finish_reason"):
                                 counted["finish"] = choice["finish_reason"]
+                            if thinking is not None:
+                                for delta in thinking.split(text, end=bool(choice.get("finish_reason"))):
+                                    pending.append(_chat_chunk(model, delta))
+                                text = ""
                             delta = {"content": text} if text else {}
                             pending.append(_chat_chunk(model, delta, choice.get("finish_reason")))
                             if not first_sent.is_set():  # until the first words are out: at once
@@ -291,7 +329,8 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                             batch.append(pending.popleft())
                         errors = [c for c in batch if isinstance(c, Exception)]
                         chunks = _merge([c for c in batch if not isinstance(c, Exception)])
-                        has_words = any(c.get("choices") and c["choices"][0]["delta"].get("content") for c in chunks)
+                        has_words = any(c.get("choices") and any(c["choices"][0]["delta"].get(k) for k in WORDS)
+                                        for c in chunks)
                         if not has_words and not errors and not finished.is_set():
                             continue  # the role alone is not worth a write: it goes with the first words
                         batch = []

@@ -172,3 +172,16 @@ def test_the_length_limit_is_said_not_hidden(services, model):
     assert answer.tokens_out == 5
     assert services.store.message(answer.id).stop_reason == "length"
     asyncio.run(services.engine.stop())
+
+
+def test_a_template_that_opens_the_thinking_block_puts_the_models_first_words_in_thinking(services, forged):
+    """DeepSeek-R1 distills' templates end the prompt with "<think>": the model's words start inside
+    the block. SmolLM2 never closes it, so all it writes is thinking and none of it is the answer."""
+    opens = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+             "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+    _, conversation, notices = _install(services, forged("opens-thinking", opens))
+    answer = asyncio.run(services.chat.send(conversation.id, "Tell me about cats."))
+    assert answer.status == "complete" and notices == []
+    assert answer.thinking.strip() and answer.content == ""
+    assert "<think>" not in answer.thinking and answer.thinking_ms is not None
+    asyncio.run(services.engine.stop())
