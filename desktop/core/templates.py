@@ -401,6 +401,7 @@ class PromptBuilder:
     system_folded: bool = field(init=False, default=False)
     detected: Detected = field(init=False)
     _own: Template | None = field(init=False, default=None)
+    _known: Template | None = field(init=False, default=None)  # the known format's, once compiled
 
     def __post_init__(self) -> None:
         self.tokens = frozenset(self.tokens)
@@ -461,9 +462,10 @@ class PromptBuilder:
 
     def _render_format(self, messages: Sequence[dict[str, str]]) -> str:
         fmt = self.detected.format
-        turns = fold_system(messages) if not fmt.system else list(messages)
-        return Template(fmt.template, bos_token=self.bos_token, eos_token=self.eos_token,
-                        time_limit=self.time_limit, who=f"The {fmt.label} format").render(turns)
+        if self._known is None or self._known.source != fmt.template:  # compiled once
+            self._known = Template(fmt.template, bos_token=self.bos_token, eos_token=self.eos_token,
+                                   time_limit=self.time_limit, who=f"The {fmt.label} format")
+        return self._known.render(fold_system(messages) if not fmt.system else list(messages))
 
     def build(self, messages: Iterable[dict[str, str]]) -> Prompt:
         """The prompt for a conversation. A model template that fails on this conversation gives
