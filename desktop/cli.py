@@ -87,17 +87,23 @@ def _build_parser() -> argparse.ArgumentParser:
     prm = psub.add_parser("rm", help="remove a provider and its key")
     prm.add_argument("name")
 
-    engine = sub.add_parser("engine", help=argparse.SUPPRESS)  # internal: the engine child
+    gui = sub.add_parser("gui", help="open the app (the same as no command)")
+    gui.add_argument("--self-test", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def _engine_parser() -> argparse.ArgumentParser:
+    """`hearth engine …`: the app started again as the child that runs one model (core/engine.py).
+    It is kept out of `hearth`'s own commands, where argparse would list it even with
+    help=SUPPRESS (as "engine ==SUPPRESS==") and name it in "invalid choice" errors."""
+    engine = argparse.ArgumentParser(prog="hearth engine", description="Internal: runs one model for the app.")
     engine.add_argument("--model", required=True)
     engine.add_argument("--port", type=int, required=True)
     engine.add_argument("--n-ctx", type=int, default=4096)
     engine.add_argument("--n-gpu-layers", type=int, default=0)
     engine.add_argument("--threads", type=int, default=0)
     engine.add_argument("--parent-pid", type=int, default=0)
-
-    gui = sub.add_parser("gui", help="open the app (the same as no command)")
-    gui.add_argument("--self-test", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    return parser
+    return engine
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -106,17 +112,25 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    if args.command in (None, "gui"):
-        from desktop.app import run_app
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # Ctrl+C before a command's own handling (Hearth starting): no traceback
+        return _fail("Stopped.", code=130)
 
-        return run_app(self_test=args.self_test, quit_when_shown=args.quit_when_shown)
-    if args.command == "engine":
+
+def _run(argv: list[str]) -> int:
+    if argv[:1] == ["engine"]:
+        args = _engine_parser().parse_args(argv[1:])
         from desktop.core.engine_server import serve
 
         return serve(model=args.model, port=args.port, api_key=os.environ.get("HEARTH_ENGINE_KEY", ""),
                      n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
                      parent_pid=args.parent_pid)
+    args = _build_parser().parse_args(argv)
+    if args.command in (None, "gui"):
+        from desktop.app import run_app
+
+        return run_app(self_test=args.self_test, quit_when_shown=args.quit_when_shown)
 
     from desktop.core.errors import HearthError
     from desktop.core.services import open_services, setup_logging

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -119,3 +120,50 @@ def test_killing_the_app_mid_answer_loses_at_most_the_last_second(home, model_fi
     hearth("models", "list")
     status, error = db.execute("SELECT status, error FROM messages WHERE role='assistant'").fetchone()
     assert status == "stopped" and "closed before" in error
+
+
+def test_help_lists_only_the_commands_a_person_uses(home):
+    result = hearth("--help")
+    assert result.returncode == 0
+    for command in ("chat", "models", "compare", "providers", "gui"):
+        assert f"\n    {command} " in result.stdout
+    assert "engine" not in result.stdout
+    assert "SUPPRESS" not in result.stdout
+    assert "--quit-when-shown" not in result.stdout
+    gui = hearth("gui", "--help")
+    assert gui.returncode == 0 and "SUPPRESS" not in gui.stdout and "--self-test" not in gui.stdout
+    mistake = hearth("chta", "hi")
+    assert mistake.returncode == 2
+    assert "invalid choice: 'chta'" in mistake.stderr and "engine" not in mistake.stderr
+    # The app still starts its engine with it.
+    engine = hearth("engine", "--help")
+    assert engine.returncode == 0 and "--model" in engine.stdout
+
+
+def test_ctrl_c_while_hearth_starts_prints_no_traceback(home):
+    """Ctrl+C as a person presses it right after Enter: while Hearth loads its parts, before
+    it even looks for the model (here one that is not installed)."""
+    interrupted = 0
+    for _ in range(5):
+        app = subprocess.Popen([sys.executable, "-m", "desktop", "chat", "-m", "nope", "hi"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Wait until it is loading its database code: past Python's own start-up, inside Hearth's.
+        while app.poll() is None and "_sqlite3" not in mapped_files(app.pid):
+            time.sleep(0.001)
+        app.send_signal(signal.SIGINT)
+        _out, err = app.communicate(timeout=60)
+        assert "Traceback" not in err
+        if err == "hearth: Stopped.\n":
+            assert app.returncode in (130, -signal.SIGINT)  # as the shell expects of Ctrl+C
+            interrupted += 1
+        else:  # it had already finished: the one sentence about the model
+            assert app.returncode == 1 and "No model called “nope”" in err
+    assert interrupted
+
+
+def mapped_files(pid: int) -> str:
+    """The files a running process has mapped (Linux): the compiled modules it has loaded so far."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # it has ended
+        return ""
