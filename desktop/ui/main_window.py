@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core import hardware
-from desktop.core.chat import NEW_CHAT, RESTART_HINT, MessageNotSaved
+from desktop.core.chat import NEW_CHAT, RESTART_HINT, MessageNotSaved, title_from
 from desktop.core.errors import HearthError
 from desktop.core.services import Services
 from desktop.core.settings import LoadOptions, Sampling
@@ -81,6 +81,9 @@ class MainWindow(QMainWindow):
         self.current_id: int | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._streaming: MessageWidget | None = None
+        # The chat whose answer is being written, from the moment it is asked for (the model may
+        # still have to load: the chat service is not busy yet) to the moment it has ended.
+        self._writing: int | None = None
         self._dirty = False
         self._left_out: dict[int, int] = {}  # conversation id: messages the model no longer sees
         self._earlier_count = 0  # the open chat's messages not shown yet (older than the first shown)
@@ -653,8 +656,9 @@ class MainWindow(QMainWindow):
         self.message_list.set_earlier(self._earlier_count)
 
     def _mark_last_answer(self) -> None:
+        """Write again, on the last answer only, and only while no answer is being written."""
         widgets = self.message_list.widgets()
-        busy = self.services.chat.busy
+        busy = self.answering
         for i, widget in enumerate(widgets):
             widget.set_regenerate_visible(not busy and i == len(widgets) - 1 and widget.role == "assistant")
 
@@ -710,7 +714,7 @@ class MainWindow(QMainWindow):
     def send(self, text: str) -> None:
         chat = self.services.chat
         text = text.strip()
-        if not text or chat.busy:
+        if not text or self.answering:
             return
         if not self.services.library.models() and self.cloud_target() is None:
             self.banner.show_text("Import a model first: Hearth needs a .gguf file to chat with.")
@@ -725,20 +729,22 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.message_list)
         self.message_list.scroll_to_bottom()
         conversation_id = self.current_id
-        self._begin_answer()
+        self._begin_answer(conversation_id)
+        if self.services.store.conversation(conversation_id).title == NEW_CHAT:
+            self._show_title(conversation_id, title_from(text))  # as chat.send saves it
         self.spawn(self._generate(conversation_id, chat.send(conversation_id, text, on_text=self._on_text),
                                   unsaved=(text, user)))
 
     def regenerate(self) -> None:
         chat = self.services.chat
-        if chat.busy or self.current_id is None:
+        if self.answering or self.current_id is None:
             return
         widgets = self.message_list.widgets()
         if widgets and widgets[-1].role == "assistant":
             self.message_list.remove(widgets[-1])
         self.banner.hide()
         conversation_id = self.current_id
-        self._begin_answer()
+        self._begin_answer(conversation_id)
         self.spawn(self._generate(conversation_id, chat.regenerate(conversation_id, on_text=self._on_text)))
 
     def stop(self) -> None:
@@ -746,10 +752,17 @@ class MainWindow(QMainWindow):
 
     @property
     def answering(self) -> bool:
-        """An answer is being generated, or is still being put on screen."""
-        return self.services.chat.busy or self._streaming is not None
+        """An answer is being written (its model perhaps still loading), or is still being put on screen."""
+        return self._writing is not None or self.services.chat.busy or self._streaming is not None
 
-    def _begin_answer(self) -> None:
+    def _show_title(self, conversation_id: int, title: str) -> None:
+        """A chat's new title in the list and the title bar, before the chat service has saved it."""
+        self.sidebar.show_title(conversation_id, title)
+        if conversation_id == self.current_id:
+            self.setWindowTitle(f"{title} — Hearth")
+
+    def _begin_answer(self, conversation_id: int) -> None:
+        self._writing = conversation_id
         widget = self._add_widget("assistant")
         engine = self.services.engine
         name = self.selected_model_name() or "Model"
@@ -812,12 +825,16 @@ class MainWindow(QMainWindow):
             for widget in (user_widget, self._streaming):
                 if widget is not None and widget in self.message_list.widgets():
                     self.message_list.remove(widget)
-            self._streaming = None
+            self._streaming = self._writing = None
             if not self.composer.input.toPlainText().strip():
                 self.composer.input.setPlainText(text)
             self.banner.show_text(str(exc))
+            self._mark_last_answer()
+            # The title shown when it was sent was not saved either.
+            self._show_title(conversation_id, self.services.store.conversation(conversation_id).title)
             return
         finally:
+            self._writing = None
             self._flush_timer.stop()
             self.composer.set_generating(False)
         if self.current_id == conversation_id:
@@ -825,10 +842,10 @@ class MainWindow(QMainWindow):
                 self._streaming.show_message(message)
             self._streaming = None
             self.message_list.set_live(None)
-            self._mark_last_answer()
             self.setWindowTitle(f"{self.services.store.conversation(conversation_id).title} — Hearth")
         else:
             self._streaming = None
+        self._mark_last_answer()  # on the chat shown, whichever it is
         if message.status == "error" and message.error:
             self.banner.show_text(message.error)
         else:

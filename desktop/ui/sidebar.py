@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -130,6 +131,19 @@ class Sidebar(QFrame):
         self._filling = False
         self.empty.setText("No chats yet.")
         self.empty.setVisible(not conversations)
+
+    def show_title(self, conversation_id: int, title: str) -> None:
+        """Show a conversation's new title in the list (search hits are left as they were found)."""
+        if self.searching:
+            return
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if int(item.data(CONVERSATION_ROLE)) == conversation_id:
+                self._filling = True  # not a rename by the user
+                item.setText(title)
+                item.setToolTip(f"{title}\nLast message: {when(time.time())}")
+                self._filling = False
+                return
 
     def show_hits(self, hits: list[SearchHit]) -> None:
         self._filling = True

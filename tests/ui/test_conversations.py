@@ -7,6 +7,7 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QMessageBox
 
 from desktop.core.settings import Sampling
+from tests.ui.conftest import set_sampling
 
 
 def _seed_chats(store):
@@ -75,6 +76,30 @@ def test_new_rename_and_delete_a_chat(qtbot, services, model, make_window):
     assert [c.id for c in services.store.conversations()] == [cooking.id]
     assert services.store.search("tram") == []
     assert window.current_id == cooking.id
+
+
+def test_a_new_chat_is_listed_under_its_first_message_as_soon_as_it_is_sent(qtbot, services, model, make_window):
+    trip, _cooking = _seed_chats(services.store)
+    window = make_window()
+    window.sidebar.new_button.click()
+    fresh = window.current_id
+
+    def listed(conversation_id: int) -> str:
+        return next(window.sidebar.list.item(i).text() for i in range(window.sidebar.list.count())
+                    if window.sidebar.list.item(i).data(Qt.ItemDataRole.UserRole) == conversation_id)
+
+    assert listed(fresh) == "New chat"
+    set_sampling(window, max_tokens=8, seed=1)
+    window.composer.input.setPlainText("Why does the sky look blue at noon and red at sunset, and is it the same on Mars?")
+    qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
+    title = "Why does the sky look blue at noon and red at s…"
+    assert window.answering  # the model is still loading: not a word of the answer yet
+    assert listed(fresh) == title
+    assert window.windowTitle() == f"{title} — Hearth"
+    assert listed(trip.id) == "Weekend in Lisbon"
+    qtbot.waitUntil(lambda: not window.answering, timeout=60_000)
+    assert listed(fresh) == title
+    assert services.store.conversation(fresh).title == title
 
 
 def test_settings_changed_in_the_panel_belong_to_the_chat(qtbot, services, model, make_window):
