@@ -34,6 +34,8 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--seed", type=int, help="a fixed seed makes the answer repeatable")
+    chat.add_argument("--show-thinking", action="store_true",
+                      help="print a reasoning model's thinking (dimmed, on stderr) before its answer")
     chat.add_argument("prompt", help="what to ask; '-' reads it from standard input")
 
     models = sub.add_parser("models", help="list, inspect, add and remove installed models")
@@ -103,6 +105,7 @@ def _engine_parser() -> argparse.ArgumentParser:
     engine.add_argument("--n-gpu-layers", type=int, default=0)
     engine.add_argument("--threads", type=int, default=0)
     engine.add_argument("--parent-pid", type=int, default=0)
+    engine.add_argument("--chat-format", default="auto")
     return engine
 
 
@@ -125,7 +128,7 @@ def _run(argv: list[str]) -> int:
 
         return serve(model=args.model, port=args.port, api_key=os.environ.get("HEARTH_ENGINE_KEY", ""),
                      n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-                     parent_pid=args.parent_pid)
+                     parent_pid=args.parent_pid, chat_format=args.chat_format)
     args = _build_parser().parse_args(argv)
     if args.command in (None, "gui"):
         from desktop.app import run_app
@@ -177,6 +180,57 @@ def _tell_waits(chat) -> None:
     chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
 
 
+class _AnswerPrinter:
+    """Streams an answer to the terminal: the answer proper on stdout; a reasoning model's
+    thinking on stderr, dimmed where stderr is a terminal, or (without --show-thinking) one line
+    saying that it is thinking and, at the end, for how long."""
+
+    DIM, PLAIN = "\033[2m", "\033[0m"
+
+    def __init__(self, *, show_thinking: bool) -> None:
+        self.show_thinking = show_thinking
+        self.dim = sys.stderr.isatty()
+        self.thought = 0  # characters of thinking written
+        self.written = 0  # characters of the answer written
+        self.said_thinking = False
+
+    def __call__(self, live) -> None:
+        if live.phase == "thinking" or (live.thinking and self.thought < len(live.thinking)):
+            if self.show_thinking:
+                thinking = live.thinking
+                if len(thinking) > self.thought:
+                    text = thinking[self.thought:]
+                    sys.stderr.write(f"{self.DIM}{text}{self.PLAIN}" if self.dim else text)
+                    sys.stderr.flush()
+                    self.thought = len(thinking)
+            elif not self.said_thinking:
+                print("hearth: thinking…", file=sys.stderr, flush=True)
+            self.said_thinking = True
+        answer = live.text
+        if len(answer) > self.written:
+            if self.said_thinking and self.show_thinking and self.written == 0:
+                sys.stderr.write("\n")
+            sys.stdout.write(answer[self.written:])
+            sys.stdout.flush()
+            self.written = len(answer)
+
+    def end(self, answer) -> None:
+        """After the answer is saved: what is left of it, and how it ended."""
+        rest = answer.content[self.written:] if answer.content.startswith(answer.content[:self.written]) else ""
+        sys.stdout.write(rest + "\n")
+        sys.stdout.flush()
+        if answer.thinking_ms is not None:
+            if self.show_thinking and answer.thinking[self.thought:]:
+                sys.stderr.write(answer.thinking[self.thought:] + "\n")
+            from desktop.core.reasoning import thinking_phrase
+
+            print(f"hearth: {thinking_phrase(answer.thinking_ms).lower()}", file=sys.stderr)
+            if not answer.content and answer.status == "complete":
+                print("hearth: the model wrote no answer after its thinking.", file=sys.stderr)
+        if answer.stop_reason == "length":
+            print("hearth: stopped at the length limit (raise it with --max-tokens).", file=sys.stderr)
+
+
 def _chat(services, args: argparse.Namespace) -> int:
     from desktop.core.compare import resolve
 
@@ -192,9 +246,8 @@ def _chat(services, args: argparse.Namespace) -> int:
         sampling=asdict(_sampling(services, args)), model=target,
     )
 
-    def show(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    show = _AnswerPrinter(show_thinking=args.show_thinking)
+    services.chat.on_notice = lambda text: print(f"hearth: {text}", file=sys.stderr, flush=True)
 
     async def run() -> int:
         task = asyncio.ensure_future(services.chat.send(conversation.id, prompt, on_text=show))
@@ -202,7 +255,7 @@ def _chat(services, args: argparse.Namespace) -> int:
             answer = await task
         finally:
             await services.engine.stop()
-        sys.stdout.write("\n")
+        show.end(answer)
         if answer.status == "error":
             return _fail(answer.error)
         return 0
@@ -237,11 +290,20 @@ def _models(services, args: argparse.Namespace) -> int:
     if args.models_command == "info":
         if "/" in args.id and not any(m.id == args.id for m in library.models()):
             return _hub_info(args)
+        from desktop.core import gguf, templates
+
         record = library.get(args.id)
+        details = asdict(record)
+        try:
+            info = gguf.read_info(record.path)
+            details["prompt_format"] = templates.describe(info.has_chat_template, info.architecture,
+                                                          info.markup_tokens, record.chat_format)
+        except gguf.GGUFError as exc:
+            details["problem"] = str(exc)
         if args.json:
-            print(json.dumps(asdict(record), indent=2))
+            print(json.dumps(details, indent=2))
             return 0
-        for key, value in asdict(record).items():
+        for key, value in details.items():
             print(f"{key:18} {value}")
         return 0
     if args.models_command == "search":

@@ -310,10 +310,11 @@ class ChatService:
         client = open_client(endpoint)
         client.on_wait = self.on_wait
         heartbeat = asyncio.ensure_future(self._heartbeat(answer.message_id))
+        deltas = client.stream(history, sampling)
         told = 0
         try:
             answer.started = last_save = time.monotonic()
-            async for delta in client.stream(history, sampling):
+            async for delta in deltas:
                 while told < len(client.notices):
                     self._tell(client.notices[told])
                     told += 1
@@ -333,6 +334,9 @@ class ChatService:
             answer.finish_reason = client.finish_reason
             answer.bytes_sent = client.bytes_sent  # sent, whatever became of the answer
             heartbeat.cancel()
+            # Closed in this task however the loop ended (a save that failed, a stop): left to
+            # the garbage collector, its HTTP stream would be closed outside any task.
+            await deltas.aclose()
             await client.aclose()
 
     async def _heartbeat(self, message_id: int) -> None:

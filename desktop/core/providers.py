@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -213,9 +214,11 @@ class ChatClient:
         while True:
             got_text = False
             try:
-                async for text in self._attempt(messages, sampling):
-                    got_text = True
-                    yield text
+                # Closed here, in the task reading the answer, however it ends (see _attempt).
+                async with aclosing(self._attempt(messages, sampling)) as deltas:
+                    async for text in deltas:
+                        got_text = True
+                        yield text
                 return
             except (RateLimited, ServerError) as exc:
                 if got_text or attempt >= MAX_RETRIES:
@@ -290,33 +293,44 @@ class OpenAIClient(ChatClient):
                     await response.aread()
                     raise error_for(response.status_code, _error_text(response.content), self.endpoint,
                                     response.headers)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, comments (": keep-alive"), event names
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        continue  # read on to the end: the connection is then free for the next answer
-                    chunk = json.loads(data)
-                    if chunk.get("error"):
-                        raise error_for(None, _message(chunk), self.endpoint)
-                    if chunk.get("hearth_notice") and self.endpoint.local:
-                        self.notices.append(str(chunk["hearth_notice"]))
-                    usage = chunk.get("usage")
-                    if usage:
-                        self.usage = Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
-                    choices = chunk.get("choices")
-                    if not choices:
-                        continue
-                    reason = choices[0].get("finish_reason")
-                    if reason is not None:
-                        finished, self.finish_reason = True, str(reason)
-                    delta = choices[0].get("delta") or {}
-                    text = delta.get("content") or ""
-                    # llama-server and LM Studio say reasoning_content; some servers say reasoning.
-                    thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
-                    if text or thought:
-                        parts.append(text + thought)
-                        yield Delta(text if isinstance(text, str) else "", thought if isinstance(thought, str) else "")
+                # httpx reads lines through a chain of async generators down to httpcore's
+                # connection. One dropped while suspended (an error event, a line that is not
+                # JSON, a reader that stopped early) is finalized by the garbage collector,
+                # outside any task, where httpcore's clean-up fails and Python prints "Exception
+                # ignored in: <async_generator …>". So the response is closed here, in this task,
+                # and then the chain, which has nothing left to do.
+                reader = response.aiter_lines()
+                try:
+                    async for line in reader:
+                        if not line.startswith("data:"):
+                            continue  # blank separators, comments (": keep-alive"), event names
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            continue  # read on to the end: the connection is then free for the next answer
+                        chunk = json.loads(data)
+                        if chunk.get("error"):
+                            raise error_for(None, _message(chunk), self.endpoint)
+                        if chunk.get("hearth_notice") and self.endpoint.local:
+                            self.notices.append(str(chunk["hearth_notice"]))
+                        usage = chunk.get("usage")
+                        if usage:
+                            self.usage = Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+                        choices = chunk.get("choices")
+                        if not choices:
+                            continue
+                        reason = choices[0].get("finish_reason")
+                        if reason is not None:
+                            finished, self.finish_reason = True, str(reason)
+                        delta = choices[0].get("delta") or {}
+                        text = delta.get("content") or ""
+                        # llama-server and LM Studio say reasoning_content; some servers say reasoning.
+                        thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                        if text or thought:
+                            parts.append(text + thought)
+                            yield Delta(text if isinstance(text, str) else "", thought if isinstance(thought, str) else "")
+                finally:
+                    await response.aclose()
+                    await reader.aclose()
         except (httpx.HTTPError, net.OfflineError, ValueError) as exc:  # ValueError: not JSON
             raise self._failure(exc, bool(parts)) from exc
         if not finished:  # the stream ended without saying the answer was done

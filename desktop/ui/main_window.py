@@ -139,6 +139,7 @@ class MainWindow(QMainWindow):
 
         services.engine.on_state = self._on_engine_state
         services.chat.on_wait = self._on_wait
+        services.chat.on_notice = lambda text: self.banner.show_text(text, level="info")
         self._on_engine_state(services.engine.state, "")
         self.refresh_models()
         conversations = services.store.conversations()
@@ -175,10 +176,13 @@ class MainWindow(QMainWindow):
             panel.load_options_changed.connect(self._save_load_options)
             panel.make_default_requested.connect(self._make_default)
             panel.reload_requested.connect(lambda: self.spawn(self.reload_model()))
+            panel.chat_format_changed.connect(self._save_chat_format)
             panel.show_load(self.services.settings.load)
+            panel.set_prompt_info(self.services.engine.prompt_info if self.services.engine.is_alive() else {})
             self._row.addWidget(panel)
             self._settings_panel = panel
             self._show_chat_settings()
+            self._show_model_settings()
         return self._settings_panel
 
     def _show_chat_settings(self, conversation: Conversation | None = None) -> None:
@@ -457,7 +461,28 @@ class MainWindow(QMainWindow):
         except HearthError:
             return None
 
+    def _show_model_settings(self) -> None:
+        """The settings panel's per-model part: the chosen local model's chat format."""
+        if self._settings_panel is None:
+            return
+        record = None
+        if self.cloud_target() is None and self.selected_model_id():
+            try:
+                record = self.services.library.get(self.selected_model_id())
+            except HearthError:
+                record = None
+        self._settings_panel.show_chat_format(record.chat_format if record is not None else None)
+
+    def _save_chat_format(self, choice: str) -> None:
+        model_id = self.selected_model_id()
+        if not model_id or self.cloud_target() is not None:
+            return
+        self.services.store.set_chat_format(model_id, choice)
+        self.banner.show_text("The new chat format applies from your next message (the model reloads).",
+                              level="info")
+
     def _model_chosen(self, _index: int) -> None:
+        self._show_model_settings()
         model_id = self.selected_model_id()
         if not model_id:
             return
@@ -514,6 +539,12 @@ class MainWindow(QMainWindow):
             "stopped": "No model loaded",
         }.get(state, state)
         self.engine_label.setText(text)
+        if state == "ready":
+            notice = engine.take_notice()  # about its chat template: said once, in words
+            if notice:
+                self.banner.show_text(notice, level="info")
+            if self._settings_panel is not None:
+                self._settings_panel.set_prompt_info(engine.prompt_info)
         if state == "ready" and engine.plan:
             self.engine_label.setToolTip(
                 f"{engine.plan.model.path}\nContext {engine.n_ctx} tokens · {engine.plan.n_threads} "
@@ -621,7 +652,7 @@ class MainWindow(QMainWindow):
         for message in messages:
             widget = self._add_widget(message.role)
             widget.show_message(message)
-            if live and live[0] == message.id:
+            if live and live.message_id == message.id:
                 self._attach_stream(widget)
             if message.id == focus_message:
                 focus_widget = widget
@@ -787,7 +818,7 @@ class MainWindow(QMainWindow):
         self._next_flush = 0.0
         self.composer.set_generating(True)
 
-    def _on_text(self, _delta: str) -> None:
+    def _on_text(self, _live) -> None:
         self._dirty = True
         if not self._flush_timer.isActive():
             self._flush_timer.start(max(0, int((self._next_flush - time.monotonic()) * 1000)))
@@ -798,12 +829,15 @@ class MainWindow(QMainWindow):
         live = self.services.chat.live_answer()
         if self._streaming is not None and self._dirty and live is not None:
             self._dirty = False
-            text = live[1]
-            if text and text != self._streaming.text:
+            text = live.text
+            thinking = live.thinking
+            if text != self._streaming.text or thinking != self._streaming.thinking:
                 started = time.perf_counter()
+                self._streaming.set_thinking(thinking, live.phase, live.thinking_ms)
                 self._streaming.set_text(text)
-                if self._streaming.meta.text() != "Writing…":
-                    self._streaming.meta.setText("Writing…")
+                note = "" if live.phase == "thinking" else "Writing…"  # the section says "Thinking…"
+                if self._streaming.meta.text() != note:
+                    self._streaming.meta.setText(note)
                 # Lay out now, to know the cost, and all the way up (each level's layout asks its
                 # parent's on the next turn of the event loop): the message's new height, the
                 # list's, its scroll range and the scroll to the bottom then reach the screen in

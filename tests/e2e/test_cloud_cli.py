@@ -104,3 +104,6 @@ def test_a_model_file_without_a_chat_template_says_which_format_it_uses(home, mo
     for marker in ("<|im_start|>", "<|im_end|>", "[INST]", "<<SYS>>"):
         assert marker not in out.stdout
     assert out.stdout.strip()
+    assert hearth("models", "import", "--link", str(bare)).returncode == 0
+    info = hearth("models", "info", "smollm2-bare")
+    assert "prompt_format      None in this file: ChatML, found from its special tokens" in info.stdout

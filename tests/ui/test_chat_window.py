@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
@@ -263,10 +262,6 @@ def test_write_again_is_offered_on_the_last_answer_only_once_it_has_ended(qtbot,
     assert offering_write_again(window) == [3]  # a failed answer can be written again too
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/providers.py leaves httpx's line reader of an answer that ended early to the garbage collector, "
-    "which closes it outside any task on the window's loop; passes once OpenAIClient._attempt closes the "
-    "response and its reader in its own task (and ChatClient.stream and ChatService._stream close theirs)"))
 def test_a_stopped_or_failed_answer_leaves_nothing_on_the_terminal(qtbot, window, capfd, monkeypatch):
     # Clean-up that Python could not finish (an answer's HTTP stream left open when the answer
     # ended early) is printed on stderr, which a user who started Hearth from a terminal reads.
