@@ -110,3 +110,31 @@ def test_a_long_chat_is_read_a_page_at_a_time(tmp_path):
     store.update_message(ids[41], tokens_in=120, tokens_out=30)
     store.update_message(ids[3], tokens_in=10, tokens_out=5)
     assert store.last_counted_answer(chat.id).id == ids[41]
+
+
+def test_a_database_from_before_thinking_was_kept_apart_is_upgraded_with_nothing_lost(tmp_path):
+    import sqlite3
+
+    from desktop.core.store import MIGRATIONS, Store
+
+    path = tmp_path / "old.db"
+    raw = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:2], start=1):  # a database written by schema 2
+        raw.executescript(f"BEGIN; {script}; PRAGMA user_version = {version}; COMMIT;")
+    raw.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('Old chat', 1, 1)")
+    raw.execute("INSERT INTO messages (conversation_id, role, content, created_at, updated_at)"
+                " VALUES (1, 'assistant', 'An old answer.', 1, 1)")
+    raw.execute("INSERT INTO models (id, name, path, origin, size, added_at) VALUES ('m', 'M', '/m.gguf', 'imported', 1, 1)")
+    raw.commit()
+    raw.close()
+    store = Store(path)
+    assert store.schema_version == len(MIGRATIONS)
+    old = store.messages(1)[0]
+    assert old.content == "An old answer." and old.thinking == "" and old.thinking_ms is None
+    assert old.stop_reason == ""
+    assert store.model("m").chat_format == "auto"
+    store.update_message(old.id, thinking="Let me see.", thinking_ms=1200.0, stop_reason="length")
+    again = store.message(old.id)
+    assert (again.thinking, again.thinking_ms, again.stop_reason) == ("Let me see.", 1200.0, "length")
+    assert [hit.message_id for hit in store.search("see")] == []  # thinking is not searched as the answer
+    store.close()
