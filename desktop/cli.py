@@ -191,7 +191,7 @@ class _AnswerPrinter:
         self.show_thinking = show_thinking
         self.dim = sys.stderr.isatty()
         self.thought = 0  # characters of thinking written
-        self.written = 0  # characters of the answer written
+        self.printed = ""  # the answer as written to stdout
         self.said_thinking = False
 
     def __call__(self, live) -> None:
@@ -207,16 +207,18 @@ class _AnswerPrinter:
                 print("hearth: thinking…", file=sys.stderr, flush=True)
             self.said_thinking = True
         answer = live.text
-        if len(answer) > self.written:
-            if self.said_thinking and self.show_thinking and self.written == 0:
+        # Only ever more of the same answer: a stream whose first words turn out to have been
+        # thinking (a lone </think>) cannot take back what the terminal shows.
+        if len(answer) > len(self.printed) and answer.startswith(self.printed):
+            if self.said_thinking and self.show_thinking and not self.printed:
                 sys.stderr.write("\n")
-            sys.stdout.write(answer[self.written:])
+            sys.stdout.write(answer[len(self.printed):])
             sys.stdout.flush()
-            self.written = len(answer)
+            self.printed = answer
 
     def end(self, answer) -> None:
         """After the answer is saved: what is left of it, and how it ended."""
-        rest = answer.content[self.written:] if answer.content.startswith(answer.content[:self.written]) else ""
+        rest = answer.content[len(self.printed):] if answer.content.startswith(self.printed) else ""
         sys.stdout.write(rest + "\n")
         sys.stdout.flush()
         if answer.thinking_ms is not None:
