@@ -189,11 +189,14 @@ class Prompter:
             chat_template, architecture, tokens = info.chat_template, info.architecture, info.markup_tokens
         except gguf.GGUFError:
             chat_template, architecture, tokens = "", "", {}
-        self.builder = templates.PromptBuilder(
-            chat_template=chat_template, architecture=architecture, tokens=tokens,
-            bos_token=self._token_text(llama.token_bos()), eos_token=self._token_text(llama.token_eos()),
-            choice=choice)
-        self.watchdog = Watchdog(self.builder.time_limit + RENDER_GRACE_S)
+        # Trying the template at start-up renders it at most twice (with the system prompt, then
+        # folded into the first message), each within the time limit.
+        self.watchdog = Watchdog(2 * templates.TIME_LIMIT_S + RENDER_GRACE_S)
+        with self.watchdog.rendering():
+            self.builder = templates.PromptBuilder(
+                chat_template=chat_template, architecture=architecture, tokens=tokens,
+                bos_token=self._token_text(llama.token_bos()), eos_token=self._token_text(llama.token_eos()),
+                choice=choice)
         self.abort = PromptAbort(llama)
         if self.builder.notice:
             print(f"hearth-engine: {self.builder.notice}", file=sys.stderr, flush=True)

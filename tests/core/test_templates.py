@@ -184,3 +184,19 @@ def test_a_flipped_bit_in_a_header_length_is_called_damaged_not_short(model_file
         gguf.read_info(broken)
     assert "is damaged" in str(err.value) and "ends early" not in str(err.value)
     assert "download it again" in str(err.value)
+
+
+def test_a_template_step_that_ignores_the_clock_ends_the_engine_which_then_says_why():
+    import subprocess
+    import sys
+
+    from desktop.core.engine import explain_exit
+
+    # The last line of defence in the engine child: a render still running past its limit.
+    code = ("import time\nfrom desktop.core.engine_server import Watchdog\n"
+            "with Watchdog(0.5).rendering():\n    time.sleep(20)\n")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 70 and templates.HUNG_LOG in child.stderr
+    sentence = explain_exit(child.stderr, child.returncode, "Some Model")
+    assert sentence.startswith("The chat template of “Some Model” ran on past its time limit")
+    assert "next message uses a known format" in sentence
