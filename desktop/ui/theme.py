@@ -102,7 +102,7 @@ def stylesheet(t: Theme) -> str:
     #MessageMeta {{ color: {t.muted}; font-size: 8.5pt; }}
     #ThinkingToggle {{ color: {t.muted}; border: none; background: transparent; padding: 2px 0; font-size: 9pt; }}
     #ThinkingToggle:hover {{ color: {t.text}; }}
-    #ThinkingBody {{ color: {t.muted}; border-left: 2px solid {t.border}; padding-left: 10px; }}
+    #ThinkingBody {{ color: {t.muted}; border: none; border-left: 2px solid {t.border}; padding-left: 10px; }}
     #MessageAuthor {{ font-weight: 600; }}
     #MessageError {{ color: {t.error}; background: {t.error_bg}; border-radius: 8px; padding: 8px 10px; }}
     #Banner {{ background: {t.error_bg}; color: {t.error}; border-radius: 10px; padding: 8px 12px; }}

@@ -63,6 +63,11 @@ def test_thinking_shows_apart_folds_when_the_answer_starts_and_is_never_sent_bac
     assert answer.text == "Paris is the capital of France."
     assert section.toggle.text().startswith("Thought for") and not section.is_open
     assert "<think>" not in answer.body.text() and "</th" not in answer.body.text()
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    assert section.is_open
+    window.grab().save(str(shots_dir / f"thinking-done-{'dark' if dark else 'light'}.png"))
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    assert not section.is_open
     answer.copy_text()
     assert QGuiApplication.clipboard().text() == "Paris is the capital of France."
     saved = services.store.messages(window.current_id)[-1]
@@ -70,9 +75,6 @@ def test_thinking_shows_apart_folds_when_the_answer_starts_and_is_never_sent_bac
     assert saved.thinking == "The user wants a capital city. France's is Paris."
     assert saved.thinking_ms is not None and saved.thinking_ms > 500  # it thought for over a second
     assert services.store.conversation(window.current_id).title == "What is the capital of France?"
-    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
-    assert section.is_open
-    window.grab().save(str(shots_dir / f"thinking-done-{'dark' if dark else 'light'}.png"))
 
     _send(qtbot, window, "And of Italy?")
     qtbot.waitUntil(lambda: not window.answering, timeout=15_000)
