@@ -24,6 +24,7 @@ from desktop.core.reasoning import thinking_phrase
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
 from desktop.ui.icons import app_icon, icon, tool_button
+from desktop.ui.links import guard_label
 from desktop.ui.markdown import LiveMarkdown, breakable, to_html
 from desktop.ui.theme import Theme
 
@@ -88,7 +89,7 @@ def _text_label(rich: bool = True, cls: type[QLabel] = QLabel) -> QLabel:
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
                                   | Qt.TextInteractionFlag.TextSelectableByKeyboard
                                   | Qt.TextInteractionFlag.LinksAccessibleByMouse)
-    label.setOpenExternalLinks(True)
+    guard_label(label)  # links ask before they open; copies carry no zero-width spaces
     label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
     return label
 

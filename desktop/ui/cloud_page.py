@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QTableWidgetItem,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -35,6 +34,7 @@ from desktop.core.store import Message
 from desktop.core.units import human_bytes
 from desktop.ui.chat_view import Composer, money, stats_line, thinking_line, waiting_note, where_line
 from desktop.ui.icons import icon
+from desktop.ui.links import AnswerBrowser
 from desktop.ui.markdown import to_html
 from desktop.ui.theme import Theme
 from desktop.ui.widgets import confirm, data_table, muted, page_frame
@@ -68,9 +68,8 @@ class ColumnView(QFrame):
         self.title = QLabel()
         self.title.setObjectName("CardTitle")
         self.where = muted(wrap=True)
-        self.body = QTextBrowser()
+        self.body = AnswerBrowser()  # loads nothing; a link opens only after the reader agrees
         self.body.setObjectName("CompareText")
-        self.body.setOpenExternalLinks(False)
         self.figures = muted(wrap=True)
         self.figures.setMinimumHeight(self.figures.fontMetrics().lineSpacing() * 2 + 4)  # never clipped
         self.body.setMinimumHeight(80)

@@ -1,7 +1,18 @@
-"""Markdown from a model, as the limited HTML that Qt's rich-text labels draw.
+"""Markdown from a model, as the limited HTML that Qt's rich-text widgets draw.
 
-Raw HTML in the model's text is escaped, never interpreted. Fenced code blocks become shaded,
-monospaced boxes that wrap instead of widening the window.
+A model's text is untrusted input, like a web page from a stranger, so the HTML made here can
+never make Qt read a file, fetch from the network or start a program:
+
+- raw HTML in the text is escaped and shown as written, never interpreted;
+- Markdown images become a chip that says an image was referenced, with its address on hover;
+  no `<img>` is ever written, so nothing is loaded;
+- only http(s) and mailto links are links (`is_live_link`); any other target (a local path,
+  `file:`, a relative link, `javascript:`, `data:`…) is shown as plain text beside the link text.
+
+And it shows the text as written: entities follow CommonMark (`&lt;` is "<", an unknown `&foo;`
+stays as typed), and math in `\\( \\)`, `\\[ \\]`, `$$ $$` and `$ $` keeps every backslash and
+line break, in a math style (it is not typeset). Fenced code blocks become shaded, monospaced
+boxes that wrap instead of widening the window.
 """
 
 from __future__ import annotations
@@ -9,17 +20,111 @@ from __future__ import annotations
 import html
 import re
 from functools import lru_cache
+from urllib.parse import quote, unquote, urlsplit
 
 import mistune
+from mistune.util import striptags
+from mistune.util import unescape as unescape_entities
 
 MONO = "'JetBrains Mono', 'DejaVu Sans Mono', 'Menlo', 'Consolas', monospace"
+# Text serifs, not the math fonts: those carry huge line heights that would open gaps in a line.
+MATH = "'Cambria', 'STIX Two Text', 'Latin Modern Roman', 'DejaVu Serif', 'Georgia', 'Times New Roman', serif"
+LIVE_SCHEMES = ("http", "https", "mailto")
+IMAGE_HREF = "hearth-image:"  # the href of an image chip: never opened, it only carries the address
 _LONG_RUN = re.compile(r"(\S{24})(?=\S)")
+_INVISIBLE = str.maketrans({"\u200b": None, "\u2029": "\n", "\u2028": "\n", "\u00a0": " "})
 
 
 def breakable(text: str) -> str:
     """Let very long words and URLs wrap: Qt only breaks lines at spaces, so a zero-width space
-    goes into every run of 24 characters without one. For drawing only; copies take the raw text."""
+    goes into every run of 24 characters without one. For drawing only: copies take the raw
+    text, or go through `plain_copy`."""
     return _LONG_RUN.sub("\\1\u200b", text)
+
+
+def plain_copy(text: str) -> str:
+    """Text selected in a drawn answer as the reader means it: without the zero-width spaces
+    of `breakable`, with Qt's paragraph and line separators (U+2029, U+2028) as newlines and
+    no-break spaces as spaces."""
+    return text.translate(_INVISIBLE)
+
+
+def is_live_link(url: str) -> bool:
+    """Whether an answer's link may become a clickable link: http(s) to a host, or mailto to an
+    address. Everything else (paths, `file:`, relative links, other schemes) is shown as text."""
+    if not url or any(c.isspace() or ord(c) < 32 for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return bool(parts.hostname)
+    return scheme == "mailto" and "@" in parts.path
+
+
+def image_address(href: str) -> str | None:
+    """The address an image chip stands for, from the chip's href; None for any other href."""
+    return unquote(href[len(IMAGE_HREF):]) if href.startswith(IMAGE_HREF) else None
+
+
+def _attr(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _lines(text: str) -> str:
+    """Escaped text whose line breaks, and the indentation of each line after one, survive
+    rich text (which folds both into single spaces)."""
+    first, *rest = breakable(text).split("\n")
+    out = [html.escape(first, quote=False)]
+    for line in rest:
+        stripped = line.lstrip(" ")
+        out.append("&nbsp;" * (len(line) - len(stripped)) + html.escape(stripped, quote=False))
+    return "<br>".join(out)
+
+
+# -- math -------------------------------------------------------------------------------------
+# A plugin rather than a pass over the text, so code spans and code blocks keep their `$` and
+# `\(` (Markdown reads `\(` as an escaped bracket: the rule must run before `escape`).
+# `$…$` follows Pandoc's rule, so prices stay text: the opening `$` has a non-space after it,
+# the closing one a non-space before it and no digit after it ("$5 or $10" is not math).
+_INLINE_MATH = (
+    r"\\\((?P<im_paren>[\s\S]{1,4000}?)\\\)"
+    r"|\\\[(?P<im_bracket>[\s\S]{1,4000}?)\\\]"
+    r"|\$\$(?P<im_dollars>(?:[^$]|\$(?!\$)){1,4000}?)\$\$"
+    r"|\$(?![\s$])(?P<im_dollar>(?:[^$\\\n]|\\.){1,2000}?)(?<!\s)\$(?!\d)"
+)
+# A display formula starts a line and ends one; a blank line inside ends it (as in LaTeX).
+_DISPLAY_MATH = (
+    r"^ {0,3}\$\$(?P<dm_dollars>(?:[^$\n]|\$(?!\$)|\n(?![ \t]*(?:\n|$)))*?)\$\$[ \t]*(?:\n|$)"
+    r"|^ {0,3}\\\[(?P<dm_bracket>(?:[^\n]|\n(?![ \t]*(?:\n|$)))*?)\\\][ \t]*(?:\n|$)"
+)
+_DELIMITERS = {"im_paren": ("\\(", "\\)"), "im_bracket": ("\\[", "\\]"), "im_dollars": ("$$", "$$"),
+               "im_dollar": ("$", "$"), "dm_dollars": ("$$", "$$"), "dm_bracket": ("\\[", "\\]")}
+
+
+def _math_token(m: re.Match[str], kind: str) -> dict:
+    name = next(name for name in _DELIMITERS if name.startswith(kind) and m.group(name) is not None)
+    opener, closer = _DELIMITERS[name]
+    return {"type": f"{kind}_math", "raw": m.group(name), "attrs": {"opener": opener, "closer": closer}}
+
+
+def _parse_inline_math(inline, m: re.Match[str], state) -> int:
+    state.append_token(_math_token(m, "im"))
+    return m.end()
+
+
+def _parse_display_math(block, m: re.Match[str], state) -> int:
+    state.append_token(_math_token(m, "dm"))
+    return m.end()
+
+
+def _math_plugin(md: mistune.Markdown) -> None:
+    md.inline.register("im_math", _INLINE_MATH, _parse_inline_math, before="escape", start_chars=("\\", "$"))
+    md.block.register("dm_math", _DISPLAY_MATH, _parse_display_math, before="list")
+    for rules in (md.block.block_quote_rules, md.block.list_rules):
+        md.block.insert_rule(rules, "dm_math", before="list")
 
 
 class _QtRenderer(mistune.HTMLRenderer):
@@ -29,7 +134,10 @@ class _QtRenderer(mistune.HTMLRenderer):
         self.muted = muted
 
     def text(self, text: str) -> str:
-        return html.escape(breakable(text), quote=False)
+        # Entities and numeric references become their characters (CommonMark 6.2, with its
+        # table of names; one without its `;` or unknown stays as written), then are escaped
+        # once for the rich text, so `&lt;` reads "<" and never "&lt;".
+        return html.escape(breakable(unescape_entities(text)), quote=False)
 
     def block_code(self, code: str, info: str | None = None) -> str:
         lang = (info or "").split()[0] if info else ""
@@ -45,19 +153,56 @@ class _QtRenderer(mistune.HTMLRenderer):
         return (f'<code style="font-family:{MONO}; background-color:{self.code_bg};">'
                 f"&nbsp;{html.escape(breakable(text))}&nbsp;</code>")
 
+    def link(self, text: str, url: str, title: str | None = None) -> str:
+        """A live link shows its full target on hover (the title, and the window's tooltip);
+        any other is its text followed by its target, as plain text. The model's own title is
+        left out: the reader should see where a link goes, not what the model says about it."""
+        # An image chip inside a link (a "badge") must not be an anchor inside an anchor.
+        text = re.sub(r'<a href="hearth-image:[^"]*"', "<span", text).replace("</a>", "</span>")
+        if is_live_link(url):
+            return f'<a href="{_attr(url)}" title="{_attr(url)}">{text}</a>'
+        target = unquote(url)
+        shown = html.unescape(striptags(text)).replace("\u200b", "")
+        if not target or shown.strip() == target:
+            return text
+        return f'{text}<span style="color:{self.muted};"> ({html.escape(breakable(target), quote=False)})</span>'
+
+    def image(self, text: str, url: str, title: str | None = None) -> str:
+        """A chip in place of the picture, which is never loaded: a local path could be a device
+        that never ends (/dev/zero) or a private file, and a web address tells a server that the
+        answer was read. Its address shows on hover."""
+        alt = striptags(text).strip() or "image"
+        address = unquote(url)
+        tip = f"Image not loaded: {address}" if address else "Image not loaded"
+        return (f'<a href="{IMAGE_HREF}{quote(url, safe="")}" title="{_attr(tip)}" '
+                f'style="text-decoration:none; color:{self.muted}; background-color:{self.code_bg};">'
+                f"&nbsp;Image:&nbsp;{alt}&nbsp;</a>")
+
+    def im_math(self, text: str, opener: str, closer: str) -> str:
+        return (f'<span style="font-family:{MATH};"><span style="color:{self.muted};">{html.escape(opener)}</span>'
+                f"{_lines(text)}<span style=\"color:{self.muted};\">{html.escape(closer)}</span></span>")
+
+    def dm_math(self, text: str, opener: str, closer: str) -> str:
+        """A display formula on its own, centred, its lines as written."""
+        return (f'<table align="center" cellspacing="0" cellpadding="2" style="margin: 6px 0;"><tr>'
+                f'<td style="font-family:{MATH};"><span style="color:{self.muted};">{html.escape(opener)}</span>'
+                f'{_lines(text)}<span style="color:{self.muted};">{html.escape(closer)}</span></td></tr></table>\n')
+
 
 @lru_cache(maxsize=4)
 def _parser(code_bg: str, muted: str) -> mistune.Markdown:
     return mistune.create_markdown(renderer=_QtRenderer(code_bg, muted),
-                                   plugins=["strikethrough", "table", "url"])
+                                   plugins=["strikethrough", "table", "url", _math_plugin])
 
 
 def to_html(text: str, *, code_bg: str = "#f2f1f4", muted: str = "#6e6e76") -> str:
+    """The rich text for a model's Markdown `text`, in the colours given (the theme's)."""
     return str(_parser(code_bg, muted)(text))
 
 
 _FENCE = re.compile(r" {0,3}(```|~~~)")
 _LIST_ITEM = re.compile(r"(\d{1,9}[.)]|[-*+])[ \t]")
+_MATH_OPEN = re.compile(r" {0,3}(\$\$|\\\[)")
 
 
 class LiveMarkdown:
@@ -65,7 +210,7 @@ class LiveMarkdown:
 
     The text is cut into pieces that render the same apart as together: at a line that starts
     a new block after a blank line, and between the items of a tight list (whose pieces are
-    joined back into one list). Finished pieces keep their HTML, so each new word costs the
+    joined back into one list); never inside a code block or a display formula. Finished pieces keep their HTML, so each new word costs the
     parse of the last piece instead of the whole answer (a 190-item list: 5 ms → 0.3 ms).
     A finished message is rendered whole with `to_html`, which has the last word on edge
     cases (a loose list, a reference link defined further down)."""
@@ -98,15 +243,16 @@ def _pieces(text: str) -> list[tuple[str, bool]]:
     pieces: list[tuple[str, bool]] = []
     start, joins = 0, False
     fenced = False
+    math_closer = ""  # while a display formula may be open: the delimiter that would end it
     kind = ""  # the list marker ("." / ")" numbered, "-" / "*" / "+") of a piece that is a tight list so far
     previous_blank = False
     at = 0
     for line in text.splitlines(keepends=True):
         blank = not line.strip()
-        item = None if fenced else _LIST_ITEM.match(line)
+        item = None if fenced or math_closer else _LIST_ITEM.match(line)
         item_kind = item.group(1)[-1] if item else ""  # "." or ")" after a number, or the bullet
         cut = continues = False
-        if at > start and not fenced:
+        if at > start and not fenced and not math_closer:
             if previous_blank and not line[:1].isspace() and not blank and not item:
                 cut = True
             elif item and kind and item_kind == kind and not previous_blank:
@@ -121,8 +267,15 @@ def _pieces(text: str) -> list[tuple[str, bool]]:
             kind = ""  # another list, a heading, a quote...: the list may have ended, parse whole
         if blank:
             kind = ""  # a blank line inside: a loose list, parsed whole
-        if _FENCE.match(line):
+        if math_closer:
+            if blank or math_closer in line:  # a blank line ends a formula too, as in to_html
+                math_closer = ""
+        elif _FENCE.match(line):
             fenced = not fenced
+            kind = ""
+        elif not fenced and (opened := _MATH_OPEN.match(line)):
+            closer = "$$" if opened.group(1) == "$$" else "\\]"
+            math_closer = "" if closer in line[opened.end():] else closer
             kind = ""
         previous_blank = blank
         at += len(line)
