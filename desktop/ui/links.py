@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import (
+    QClipboard,
     QContextMenuEvent,
     QCursor,
     QDesktopServices,
@@ -23,7 +24,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QLabel, QMenu, QMessageBox, QTextBrowser, QToolTip, QWidget
 
-from desktop.ui.markdown import image_address, is_live_link, plain_copy
+from desktop.ui.markdown import LIVE_SCHEMES, image_address, is_live_link, plain_copy
 from desktop.ui.widgets import confirm
 
 OPEN_LINK_QUESTION = "Open this link in your browser?"
@@ -42,7 +43,7 @@ def open_in_browser(url: str) -> bool:
     if not is_live_link(url):
         return False
     target = QUrl(url, QUrl.ParsingMode.StrictMode)
-    if not target.isValid() or target.scheme().lower() not in ("http", "https", "mailto"):
+    if not target.isValid() or target.scheme().lower() not in LIVE_SCHEMES:
         return False
     return QDesktopServices.openUrl(target)
 
@@ -57,15 +58,16 @@ def ask_to_open(parent: QWidget, href: str) -> QMessageBox | None:
 
 
 class _AnswerLabelGuard(QObject):
-    """Event filter of a label drawing an answer: copies without invisible characters (Ctrl+C,
-    the context menu, and the X11 selection that a middle click pastes)."""
+    """Event filter and link handler of a label drawing an answer: hover shows where a link
+    goes, a click asks before opening, and copies (Ctrl+C, the context menu, and the X11
+    selection that a middle click pastes) carry no invisible characters."""
 
     def __init__(self, label: QLabel) -> None:
         super().__init__(label)
         self.label = label
         self.hovered = ""  # the anchor under the mouse, for "Copy link address"
         label.linkHovered.connect(self._hovered)
-        label.linkActivated.connect(lambda href: ask_to_open(label, href))
+        label.linkActivated.connect(self._activated)
 
     def _hovered(self, href: str) -> None:
         self.hovered = href
@@ -74,38 +76,53 @@ class _AnswerLabelGuard(QObject):
         else:
             QToolTip.hideText()
 
+    def _activated(self, href: str) -> None:
+        ask_to_open(self.label, href)
+
     def copy(self) -> None:
         if self.label.hasSelectedText():
             QGuiApplication.clipboard().setText(plain_copy(self.label.selectedText()))
 
+    def select_all(self) -> None:
+        label = self.label
+        if label.textFormat() == Qt.TextFormat.PlainText:
+            length = len(label.text())
+        else:  # positions count the drawn characters, not the HTML's
+            document = QTextDocument()
+            document.setHtml(label.text())
+            length = document.characterCount() - 1
+        label.setSelection(0, length)
+
     def _copy_selection(self) -> None:
         clipboard = QGuiApplication.clipboard()
         if clipboard.supportsSelection() and self.label.hasSelectedText():
-            clipboard.setText(plain_copy(self.label.selectedText()), clipboard.Mode.Selection)
+            clipboard.setText(plain_copy(self.label.selectedText()), QClipboard.Mode.Selection)
 
     def _menu(self, event: QContextMenuEvent) -> None:
         menu = QMenu(self.label)
-        copy = menu.addAction("Copy", self.copy)
-        copy.setEnabled(self.label.hasSelectedText())
+        menu.setObjectName("AnswerMenu")
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.addAction("Copy", self.copy).setEnabled(self.label.hasSelectedText())
         address = image_address(self.hovered) if self.hovered else None
         target = address if address is not None else self.hovered
         if target:
             menu.addAction("Copy image address" if address is not None else "Copy link address",
                            lambda: QGuiApplication.clipboard().setText(target))
-        menu.addAction("Select all", lambda: self.label.setSelection(0, len(self.label.text())))
-        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.addAction("Select all", self.select_all)
         menu.popup(event.globalPos())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         kind = event.type()
         if kind == QEvent.Type.KeyPress and isinstance(event, QKeyEvent) and event.matches(QKeySequence.StandardKey.Copy):
-            self.copy()
-            return True
+            if self.label.hasSelectedText():
+                self.copy()
+                return True
+            return False
         if kind == QEvent.Type.ContextMenu and isinstance(event, QContextMenuEvent):
             self._menu(event)
             return True
         if kind == QEvent.Type.MouseButtonRelease:
-            QTimer.singleShot(0, self, self._copy_selection)  # after Qt has set its own
+            QTimer.singleShot(0, self, self._copy_selection)  # after Qt has set its own, with them
         return False
 
 
@@ -126,7 +143,10 @@ class AnswerBrowser(QTextBrowser):
         super().__init__(parent)
         self.setOpenLinks(False)  # else a click on a link loads its target into this view
         self.setOpenExternalLinks(False)
-        self.anchorClicked.connect(lambda url: ask_to_open(self, url.toString(QUrl.ComponentFormattingOption.FullyEncoded)))
+        self.anchorClicked.connect(self._clicked)
+
+    def _clicked(self, url: QUrl) -> None:
+        ask_to_open(self, url.toString(QUrl.ComponentFormattingOption.FullyEncoded))
 
     def loadResource(self, kind: int, name: QUrl) -> object:  # noqa: N802 (Qt's name)
         # An empty value is not enough: Qt's document then reads the file itself. A null image

@@ -201,7 +201,7 @@ def to_html(text: str, *, code_bg: str = "#f2f1f4", muted: str = "#6e6e76") -> s
 
 
 _FENCE = re.compile(r" {0,3}(```|~~~)")
-_LIST_ITEM = re.compile(r"(\d{1,9}[.)]|[-*+])[ \t]")
+_LIST_ITEM = re.compile(r"(\d{1,9}[.)]|[-*+])(?:[ \t]|$)")  # "-" alone is an empty item
 _MATH_OPEN = re.compile(r" {0,3}(\$\$|\\\[)")
 
 
