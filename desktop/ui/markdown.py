@@ -89,16 +89,18 @@ def _lines(text: str) -> str:
 # `\(` (Markdown reads `\(` as an escaped bracket: the rule must run before `escape`).
 # `$…$` follows Pandoc's rule, so prices stay text: the opening `$` has a non-space after it,
 # the closing one a non-space before it and no digit after it ("$5 or $10" is not math).
+# A backslash inside is read with the character after it (`\\[4pt]` is no opener), and a formula
+# ends at the next opener, so an unclosed one costs one scan to there, not to the end.
 _INLINE_MATH = (
-    r"\\\((?P<im_paren>[\s\S]{1,4000}?)\\\)"
-    r"|\\\[(?P<im_bracket>[\s\S]{1,4000}?)\\\]"
+    r"\\\((?P<im_paren>(?:[^\\]|\\[^()]){1,4000}?)\\\)"
+    r"|\\\[(?P<im_bracket>(?:[^\\]|\\[^\[\]]){1,4000}?)\\\]"
     r"|\$\$(?P<im_dollars>(?:[^$]|\$(?!\$)){1,4000}?)\$\$"
     r"|\$(?![\s$])(?P<im_dollar>(?:[^$\\\n]|\\.){1,2000}?)(?<!\s)\$(?!\d)"
 )
 # A display formula starts a line and ends one; a blank line inside ends it (as in LaTeX).
 _DISPLAY_MATH = (
     r"^ {0,3}\$\$(?P<dm_dollars>(?:[^$\n]|\$(?!\$)|\n(?![ \t]*(?:\n|$)))*?)\$\$[ \t]*(?:\n|$)"
-    r"|^ {0,3}\\\[(?P<dm_bracket>(?:[^\n]|\n(?![ \t]*(?:\n|$)))*?)\\\][ \t]*(?:\n|$)"
+    r"|^ {0,3}\\\[(?P<dm_bracket>(?:[^\\\n]|\\[^\[\]]|\n(?![ \t]*(?:\n|$)))*?)\\\][ \t]*(?:\n|$)"
 )
 _DELIMITERS = {"im_paren": ("\\(", "\\)"), "im_bracket": ("\\[", "\\]"), "im_dollars": ("$$", "$$"),
                "im_dollar": ("$", "$"), "dm_dollars": ("$$", "$$"), "dm_bracket": ("\\[", "\\]")}
@@ -174,7 +176,7 @@ class _QtRenderer(mistune.HTMLRenderer):
         alt = striptags(text).strip() or "image"
         address = unquote(url)
         tip = f"Image not loaded: {address}" if address else "Image not loaded"
-        return (f'<a href="{IMAGE_HREF}{quote(url, safe="")}" title="{_attr(tip)}" '
+        return (f'<a href="{IMAGE_HREF}{quote(address, safe="")}" title="{_attr(tip)}" '
                 f'style="text-decoration:none; color:{self.muted}; background-color:{self.code_bg};">'
                 f"&nbsp;Image:&nbsp;{alt}&nbsp;</a>")
 

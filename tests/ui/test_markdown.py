@@ -179,6 +179,7 @@ MATH = [
     (r"Energy is $E = mc^2$ and $\sqrt{2}$.", "$E = mc^2$"),
     ("Sum $$\\sum_{i=1}^n i$$ inline.", "$$\\sum_{i=1}^n i$$"),
     ("a \\\\ b in $a \\\\ b$", "$a \\\\ b$"),
+    ("An unclosed \\( stays, then \\( y \\) is math.", "\\( y \\)"),
 ]
 
 
@@ -192,6 +193,7 @@ def test_inline_math_keeps_every_backslash_in_a_math_face(text, formula):
     "Then\n\\[\n\\begin{aligned}\n  a &= b \\\\\n  c &= d\n\\end{aligned}\n\\]\nso.",
     "$$\n\\int_0^1 x\\,dx = \\tfrac12 \\\\\ny = 2\n$$",
     "$$ e^{i\\pi} + 1 = 0 $$",
+    "\\[\na &= 1 \\\\[4pt]\nb &= 2\n\\]",
     "- an item\n\n  \\[\n  x = 1\n  \\]\n",
     "> quoted\n>\n> $$\n> y = 2\n> $$",
 ])
