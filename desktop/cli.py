@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -180,55 +181,90 @@ def _tell_waits(chat) -> None:
     chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # every control character but tab and newline
+
+
+def _printable(text: str) -> str:
+    """A model's words as a terminal may show them: no escape sequences (which could clear the
+    screen, retitle the window or hide text), no other control characters."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
 class _AnswerPrinter:
-    """Streams an answer to the terminal: the answer proper on stdout; a reasoning model's
+    """Writes an answer for a terminal or a pipe: the answer proper on stdout; a reasoning model's
     thinking on stderr, dimmed where stderr is a terminal, or (without --show-thinking) one line
-    saying that it is thinking and, at the end, for how long."""
+    saying that it is thinking and, at the end, for how long.
+
+    On a terminal the answer streams. Words that turn out to have been thinking (a server whose
+    chat template opened the block sends only the `</think>`) are then followed by a note and the
+    answer on a line of its own. To a pipe or a file only the final answer is written, whole."""
 
     DIM, PLAIN = "\033[2m", "\033[0m"
 
     def __init__(self, *, show_thinking: bool) -> None:
         self.show_thinking = show_thinking
         self.dim = sys.stderr.isatty()
+        self.live = sys.stdout.isatty()
         self.thought = 0  # characters of thinking written
         self.printed = ""  # the answer as written to stdout
         self.said_thinking = False
+        self.thinking_open = False  # thinking written to stderr that has no newline after it yet
+
+    def _think(self, text: str) -> None:
+        text = _printable(text)
+        sys.stderr.write(f"{self.DIM}{text}{self.PLAIN}" if self.dim else text)
+        sys.stderr.flush()
+        self.thinking_open = not text.endswith("\n")
+
+    def _close_thinking(self) -> None:
+        if self.thinking_open:
+            sys.stderr.write("\n")
+            self.thinking_open = False
 
     def __call__(self, live) -> None:
-        if live.phase == "thinking" or (live.thinking and self.thought < len(live.thinking)):
+        thinking = live.thinking
+        if live.phase == "thinking" or len(thinking) > self.thought:
             if self.show_thinking:
-                thinking = live.thinking
                 if len(thinking) > self.thought:
-                    text = thinking[self.thought:]
-                    sys.stderr.write(f"{self.DIM}{text}{self.PLAIN}" if self.dim else text)
-                    sys.stderr.flush()
+                    self._think(thinking[self.thought:])
                     self.thought = len(thinking)
             elif not self.said_thinking:
                 print("hearth: thinking…", file=sys.stderr, flush=True)
             self.said_thinking = True
+        if not self.live:
+            return
         answer = live.text
-        # Only ever more of the same answer: a stream whose first words turn out to have been
-        # thinking (a lone </think>) cannot take back what the terminal shows.
-        if len(answer) > len(self.printed) and answer.startswith(self.printed):
-            if self.said_thinking and self.show_thinking and not self.printed:
-                sys.stderr.write("\n")
-            sys.stdout.write(answer[len(self.printed):])
+        if self.printed and not answer.startswith(self.printed):
+            # What was shown as the answer was thinking after all.
+            sys.stdout.write("\n")
+            self._close_thinking()
+            print("hearth: (the words above were the model's thinking; its answer follows)",
+                  file=sys.stderr, flush=True)
+            self.printed = ""
+        if len(answer) > len(self.printed):
+            self._close_thinking()
+            sys.stdout.write(_printable(answer[len(self.printed):]))
             sys.stdout.flush()
             self.printed = answer
 
     def end(self, answer) -> None:
         """After the answer is saved: what is left of it, and how it ended."""
-        rest = answer.content[len(self.printed):] if answer.content.startswith(self.printed) else ""
-        sys.stdout.write(rest + "\n")
+        if self.show_thinking and answer.thinking[self.thought:]:
+            self._think(answer.thinking[self.thought:])
+        self._close_thinking()
+        rest = answer.content[len(self.printed):] if answer.content.startswith(self.printed) else (
+            "\n" + answer.content)
+        sys.stdout.write(_printable(rest) + "\n")
         sys.stdout.flush()
         if answer.thinking_ms is not None:
-            if self.show_thinking and answer.thinking[self.thought:]:
-                sys.stderr.write(answer.thinking[self.thought:] + "\n")
             from desktop.core.reasoning import thinking_phrase
 
             print(f"hearth: {thinking_phrase(answer.thinking_ms).lower()}", file=sys.stderr)
             if not answer.content and answer.status == "complete":
                 print("hearth: the model wrote no answer after its thinking.", file=sys.stderr)
+        elif not answer.content and answer.status == "complete":
+            print("hearth: the model wrote nothing. If that keeps happening, its chat format may be wrong: "
+                  "see the model's Chat format in the app's settings.", file=sys.stderr)
         if answer.stop_reason == "length":
             print("hearth: stopped at the length limit (raise it with --max-tokens).", file=sys.stderr)
 

@@ -73,6 +73,7 @@ class LiveAnswer:
     usage: Usage | None = None  # as the endpoint counted it, when it did
     finish_reason: str | None = None
     bytes_sent: int = 0  # to hosts other than this machine
+    ended: float | None = None  # when the answer ended, however it did
 
     @property
     def text(self) -> str:
@@ -90,21 +91,24 @@ class LiveAnswer:
 
     @property
     def thinking_ms(self) -> float | None:
-        """How long the model thought: to its first answer word, or to now while it thinks."""
+        """How long the model thought: to its first answer word; while it still thinks, to now
+        (or to when the answer ended: Stop, an error, the length limit)."""
         if self.thinking_from is None:
             return None
-        end = self.answering_from or self.last_token or self.thinking_from
-        return (end - self.thinking_from) * 1000
+        end = self.answering_from or self.ended or time.monotonic()
+        return max(0.0, end - self.thinking_from) * 1000
 
     def mark(self, now: float) -> None:
-        """Note when thinking and answering began (called after each feed)."""
-        phase = self.parser.phase
-        if phase == "thinking" and self.thinking_from is None:
-            self.thinking_from = now
-        elif phase == "answering" and self.answering_from is None:
-            self.answering_from = now
-            if self.parser.thought and self.thinking_from is None:
-                self.thinking_from = self.first_token or now
+        """Note when thinking and answering began (called after each feed). Words first taken for
+        the answer may turn out to have been thinking (a `</think>` with no `<think>`): the
+        thinking then began with the first word, and the answer has not begun yet."""
+        if self.parser.thought and self.thinking_from is None:
+            self.thinking_from = self.first_token or now
+        if self.parser.phase == "answering":
+            if self.answering_from is None:
+                self.answering_from = now
+        else:
+            self.answering_from = None
 
     def stats(self, tokens_out: int | None) -> dict[str, float | int | str | None]:
         ttft = (self.first_token - self.started) * 1000 if self.first_token else None
@@ -254,6 +258,10 @@ class ChatService:
                 status, error = "error", str(exc)
         except HearthError as exc:
             status, error = "error", str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must still end the answer, with its words kept
+            log.exception("an answer failed unexpectedly")
+            status, error = "error", (f"Something went wrong inside Hearth while this answer was written "
+                                      f"({type(exc).__name__}); what arrived is kept. Try again.")
         finally:
             self._inner = None
             self._live = None
@@ -285,6 +293,8 @@ class ChatService:
     def _finish(self, answer: LiveAnswer, status: str, error: str, tokens_out: int | None,
                 row: dict[str, str]) -> Message:
         answer.parser.finish()  # a tag held back at the very end is text after all
+        answer.mark(answer.last_token or time.monotonic())
+        answer.ended = answer.ended or time.monotonic()
         stats = answer.stats(tokens_out)
         stats["usage_estimated"] = bool(answer.usage and answer.usage.estimated)
         cost = self._cost(answer, row, stats)
@@ -331,6 +341,7 @@ class ChatService:
                     last_save = now
             answer.usage = client.usage
         finally:
+            answer.ended = time.monotonic()
             answer.finish_reason = client.finish_reason
             answer.bytes_sent = client.bytes_sent  # sent, whatever became of the answer
             heartbeat.cancel()

@@ -118,6 +118,33 @@ def request_body(messages: list[dict[str, str]], sampling: Sampling, *, local: b
     return body
 
 
+def _is_high_surrogate(char: str) -> bool:
+    return "\ud800" <= char <= "\udbff"
+
+
+class Utf16Joiner:
+    """A stream's text made valid Unicode. JSON writes a character beyond U+FFFF as two \\u
+    escapes (a UTF-16 surrogate pair, RFC 8259 §7), and some servers split the pair across two
+    events: the first half is held until the second arrives. A half with no partner becomes
+    U+FFFD, as a text decoder would show it: such a string cannot be printed or saved."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def __call__(self, text: str) -> str:
+        text, self._held = self._held + text, ""
+        if text and _is_high_surrogate(text[-1]):
+            text, self._held = text[:-1], text[-1]
+        if any("\ud800" <= c <= "\udfff" for c in text):
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text
+
+    def flush(self) -> str:
+        """What is still held at the end of the stream (a lone half becomes U+FFFD)."""
+        held, self._held = self._held, ""
+        return "\ufffd" if held else ""
+
+
 def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0
 
@@ -287,6 +314,7 @@ class OpenAIClient(ChatClient):
                 **request_body(messages, sampling, local=self.endpoint.local)}
         parts: list[str] = []
         finished = False
+        words, thoughts = Utf16Joiner(), Utf16Joiner()
         try:
             async with self._http.stream("POST", self._url, json=body, headers=self._headers) as response:
                 if response.status_code >= 400:
@@ -306,6 +334,7 @@ class OpenAIClient(ChatClient):
                             continue  # blank separators, comments (": keep-alive"), event names
                         data = line[5:].strip()
                         if data == "[DONE]":
+                            finished = True  # the stream's own end, even from a server that sent no finish_reason
                             continue  # read on to the end: the connection is then free for the next answer
                         chunk = json.loads(data)
                         if chunk.get("error"):
@@ -325,9 +354,14 @@ class OpenAIClient(ChatClient):
                         text = delta.get("content") or ""
                         # llama-server and LM Studio say reasoning_content; some servers say reasoning.
                         thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                        text = words(text) if isinstance(text, str) else ""
+                        thought = thoughts(thought) if isinstance(thought, str) else ""
                         if text or thought:
                             parts.append(text + thought)
-                            yield Delta(text if isinstance(text, str) else "", thought if isinstance(thought, str) else "")
+                            yield Delta(text, thought)
+                    text, thought = words.flush(), thoughts.flush()
+                    if text or thought:
+                        yield Delta(text, thought)
                 finally:
                     await response.aclose()
                     await reader.aclose()

@@ -182,6 +182,7 @@ class ReasoningParser:
         self._thought = False
         self._watch_lone_close = not opened
         self._answer_chars = 0  # content characters seen in the answer while watching for a lone close
+        self._tail = ""  # the answer's last characters, for a `<think>` split across chunks
         self._fences = _Fences()
         self._finished = False
 
@@ -195,6 +196,8 @@ class ReasoningParser:
             self._thinking.add(reasoning)
             if reasoning.strip():
                 self._thought = True
+                # The server keeps thinking apart: a `</think>` in the content is not the end of it.
+                self._watch_lone_close = False
         if content:
             text, self._held = self._held + content, ""
             while text:
@@ -334,7 +337,11 @@ class ReasoningParser:
         if self._watch_lone_close:
             self._answer_chars += len(text)
             self._fences.add(text)
-            if self._answer_chars >= LONE_CLOSE_WINDOW:
+            # A `<think>` in the answer (prose or an example about tags) is what a later `</think>`
+            # closes; so is anything past the window.
+            seen = self._tail + text
+            self._tail = seen[-(len(OPEN_TAG) - 1):]
+            if self._answer_chars >= LONE_CLOSE_WINDOW or OPEN_TAG in seen:
                 self._watch_lone_close = False
 
 

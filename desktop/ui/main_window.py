@@ -867,6 +867,12 @@ class MainWindow(QMainWindow):
             # The title shown when it was sent was not saved either.
             self._show_title(conversation_id, self.services.store.conversation(conversation_id).title)
             return
+        except Exception:
+            # Something nobody expected: the window must not stay busy with an answer that ended.
+            self._streaming = self._writing = None
+            self.message_list.set_live(None)
+            self._mark_last_answer()
+            raise  # and spawn() says so in the banner
         finally:
             self._writing = None
             self._flush_timer.stop()

@@ -237,3 +237,12 @@ def test_listing_a_providers_models_tests_its_address_and_key(services, server):
     services.providers.add("wrong", base_url=server.url + "/nope")
     with pytest.raises(ProviderSetupError, match="no model list"):
         asyncio.run(cloud.list_models(services.providers.get("wrong")))
+
+
+def test_a_character_split_across_two_events_arrives_whole_and_a_lone_half_becomes_a_replacement():
+    from desktop.core.providers import Utf16Joiner
+
+    join = Utf16Joiner()
+    pieces = [join("Red \ud83c"), join("\udfa8 and a lone \ud800."), join("\udbff"), join.flush()]
+    assert "".join(pieces) == "Red 🎨 and a lone \ufffd.\ufffd"
+    "".join(pieces).encode("utf-8")  # printable and storable

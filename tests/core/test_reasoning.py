@@ -457,12 +457,23 @@ def test_a_think_block_in_the_content_after_reasoning_deltas_is_still_thinking()
     assert (parser.thinking, parser.answer) == ("Server-parsed part. Tagged part.", "Answer.")
 
 
-def test_a_lone_close_tag_in_the_content_after_reasoning_deltas_ends_the_thinking():
+def test_after_reasoning_deltas_a_close_tag_in_the_content_is_answer_text():
+    # The server keeps thinking in its own field: content is the answer, tags and all.
     parser = ReasoningParser()
     parser.feed(reasoning="Parsed.")
-    parser.feed(content=" And raw.</think>Answer.")
-    assert (parser.thinking, parser.answer) == ("Parsed. And raw.", "Answer.")
+    parser.feed(content="Red. <think>late</think> done")
+    parser.finish()
+    assert (parser.thinking, parser.answer) == ("Parsed.", "Red. <think>late</think> done")
 
+
+def test_a_close_tag_after_a_think_tag_in_the_answer_stays_answer_text():
+    text = "Red, green, blue. Some models write <think> tags like <think>this</think>."
+    for chunks in ([text], list(text), [text[:40], text[40:]]):
+        parser = ReasoningParser()
+        for chunk in chunks:
+            parser.feed(chunk)
+        parser.finish()
+        assert (parser.thinking, parser.answer) == ("", text)
 
 def test_reasoning_and_content_in_one_chunk_keep_their_order():
     parser = ReasoningParser()

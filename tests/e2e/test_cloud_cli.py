@@ -107,3 +107,33 @@ def test_a_model_file_without_a_chat_template_says_which_format_it_uses(home, mo
     assert hearth("models", "import", "--link", str(bare)).returncode == 0
     info = hearth("models", "info", "smollm2-bare")
     assert "prompt_format      None in this file: ChatML, found from its special tokens" in info.stdout
+
+
+def test_words_that_turn_out_to_be_thinking_never_reach_a_pipe_and_escape_codes_never_reach_a_terminal(server):
+    hearth("providers", "add", "openai", "--base-url", server.url + "/v1")
+    # A server whose chat template opened the thinking block sends only its end.
+    server.scripts = [[{"content": "The user wants colors. "}, {"content": "I will list three."},
+                       {"content": "</think>"}, {"content": "\n\nRed, green, blue."}],
+                      [{"content": "Plain \x1b[2J answer\x07 with a bell."}]]
+    out = hearth("chat", "-m", "openai/gpt-4o-mini", "Name three colors.")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "Red, green, blue.\n"
+    assert "hearth: thought for" in out.stderr
+
+    escaped = hearth("chat", "-m", "openai/gpt-4o-mini", "Say something.")
+    assert escaped.stdout == "Plain [2J answer with a bell.\n"
+
+
+def test_an_emoji_split_across_two_events_is_printed_and_saved_whole(server):
+    hearth("providers", "add", "openai", "--base-url", server.url + "/v1")
+    server.scripts = [[{"content": "Red \ud83c"}, {"content": "\udfa8 and blue."}]]
+    out = hearth("chat", "-m", "openai/gpt-4o-mini", "A colour with an emoji?")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "Red 🎨 and blue.\n" and "Traceback" not in out.stderr
+    from desktop.core.paths import app_paths
+    from desktop.core.store import Store
+
+    store = Store(app_paths().database)
+    saved = [m for c in store.conversations() for m in store.messages(c.id) if m.role == "assistant"]
+    assert [(m.status, m.content) for m in saved] == [("complete", "Red 🎨 and blue.")]
+    store.close()
