@@ -334,7 +334,7 @@ def _models(services, args: argparse.Namespace) -> int:
         details = asdict(record)
         try:
             info = gguf.read_info(record.path)
-            details["prompt_format"] = templates.describe(info.has_chat_template, info.architecture,
+            details["prompt_format"] = templates.describe(info.chat_template, info.architecture,
                                                           info.markup_tokens, record.chat_format)
         except gguf.GGUFError as exc:
             details["problem"] = str(exc)

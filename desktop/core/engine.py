@@ -94,7 +94,12 @@ def explain_exit(log_text: str, returncode: int | None, model_name: str) -> str:
     """Turn the child's last words and exit status into a sentence."""
     if templates.HUNG_LOG in log_text:
         return (f"The chat template of “{model_name}” ran on past its time limit, so Hearth stopped the "
-                "engine. The next message uses a known format instead of the model's template.")
+                "engine. From the next message on, this model uses a known format instead (its Chat format "
+                "setting).")
+    if re.search(r"tensor '[^']*' has offset \d+, expected \d+|tensor data is not within the file bounds|"
+                 r"failed to read tensor info|invalid ggml type", log_text):
+        return (f"“{model_name}” is damaged: llama.cpp found its tensors where they cannot be. The file "
+                "was changed after it was made (a disk or copy error); download it again.")
     arch = re.search(r"unknown model architecture: '([^']+)'", log_text)
     if arch:
         return runtime.unknown_architecture_reason(arch.group(1), model_name)
@@ -136,6 +141,8 @@ class Engine:
         self.prompt_info: dict = {}
         self.notice_pending = ""  # the notice, until someone has shown it
         self._hung_templates: set[str] = set()  # model files whose template had to be killed
+        # Told (model, known format) when a template had to be killed, so the choice outlives this run.
+        self.on_template_hung: Callable[[ModelRecord, str], None] | None = None
 
     # -- state --------------------------------------------------------------------------------
     def _set_state(self, state: str, detail: str = "") -> None:
@@ -194,8 +201,11 @@ class Engine:
         name = self.model.name if self.model else "the model"
         code = self._proc.returncode if self._proc else None
         log_text = self.log_tail()
-        if templates.HUNG_LOG in log_text and self.model is not None:
+        if templates.HUNG_LOG in log_text and self.plan is not None and self.model.path not in self._hung_templates:
             self._hung_templates.add(self.model.path)
+            if self.on_template_hung is not None:
+                info = self.plan.info
+                self.on_template_hung(self.model, templates.detect(info.architecture, info.markup_tokens).format.name)
         return explain_exit(log_text, code, name)
 
     # -- loading ------------------------------------------------------------------------------

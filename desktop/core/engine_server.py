@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -248,6 +249,9 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
         body = await request.json()
         kwargs = {k: body[k] for k in CHAT_FIELDS if body.get(k) is not None}
         kwargs.setdefault("max_tokens", None)  # as in chat completions: until the turn ends (not 16)
+        # No seed asked for: a fresh one. llama-cpp-python would otherwise start every engine from
+        # the same seed, and a "random" answer would be the same after every restart.
+        kwargs.setdefault("seed", secrets.randbelow(2**31 - 1))
         messages = body["messages"]
         model = body.get("model", "local")
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))

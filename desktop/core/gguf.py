@@ -130,7 +130,7 @@ class GGUFInfo:
 
     @property
     def has_chat_template(self) -> bool:
-        return bool(self.metadata.get("tokenizer.chat_template"))
+        return bool(self.chat_template.strip())
 
     @property
     def chat_template(self) -> str:
@@ -298,8 +298,12 @@ def _parse(r: _Reader) -> GGUFInfo:
         key = r.string()
         metadata[key] = r.value(r.scalar("<I"), key)
 
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0:
+        alignment = DEFAULT_ALIGNMENT
     parameters = 0
     data_end = 0
+    next_offset = 0  # where the next tensor's data must start: llama.cpp's gguf.cpp checks the same
     type_counts: dict[str, int] = {}
     for _ in range(tensor_count):
         r.string()  # tensor name
@@ -319,14 +323,19 @@ def _parse(r: _Reader) -> GGUFInfo:
                 f"“{r.path.name}” stores its weights as {RETIRED_TYPES[ttype]}, a format llama.cpp "
                 "has since dropped. Download a newer quantization of this model."
             )
-        if ttype in TENSOR_TYPES:
-            name, block, block_bytes = TENSOR_TYPES[ttype]
-            type_counts[name] = type_counts.get(name, 0) + 1
-            data_end = max(data_end, offset + (elements + block - 1) // block * block_bytes)
+        if ttype not in TENSOR_TYPES:
+            raise UnsupportedGGUFError(
+                f"“{r.path.name}” stores a tensor in a format (type {ttype}) that this version of Hearth "
+                "does not know: the file is damaged, or newer than Hearth's llama.cpp."
+            )
+        name, block, block_bytes = TENSOR_TYPES[ttype]
+        type_counts[name] = type_counts.get(name, 0) + 1
+        size = (elements + block - 1) // block * block_bytes
+        if offset != next_offset:
+            raise r.damaged("its list of tensors does not match the sizes of the tensors before them")
+        next_offset = offset + (size + alignment - 1) // alignment * alignment
+        data_end = max(data_end, offset + size)
 
-    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0:
-        alignment = DEFAULT_ALIGNMENT
     data_start = (r.pos + alignment - 1) // alignment * alignment
     expected = data_start + data_end if tensor_count else r.pos
     if r.size < expected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 from dataclasses import dataclass, field
@@ -70,7 +71,16 @@ def open_services(paths: Paths | None = None) -> Services:
     library = Library(store, paths)
     queue = DownloadQueue(library, paths.data / "downloads.json", endpoint_url=hub.endpoint,
                           token=secrets.hub_token)
-    return Services(paths=paths, store=store, library=library, engine=Engine(paths),
+    engine = Engine(paths)
+
+    def keep_known_format(model, chat_format: str) -> None:
+        """A template that had to be killed is not tried again, in this run or the next."""
+        if model.chat_format in ("", "auto"):
+            with contextlib.suppress(KeyError):  # a .gguf chatted with by path has no record
+                store.set_chat_format(model.id, chat_format)
+
+    engine.on_template_hung = keep_known_format
+    return Services(paths=paths, store=store, library=library, engine=engine,
                     settings_file=settings_file, settings=settings_file.load(), downloads=queue,
                     providers=Providers(paths.config / "providers.json"),
                     pricing=Pricing(paths.config / "pricing.json"))

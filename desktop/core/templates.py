@@ -40,6 +40,10 @@ class TemplateTimeout(TemplateError):
     pass
 
 
+class TemplateRefused(TemplateError):
+    """The template itself refused a conversation (its raise_exception)."""
+
+
 @dataclass(frozen=True)
 class ChatFormat:
     """A known prompt format.
@@ -164,9 +168,27 @@ def _sandbox_class():
     template that would run for hours (nested loops, runaway recursion) stops at the limit.
     Multiplication, powers and string padding are capped so no single step can build a huge value.
     """
+    import functools
+
     from jinja2 import nodes
     from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+    from jinja2.visitor import NodeTransformer
+
+    def too_large(value: Any) -> bool:
+        return isinstance(value, str | list | tuple | dict) and len(value) > LONGEST_OUTPUT
+
+    class Guard(NodeTransformer):
+        """Every loop steps through hearth_loop(...), every `~` joins through hearth_join(...)."""
+
+        def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802 (jinja's visitor names)
+            node = self.generic_visit(node)
+            node.iter = nodes.Call(nodes.Name("hearth_loop", "load"), [node.iter], [], None, None)
+            return node
+
+        def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802
+            node = self.generic_visit(node)
+            return nodes.Call(nodes.Name("hearth_join", "load"), [nodes.List(node.nodes)], [], None, None)
 
     class Sandbox(ImmutableSandboxedEnvironment):
         intercepted_binops = frozenset(["*", "**", "+"])
@@ -176,6 +198,30 @@ def _sandbox_class():
             self.clock = threading.local()
             self.globals["range"] = lambda *args: self.ticking(safe_range(*args))
             self.globals["hearth_loop"] = self.ticking
+            self.globals["hearth_join"] = self.join
+            # Filters run in one step (wordwrap, replace, join, …): each checks the clock first
+            # and refuses inputs and results larger than any prompt.
+            self.filters = {name: self.guarded(f) for name, f in self.filters.items()}
+
+        def guarded(self, function: Any) -> Any:
+            @functools.wraps(function)  # keeps jinja's pass_context / pass_environment marks
+            def guard(*args: Any, **kwargs: Any) -> Any:
+                self.tick()
+                if any(too_large(a) for a in (*args, *kwargs.values())):
+                    raise SecurityError("a value that large is not allowed")
+                result = function(*args, **kwargs)
+                if too_large(result):
+                    raise SecurityError("a value that large is not allowed")
+                return result
+
+            return guard
+
+        def join(self, parts: list[Any]) -> str:
+            self.tick()
+            text = "".join(str(p) for p in parts)
+            if len(text) > LONGEST_OUTPUT:
+                raise SecurityError("a value that large is not allowed")
+            return text
 
         def tick(self) -> None:
             deadline = getattr(self.clock, "deadline", None)
@@ -188,10 +234,7 @@ def _sandbox_class():
                 yield item
 
         def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-            tree = super()._parse(source, name, filename)
-            for loop in tree.find_all(nodes.For):  # every loop steps through hearth_loop(...)
-                loop.iter = nodes.Call(nodes.Name("hearth_loop", "load"), [loop.iter], [], None, None)
-            return tree
+            return Guard().visit(super()._parse(source, name, filename))
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
             __self.tick()
@@ -250,7 +293,7 @@ def _environment() -> Any:
         return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                           sort_keys=sort_keys)
 
-    env.filters["tojson"] = tojson
+    env.filters["tojson"] = env.guarded(tojson)
     return env
 
 
@@ -298,17 +341,19 @@ class Template:
             text = self._template.render(
                 messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token, eos_token=self.eos_token, raise_exception=_raise_exception,
-                strftime_now=_strftime_now, tools=None, documents=None)
+                strftime_now=_strftime_now)  # tools left undefined, as transformers does without tools
         except TemplateTimeout:
             raise TemplateTimeout(f"{self.who} ran for more than {self.time_limit:g} s and was stopped.") from None
         except _Raised as exc:
-            raise TemplateError(f"{self.who} refused this conversation: “{str(exc)[:200]}”.") from None
+            raise TemplateRefused(f"{self.who} refused this conversation: “{str(exc)[:200]}”.") from None
         except SecurityError:
             raise TemplateError(f"{self.who} tried something unsafe, which Hearth blocked.") from None
         except RecursionError:
             raise TemplateError(f"{self.who} calls itself without end.") from None
         except MemoryError:
             raise TemplateError(f"{self.who} needs far more memory than a prompt can.") from None
+        except OverflowError:  # the sandbox's range() limit
+            raise TemplateError(f"{self.who} asks for a loop far longer than any conversation.") from None
         except (JinjaError, TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
             raise TemplateError(f"{self.who} failed on this conversation ({str(exc)[:160]}).") from None
         finally:
@@ -421,14 +466,23 @@ class PromptBuilder:
         try:
             own = Template(self.chat_template, bos_token=self.bos_token, eos_token=self.eos_token,
                            time_limit=self.time_limit)
+            refused = False
             try:
                 text = own.render(PROBE)
             except TemplateTimeout:
                 raise
-            except TemplateError:
-                text = ""
+            except TemplateError as exc:
+                text, refused = "", isinstance(exc, TemplateRefused)
             if PROBE[0]["content"] not in text:  # refused, or silently dropped, the system role
-                text = own.render(fold_system(PROBE))
+                try:
+                    text = own.render(fold_system(PROBE))
+                except TemplateRefused:
+                    if not refused:
+                        raise
+                    # It refuses this sample both ways, for what it says rather than its shape:
+                    # it may take real conversations, so each is tried (build).
+                    self._own = own
+                    return
                 self.system_folded = True
             if PROBE[-1]["content"] not in text:
                 raise TemplateError("This model's chat template leaves out the user's words.")
@@ -475,7 +529,13 @@ class PromptBuilder:
         turns = normalize_turns(messages)
         if self._own is not None:
             try:
-                text = self._own.render(fold_system(turns) if self.system_folded else turns)
+                try:
+                    text = self._own.render(fold_system(turns) if self.system_folded else turns)
+                except TemplateRefused:
+                    if self.system_folded or not turns or turns[0]["role"] != "system":
+                        raise
+                    text = self._own.render(fold_system(turns))  # it refuses a system role after all
+                    self.system_folded = True
                 return Prompt(text, self.stops)
             except TemplateError as exc:
                 self._own = None
@@ -491,11 +551,16 @@ class PromptBuilder:
                 "system_folded": self.system_folded, "notice": self.notice, "stops": list(self.stops)}
 
 
-def describe(has_template: bool, architecture: str, tokens: Iterable[str], choice: str = AUTO) -> str:
-    """For a model's details, without running anything: which prompt format it will get."""
+def describe(chat_template: str, architecture: str, tokens: Iterable[str], choice: str = AUTO) -> str:
+    """For a model's details: which prompt format it will get. The template is only read (parsed),
+    never run: what it does with a conversation is known when the engine tries it."""
     detected = detect(architecture, tokens)
     if choice not in ("", AUTO) and choice in FORMATS:
         return f"{FORMATS[choice].label} (chosen)"
-    if has_template:
-        return "The model's own chat template"
-    return f"None in this file: {detected.format.label}, {detected.how}"
+    if not chat_template.strip():
+        return f"None in this file: {detected.format.label}, {detected.how}"
+    try:
+        Template(chat_template)
+    except TemplateError:
+        return f"The model's own chat template cannot be read: {detected.format.label} instead, {detected.how}"
+    return "The model's own chat template"

@@ -668,7 +668,7 @@ class ModelsPage(QWidget):
             info = gguf.read_info(record.path)
             result = fit.assess(info.file_size, info.kv_cache_bytes(min(self.n_ctx, info.context_length or self.n_ctx)),
                                 self.machine)
-            prompt = templates.describe(info.has_chat_template, info.architecture, info.markup_tokens,
+            prompt = templates.describe(info.chat_template, info.architecture, info.markup_tokens,
                                         record.chat_format)
             self.installed_fit.setText(f"{record.name}: {result.label}. {result.explain()}\nChat format: {prompt}.")
         except HearthError as exc:

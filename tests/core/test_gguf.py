@@ -95,3 +95,28 @@ def test_crafted_files_are_measured_exactly(tmp_path):
 def test_a_copy_of_the_model_reads_the_same(model_file, tmp_path):
     copy = shutil.copy(model_file, tmp_path / "copy.gguf")
     assert gguf.read_info(copy).metadata == gguf.read_info(model_file).metadata
+
+
+def test_a_tensor_out_of_place_or_of_an_unknown_type_is_caught_before_llama_cpp_sees_it(tmp_path):
+    good = write_gguf(tmp_path / "good.gguf", {"general.architecture": "llama"},
+                      [("a", [8], 0), ("b", [8], 0)])
+    assert gguf.read_info(good).tensor_count == 2
+    data = good.read_bytes()
+    second_offset = data.index(b"\x01\x00\x00\x00\x00\x00\x00\x00b") + 9 + 4 + 8 + 4  # name, n_dims, dim, type
+    moved = bytearray(data)
+    moved[second_offset] ^= 0x40  # the second tensor's data offset, one bit flipped
+    (tmp_path / "moved.gguf").write_bytes(bytes(moved))
+    with pytest.raises(gguf.GGUFError, match="is damaged: its list of tensors does not match"):
+        gguf.read_info(tmp_path / "moved.gguf")
+    retyped = bytearray(data)
+    retyped[second_offset - 4] = 72  # the second tensor's type
+    (tmp_path / "retyped.gguf").write_bytes(bytes(retyped))
+    with pytest.raises(gguf.UnsupportedGGUFError, match=r"\(type 72\) that this version of Hearth does not know"):
+        gguf.read_info(tmp_path / "retyped.gguf")
+
+
+def test_llama_cpps_word_on_misplaced_tensors_becomes_the_damaged_sentence():
+    from desktop.core.engine import explain_exit
+
+    log = "gguf_init_from_file_impl: tensor 'blk.0.attn_q.weight' has offset 30081024, expected 43450368\n"
+    assert explain_exit(log, 1, "Model").startswith("“Model” is damaged")

@@ -185,3 +185,23 @@ def test_a_template_that_opens_the_thinking_block_puts_the_models_first_words_in
     assert answer.thinking.strip() and answer.content == ""
     assert "<think>" not in answer.thinking and answer.thinking_ms is not None
     asyncio.run(services.engine.stop())
+
+
+def test_with_no_seed_set_each_engine_start_writes_something_else(services, model):
+    services.settings = replace(services.settings, load=LoadOptions(n_ctx=1024, n_threads=2))
+    answers = []
+    for _ in range(3):
+        conversation = services.chat.new_conversation(model_id=model.id)
+        services.store.update_conversation(conversation.id, sampling=asdict(Sampling(
+            max_tokens=20, temperature=1.0, seed=-1)))
+        answers.append(asyncio.run(services.chat.send(conversation.id, "Write a short poem.")).content)
+        asyncio.run(services.engine.stop())  # a fresh engine each time, as after a restart of Hearth
+    assert len(set(answers)) == 3, answers
+
+
+def test_a_template_the_engine_had_to_kill_is_not_tried_again_next_time(services, model):
+    services.engine.on_template_hung(model, "chatml")
+    assert services.store.model(model.id).chat_format == "chatml"
+    services.store.set_chat_format(model.id, "gemma")
+    services.engine.on_template_hung(services.store.model(model.id), "chatml")  # the user's own choice stays
+    assert services.store.model(model.id).chat_format == "gemma"

@@ -114,7 +114,6 @@ def test_a_template_that_silently_drops_the_system_prompt_gets_it_folded_in():
     ("{{ 'x'.ljust(10 ** 12) }}", "tried something unsafe"),
     ("{% set s = 'x' * 100000000 %}{{ s }}", "tried something unsafe"),
     ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "calls itself without end"),
-    ("{{ raise_exception('No, thank you.') }}", "refused this conversation: “No, thank you.”"),
     ("{% for m in messages %}{{ m.role }}{% endfor %}", "leaves out the user's words"),
 ])
 def test_a_broken_or_hostile_template_gives_one_sentence_and_a_safe_format(source, says):
@@ -168,10 +167,57 @@ def test_a_template_that_opens_the_thinking_block_is_noticed():
 
 
 def test_the_models_details_say_which_format_it_will_get_without_running_anything():
-    assert templates.describe(True, "llama", ()) == "The model's own chat template"
-    assert templates.describe(False, "llama", CHATML_TOKENS) == (
+    assert templates.describe(GEMMA2, "llama", ()) == "The model's own chat template"
+    assert templates.describe("", "llama", CHATML_TOKENS) == (
         "None in this file: ChatML, found from its special tokens")
-    assert templates.describe(True, "llama", (), choice="gemma") == "Gemma (chosen)"
+    assert templates.describe("  \n", "llama", CHATML_TOKENS).startswith("None in this file: ChatML")
+    assert templates.describe("{% for %}", "llama", CHATML_TOKENS) == (
+        "The model's own chat template cannot be read: ChatML instead, found from its special tokens")
+    assert templates.describe(NESTED_LOOPS, "llama", ()) == "The model's own chat template"  # never run here
+    assert templates.describe(GEMMA2, "gemma2", (), choice="gemma") == "Gemma (chosen)"
+
+
+def test_a_template_that_refuses_every_conversation_gives_way_at_the_first_with_one_sentence():
+    builder = PromptBuilder("{{ raise_exception('No, thank you.') }}", "llama", CHATML_TOKENS)
+    prompt = builder.build(CHAT)
+    assert prompt.notice == ("This model's chat template refused this conversation: “No, thank you.”. "
+                             "Using the ChatML format (found from its special tokens).")
+    assert prompt.text.startswith("<|im_start|>system\nAnswer briefly.") and builder.format_name == "chatml"
+
+
+def test_a_template_that_refuses_only_what_a_conversation_says_is_kept_for_other_conversations():
+    picky = ("{% for m in messages %}{% if 'colors' in m.content %}{{ raise_exception('I do not talk about colors') }}"
+             "{% endif %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n")
+    builder = PromptBuilder(picky, "llama", CHATML_TOKENS)
+    assert builder.format_name == "model" and builder.notice == ""
+    prompt = builder.build([{"role": "system", "content": "Hi."}, {"role": "user", "content": "Name three animals."}])
+    assert prompt.notice == "" and prompt.text.startswith("<|im_start|>system\nHi.<|im_end|>")
+
+
+def test_a_real_world_template_with_tool_branches_works_when_no_tools_are_given():
+    # Phi-4-mini's published shape: `tools is defined` branches, and `message.tool_calls` loops.
+    phi4_like = ("{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}"
+                 "{% elif tools is defined -%}{%- set system_message = '' -%}{%- endif %}"
+                 "{%- if system_message is defined -%}{{- '<|system|>' + system_message -}}{%- if tools is defined -%}"
+                 "{% for tool in tools %}{{- '<|tool|>' + (tool['function'] | tojson) + '<|/tool|>' -}}{% endfor %}"
+                 "{%- endif -%}{{- '<|end|>' -}}{%- endif -%}{%- for message in messages -%}"
+                 "{%- if message['role'] != 'system' -%}{{- '<|' + message['role'] + '|>' -}}"
+                 "{%- if message.content -%}{{- message['content'] -}}{%- endif -%}"
+                 "{%- for tool_call in message.tool_calls -%}{{- '<|tool_call|>' -}}{%- endfor -%}"
+                 "{{- '<|end|>' -}}{%- endif -%}{%- endfor -%}{%- if add_generation_prompt -%}{{- '<|assistant|>' -}}"
+                 "{%- else -%}{{- eos_token -}}{%- endif -%}")
+    builder = PromptBuilder(phi4_like, "phi3", {"<|assistant|>": 1, "<|end|>": 2})
+    assert builder.format_name == "model" and builder.notice == ""
+    assert builder.build(CHAT).text == "<|system|>Answer briefly.<|end|><|user|>Name three colors.<|end|><|assistant|>"
+
+
+def test_a_filter_or_a_join_cannot_build_a_value_larger_than_any_prompt():
+    for source in ["{% set s = 'ab ' * 1300000 %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s | wordwrap(2) }}",
+                   "{% set s = 'x' * 3000000 %}{{ (s ~ s) | length }}"]:
+        builder = PromptBuilder(source, "llama", CHATML_TOKENS)
+        assert builder.format_name == "chatml" and "tried something unsafe" in builder.notice
+    assert "asks for a loop far longer than any conversation" in PromptBuilder(
+        "{% for i in range(3000000) %}{% endfor %}", "llama", CHATML_TOKENS).notice
 
 
 def test_a_flipped_bit_in_a_header_length_is_called_damaged_not_short(model_file, tmp_path):
