@@ -62,6 +62,7 @@ class ColumnView(QFrame):
         super().__init__(parent)
         self.setObjectName("CompareColumn")
         self.muted_color = theme.muted
+        self.colours = {"code_bg": theme.code_bg, "muted": theme.muted}  # as the chat draws answers
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 10, 12, 10)
         layout.setSpacing(6)
@@ -92,7 +93,7 @@ class ColumnView(QFrame):
                 thought = thinking_line(live.phase, live.thinking_ms) if streaming else (
                     thinking_line("done", m.thinking_ms) if m.thinking or m.thinking_ms is not None else "")
                 body = f"<p style='color:{self.muted_color}'><i>{thought}</i></p>" if thought else ""
-                body += to_html(text) if text else ("" if thought else "<p><i>…</i></p>")
+                body += to_html(text, **self.colours) if text else ("" if thought else "<p><i>…</i></p>")
                 if m.status in ("error", "stopped") and m.status != "streaming":
                     note = m.error or "Stopped."
                     body += f"<p><i>{note}</i></p>"
