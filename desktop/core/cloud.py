@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, replace
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 from desktop.core import net, secrets
 from desktop.core.errors import HearthError
+from desktop.core.files import write_json
 from desktop.core.paths import resources_dir
 from desktop.core.providers import Endpoint, error_for
 from desktop.core.store import THIS_MACHINE
@@ -161,10 +161,7 @@ class Providers:
         return provider
 
     def _save(self, providers: list[Provider]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(p) for p in providers], indent=2), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json(self.path, [asdict(p) for p in providers])
 
     def target(self, ref: str) -> CloudTarget | None:
         """`PROVIDER/MODEL` when PROVIDER is one of the user's providers; else None (a local model)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from desktop.core import downloads
 from desktop.core.errors import HearthError
+from desktop.core.files import write_json
 from desktop.core.hub import HubFile, RepoFiles, Variant
 from desktop.core.library import AlreadyInstalled, Library
 
@@ -102,9 +102,7 @@ class DownloadQueue:
 
     def _save(self) -> None:
         data = [asdict(j) for j in self.jobs.values()]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.path)
+        write_json(self.path, data, indent=1)
 
     def _changed(self, job: Job, *, save: bool = True) -> None:
         if save:

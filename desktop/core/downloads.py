@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from desktop.core import net
 from desktop.core.errors import HearthError
+from desktop.core.files import write_json
 from desktop.core.hardware import DISK_MARGIN, free_disk
 from desktop.core.library import AlreadyInstalled, hash_file, safe_component
 from desktop.core.units import human_bytes
@@ -182,7 +183,7 @@ async def download(remote: RemoteFile, dest: Path, *, token: str | None = None,
     if need + DISK_MARGIN > free:
         raise DownloadError(f"Not enough free disk for “{dest.name}”: it needs {human_bytes(need)} more "
                             f"and {human_bytes(free)} is free. Free some space, then resume.")
-    sidecar.write_text(json.dumps(record))
+    write_json(sidecar, record, indent=None)
 
     if have:  # resuming: hash what is already there, off the event loop
         digest, have = await asyncio.to_thread(hash_file, part)

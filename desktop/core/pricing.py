@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop.core.files import write_json
 from desktop.core.paths import resources_dir
 
 log = logging.getLogger(__name__)
@@ -93,11 +93,8 @@ class Pricing:
         self._save_user(table)
 
     def _save_user(self, table: dict[str, Price]) -> None:
-        self.user_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.user_file.with_suffix(".tmp")
         data = {"models": {k: [p.input_per_m, p.output_per_m] for k, p in sorted(table.items())}}
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, self.user_file)
+        write_json(self.user_file, data)
 
 
 def electricity_cost(seconds: float, watts: float, price_per_kwh: float) -> float:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from desktop.core.files import write_json
+
 log = logging.getLogger(__name__)
 
 
@@ -115,7 +117,4 @@ class SettingsFile:
         return Settings.from_dict(raw)
 
     def save(self, settings: Settings) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json(self.path, settings.to_dict())
