@@ -7,6 +7,7 @@ commits at once, so killing the app loses nothing that was written.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -121,6 +122,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
     ALTER TABLE models ADD COLUMN chat_format TEXT NOT NULL DEFAULT 'auto';
     """,
+    # 4: who is writing an answer still 'streaming' (its process id and that process's start
+    # time, as a pid alone may be reused): an answer is taken for cut off only once it is gone.
+    """
+    ALTER TABLE messages ADD COLUMN writer_pid INTEGER;
+    ALTER TABLE messages ADD COLUMN writer_started REAL;
+    """,
 ]
 
 ROLES = ("system", "user", "assistant")
@@ -169,6 +176,8 @@ class Message:
     thinking: str = ""  # a reasoning model's thoughts before its answer (not part of `content`)
     thinking_ms: float | None = None  # how long it thought, to the first word of the answer
     stop_reason: str = ""  # "length": cut at the answer length limit
+    writer_pid: int | None = None  # the process writing it, while it is 'streaming'
+    writer_started: float | None = None  # when that process started (a pid may be reused)
 
     @property
     def left_the_machine(self) -> bool:
@@ -242,7 +251,29 @@ class SearchHit:
 
 
 MESSAGE_META = {f.name for f in fields(Message)} - {
-    "id", "conversation_id", "role", "content", "created_at", "updated_at"}
+    "id", "conversation_id", "role", "content", "created_at", "updated_at", "writer_pid", "writer_started"}
+# Two readings of one process's start time agree to the clock tick; another process that got the
+# same pid later started at least this much later.
+SAME_START_S = 0.05
+
+
+def _started(pid: int) -> float | None:
+    """When process `pid` started, or None when there is no such process (or only its corpse)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def writer_alive(pid: int, started: float) -> bool:
+    """The process that began writing an answer is still running (not another one with its pid)."""
+    now_started = _started(pid)
+    return now_started is not None and abs(now_started - started) < SAME_START_S
 OUTCOMES = ("A", "B", "C", "D", "tie", "bad")
 
 
@@ -257,6 +288,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._start: float | None = None  # when this process started, read once
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
@@ -371,6 +403,8 @@ class Store:
         if unknown:
             raise TypeError(f"unknown message fields: {sorted(unknown)}")
         now = time.time()
+        if meta.get("status") == "streaming":  # who writes it: while they live, nobody sweeps it
+            meta.update(writer_pid=os.getpid(), writer_started=self._own_start())
         cols = ["conversation_id", "role", "content", "created_at", "updated_at", *meta]
         values = [conversation_id, role, content, now, now, *meta.values()]
         with self._lock:
@@ -427,16 +461,29 @@ class Store:
     def delete_message(self, message_id: int) -> None:
         self._write("DELETE FROM messages WHERE id = ?", (message_id,))
 
+    def _own_start(self) -> float | None:
+        if self._start is None:
+            self._start = _started(os.getpid())
+        return self._start
+
     def close_interrupted_answers(self, quiet_for: float = STALE_STREAM_S) -> int:
-        """Mark stopped the answers still 'streaming' that nobody has written for `quiet_for`
-        seconds: their writer was killed. (A live writer saves at least every few seconds, and
-        another Hearth process may be writing one right now.)"""
-        cur = self._write(
-            "UPDATE messages SET status = 'stopped', error = ? WHERE status = 'streaming'"
-            " AND updated_at < ?",
-            ("Hearth closed before this answer was finished.", time.time() - quiet_for),
-        )
-        return cur.rowcount
+        """Mark stopped the answers still 'streaming' whose writer is gone: the Hearth process
+        that began them has ended (killed, or crashed). One whose writer still runs is left alone,
+        however long it has been quiet (paused, or reading a long prompt): another Hearth may be
+        writing it right now. An answer from before writers were recorded is judged by its
+        `quiet_for` seconds of silence (a live writer saves at least every few seconds)."""
+        rows = self._db.execute("SELECT id, writer_pid, writer_started, updated_at FROM messages"
+                                " WHERE status = 'streaming'").fetchall()
+        quiet_since = time.time() - quiet_for
+        gone = [r["id"] for r in rows
+                if (not writer_alive(r["writer_pid"], r["writer_started"])
+                    if r["writer_pid"] and r["writer_started"] is not None
+                    else r["updated_at"] < quiet_since)]
+        with self._lock:
+            for message_id in gone:
+                self._write("UPDATE messages SET status = 'stopped', error = ? WHERE id = ? AND status = 'streaming'",
+                            ("Hearth closed before this answer was finished.", message_id))
+        return len(gone)
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         query = _fts_query(text)

@@ -1,7 +1,10 @@
 """The database: versioned schema, nothing lost on writes, full-text search across chats."""
 
+import os
+import signal
 import sqlite3
-import time
+import subprocess
+import sys
 
 import pytest
 
@@ -73,16 +76,59 @@ def test_search_follows_edits_and_deletions(store):
     assert store.messages(c.id) == []
 
 
-def test_only_answers_nobody_is_writing_are_marked_interrupted(store):
+def test_only_answers_whose_writer_is_gone_are_marked_interrupted(store):
     c = store.create_conversation()
-    stale = store.add_message(c.id, "assistant", "half an ans", status="streaming")
-    live = store.add_message(c.id, "assistant", "being written", status="streaming")
-    store._write("UPDATE messages SET updated_at = ? WHERE id = ?", (time.time() - 60, stale.id))
-    assert store.close_interrupted_answers() == 1
-    assert store.message(stale.id).status == "stopped"
-    assert "closed before" in store.message(stale.id).error
-    assert store.message(stale.id).content == "half an ans"
-    assert store.message(live.id).status == "streaming"
+    ours = store.add_message(c.id, "assistant", "being written", status="streaming")
+    reused = store.add_message(c.id, "assistant", "half an ans", status="streaming")
+    legacy = store.add_message(c.id, "assistant", "from an older Hearth", status="streaming")
+    assert store.message(ours.id).writer_pid == os.getpid()
+    # Quiet for a minute, but written by this very process: still alive.
+    store._write("UPDATE messages SET updated_at = updated_at - 60")
+    # Another process that got the same pid later is not the writer.
+    store._write("UPDATE messages SET writer_started = writer_started - 3600 WHERE id = ?", (reused.id,))
+    # An answer from before writers were recorded goes by its quiet time.
+    store._write("UPDATE messages SET writer_pid = NULL, writer_started = NULL WHERE id = ?", (legacy.id,))
+    assert store.close_interrupted_answers() == 2
+    assert store.message(ours.id).status == "streaming"
+    for cut in (reused, legacy):
+        assert store.message(cut.id).status == "stopped"
+        assert "closed before" in store.message(cut.id).error
+    assert store.message(reused.id).content == "half an ans"
+
+
+WRITER = """
+import sys, time
+from desktop.core.store import Store
+store = Store(sys.argv[1])
+c = store.create_conversation()
+m = store.add_message(c.id, "assistant", "being written", status="streaming")
+print(m.id, flush=True)
+while True:
+    time.sleep(0.2)
+"""
+SWEEPER = "import sys; from desktop.core.store import Store; Store(sys.argv[1]).close_interrupted_answers()"
+
+
+def test_a_paused_hearth_keeps_its_answer_and_a_killed_one_loses_it_to_the_sweep(tmp_path):
+    """kill -STOP a Hearth that is writing an answer, let a minute pass, open the data with
+    another Hearth: the answer is still being written. Kill the writer: now it was cut off."""
+    path = tmp_path / "hearth.db"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        message_id = int(writer.stdout.readline())
+        writer.send_signal(signal.SIGSTOP)
+        raw = sqlite3.connect(path)
+        with raw:
+            raw.execute("UPDATE messages SET updated_at = updated_at - 60")  # a minute of silence
+        subprocess.run([sys.executable, "-c", SWEEPER, str(path)], check=True, timeout=60)
+        assert raw.execute("SELECT status FROM messages WHERE id = ?", (message_id,)).fetchone() == ("streaming",)
+    finally:
+        writer.kill()
+        writer.wait()
+    subprocess.run([sys.executable, "-c", SWEEPER, str(path)], check=True, timeout=60)
+    status, error, content = raw.execute("SELECT status, error, content FROM messages WHERE id = ?",
+                                         (message_id,)).fetchone()
+    assert status == "stopped" and "closed before" in error and content == "being written"
 
 
 def test_conversations_come_newest_first_and_rename_trims(store):
@@ -137,4 +183,27 @@ def test_a_database_from_before_thinking_was_kept_apart_is_upgraded_with_nothing
     again = store.message(old.id)
     assert (again.thinking, again.thinking_ms, again.stop_reason) == ("Let me see.", 1200.0, "length")
     assert [hit.message_id for hit in store.search("see")] == []  # thinking is not searched as the answer
+    store.close()
+
+
+def test_a_schema_3_database_is_upgraded_with_nothing_lost(tmp_path):
+    path = tmp_path / "v3.db"
+    raw = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:3], start=1):
+        raw.executescript(f"BEGIN; {script}; PRAGMA user_version = {version}; COMMIT;")
+    raw.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('Old chat', 1, 1)")
+    for role, content, status in (("user", "Name a bird.", "complete"), ("assistant", "A robin.", "complete"),
+                                  ("user", "Another?", "complete"), ("assistant", "A wr", "streaming")):
+        raw.execute("INSERT INTO messages (conversation_id, role, content, status, thinking, created_at, updated_at)"
+                    " VALUES (1, ?, ?, ?, 'hm', 1, 1)", (role, content, status))
+    raw.commit()
+    raw.close()
+    store = Store(path)
+    assert store.schema_version == len(MIGRATIONS)
+    kept = [(m.role, m.content, m.status, m.thinking) for m in store.messages(1)]
+    assert kept == [("user", "Name a bird.", "complete", "hm"), ("assistant", "A robin.", "complete", "hm"),
+                    ("user", "Another?", "complete", "hm"), ("assistant", "A wr", "streaming", "hm")]
+    assert store.close_interrupted_answers() == 1  # cut off long ago, by a Hearth that recorded no writer
+    assert store.messages(1)[-1].status == "stopped" and store.messages(1)[-1].content == "A wr"
+    assert [h.message_id for h in store.search("robin")] == [2]
     store.close()
