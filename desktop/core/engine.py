@@ -41,6 +41,34 @@ def engine_command() -> list[str]:
     return [sys.executable, "-m", "desktop", "engine"]
 
 
+# What the engine child sees of the app's environment: what Python, llama.cpp and the frozen app
+# need to start, find their libraries and the GPU, and honour the user's tuning. Cloud keys and hub
+# tokens (HF_TOKEN, HEARTH_KEY_*, OPENAI_API_KEY…) never reach a process that runs a model file.
+ENGINE_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "USERNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "HEARTH_HOME", "PYTHONPATH", "PYTHONHOME", "PYTHONUTF8", "PYTHONIOENCODING", "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH", "LD_PRELOAD", "LIBPATH", "SHLIB_PATH",
+    # Windows: a process started without these cannot load DLLs, find its fonts or temp folder.
+    "SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT", "USERPROFILE", "APPDATA", "LOCALAPPDATA",
+    "PROGRAMDATA", "PROGRAMFILES", "PROGRAMFILES(X86)", "PROGRAMW6432", "NUMBER_OF_PROCESSORS",
+    "PROCESSOR_ARCHITECTURE", "PROCESSOR_IDENTIFIER", "OS",
+})
+ENGINE_ENV_PREFIXES = ("LC_", "DYLD_", "CUDA_", "GGML_", "LLAMA_", "OMP_", "KMP_", "GOMP_", "OPENBLAS_",
+                       "MKL_", "HIP_", "ROCR_", "HSA_", "VK_", "SYCL_", "ONEAPI_", "_PYI_")
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
+
+
+def engine_environment(source: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the engine child starts with: only the names above, never one that
+    looks like it holds a secret."""
+    env = {}
+    for name, value in (os.environ if source is None else source).items():
+        upper = name.upper()
+        if (upper in ENGINE_ENV_NAMES or upper.startswith(ENGINE_ENV_PREFIXES)) and not SECRET_NAME.search(upper):
+            env[name] = value
+    return env
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -276,7 +304,7 @@ class Engine:
             "--parent-pid", str(os.getpid()),
             "--chat-format", self.chat_format_for(plan),
         ]
-        env = dict(os.environ, HEARTH_ENGINE_KEY=self._api_key)  # never on a command line
+        env = dict(engine_environment(), HEARTH_ENGINE_KEY=self._api_key)  # never on a command line
         if self._log_path.exists():
             os.replace(self._log_path, self._log_path.with_suffix(".previous.log"))
         with open(self._log_path, "wb") as log:

@@ -191,3 +191,40 @@ def test_stopping_without_a_loop_says_so_too(services, model):
     assert services.engine.state == "stopped"
     assert not services.engine.is_alive()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_engine_never_sees_the_users_keys_and_tokens(services, model, monkeypatch):
+    """A model file is code-adjacent input: the process that runs it gets no cloud key, no hub
+    token, no password from the user's environment, and still answers."""
+    secrets = {"HF_TOKEN": "hf_secretsecretsecret", "HEARTH_KEY_OPENAI": "sk-hearth-key-in-env",
+               "OPENAI_API_KEY": "sk-openai-in-env", "GITHUB_TOKEN": "ghp_tokentokentoken",
+               "AWS_SECRET_ACCESS_KEY": "aws-secret-value", "DB_PASSWORD": "hunter2-password",
+               "CUDA_SECRET_TOKEN": "cuda-named-secret"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # tuning the user set is still honoured
+
+    async def scenario():
+        await services.engine.ensure(model, OPTIONS)
+        endpoint = services.engine.endpoint()
+        environ = open(f"/proc/{services.engine.pid}/environ", "rb").read().decode(errors="replace")
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(endpoint.base_url + "/chat/completions", timeout=60,
+                                       headers={"Authorization": f"Bearer {endpoint.api_key}"},
+                                       json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+                                             "stream": True})
+        await services.engine.stop()
+        return dict(line.split("=", 1) for line in environ.split("\0") if "=" in line), answer
+
+    child_env, answer = run(scenario())
+    for name, value in secrets.items():
+        assert name not in child_env
+        assert value not in " ".join(child_env.values())
+    assert child_env["OMP_NUM_THREADS"] == "2"
+    assert child_env["HEARTH_HOME"] == os.environ["HEARTH_HOME"]
+    assert child_env["PATH"] == os.environ["PATH"]
+    assert answer.status_code == 200
+    assert '"content"' in answer.text
+    assert answer.text.rstrip().endswith("data: [DONE]")
