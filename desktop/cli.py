@@ -495,29 +495,32 @@ def _providers(services, args: argparse.Namespace) -> int:
     if args.providers_command == "list":
         added = registry.all()
         if args.json:
-            print(json.dumps({"added": [dict(asdict(p), has_key=bool(p.key)) for p in added],
+            print(json.dumps({"added": [dict(asdict(p), base_url=secrets.redact(p.base_url), has_key=bool(p.key))
+                                        for p in added],
                               "well_known": [p.name for p in cloud.presets()]}, indent=2))
             return 0
         if not added:
             print("No providers: everything stays on this machine.")
         for p in added:
             key = "key set" if p.key else ("no key needed" if p.on_this_machine or p.own else "no key yet")
-            print(f"{p.name:<12} {p.label:<24} {p.base_url}  ({key}; words go to {p.processed_on})")
+            print(secrets.redact(f"{p.name:<12} {p.label:<24} {p.base_url}  ({key}; words go to {p.processed_on})"))
         print("Well-known: " + ", ".join(p.name for p in cloud.presets()))
         return 0
     if args.providers_command == "add":
         key = sys.stdin.readline().strip() if args.key_stdin else ""
         if args.key_stdin and not key:
             return _fail("No key arrived on standard input.")
-        provider = registry.add(args.name, base_url=args.base_url, kind=args.kind, own=args.own or None)
+        carried = cloud.clean_address(args.base_url or "").carried
+        provider = registry.add(args.name, base_url=args.base_url, kind=args.kind, own=args.own or None, key=key)
         where = ""
-        if key:
-            where = (" Key kept in the system keyring." if secrets.put(provider.name, key) else
-                     " This computer has no keyring: the key was NOT saved and lasts only for this command; "
-                     f"set {secrets.env_name(provider.name)} instead.")
+        if key or carried:
+            taken = f" The key in the address ({carried}) was taken out of it, never saved in a file." if carried else ""
+            where = taken + (" Key kept in the system keyring." if not secrets.in_memory_only(provider.name) else
+                             " This computer has no keyring: the key was NOT saved and lasts only for this "
+                             f"command; set {secrets.env_name(provider.name)} instead.")
         leaves = ("it runs on this machine." if provider.on_this_machine else
                   f"prompts you send to it leave this machine for {provider.host}.")
-        print(f"Added {provider.label} ({provider.base_url}): {leaves}{where}")
+        print(secrets.redact(f"Added {provider.label} ({provider.base_url}): {leaves}{where}"))
         return 0
     if args.providers_command == "models":
         provider = registry.get(args.name)

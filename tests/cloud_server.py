@@ -1,8 +1,8 @@
 """A stand-in for cloud chat APIs, on a real socket: OpenAI's chat completions (streamed, with
 usage) and model list, and Anthropic's Messages API (streamed events) and model list. It answers
 with a fixed text, or with the failure queued for the next request: 401, 404, 429 with
-Retry-After, 500, a stream cut in the middle, a slow first byte, no usage figures, or words that
-drip slowly (to stop an answer halfway).
+Retry-After, 500, a 400 that repeats the key ("echo"), a stream cut in the middle, a slow first
+byte, no usage figures, or words that drip slowly (to stop an answer halfway).
 
 It listens on this machine's network address when it has one (not 127.0.0.1), so to Hearth it is
 another host: words sent to it count as having left the machine, and offline mode must refuse it.
@@ -112,9 +112,10 @@ class CloudServer:
                 self._record()
                 if self._failed():
                     return
-                if self.path == "/v1/chat/completions":
+                route = self.path.split("?", 1)[0]  # the query (e.g. Azure's api-version) is the client's
+                if route == "/v1/chat/completions":
                     self._openai_stream()
-                elif self.path == "/v1/messages":
+                elif route == "/v1/messages":
                     self._anthropic_stream()
                 else:
                     self._json(404, {"error": {"message": "no such route"}})
@@ -131,6 +132,9 @@ class CloudServer:
                 elif kind == "429":
                     self._json(429, {"error": {"message": "Rate limit reached.", "type": "rate_limit_error"}},
                                {"Retry-After": arg or "1"})
+                elif kind == "echo":  # a server that repeats the key it was given in its error
+                    said = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    self._json(400, {"error": {"message": f"Deployment refused api_key={said} (key {said})."}})
                 elif kind == "500":
                     self._json(500, {"error": {"message": "Internal error.", "type": "api_error"}})
                 elif kind == "slow":

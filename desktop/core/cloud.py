@@ -1,6 +1,7 @@
 """The chat endpoints a user has added besides Hearth's own engine ("providers"): cloud services
 and servers on their own hardware. Kept in providers.json in the config folder, without keys:
-a key goes through secrets.py under the provider's name (so `HEARTH_KEY_OPENAI` works too).
+a key goes through secrets.py under the provider's name (so `HEARTH_KEY_OPENAI` works too), and
+a key written into an address (`user:pass@`, `?api-key=`) is taken out of it before it is kept.
 
 Nothing here is used unless the user added a provider; a cloud target is written
 `PROVIDER/MODEL_NAME`.
@@ -14,13 +15,13 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from desktop.core import net, secrets
 from desktop.core.errors import HearthError
 from desktop.core.files import write_json
 from desktop.core.paths import resources_dir
-from desktop.core.providers import Endpoint, error_for
+from desktop.core.providers import Endpoint, api_url, error_for
 from desktop.core.store import THIS_MACHINE
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,58 @@ class CloudTarget:
         return f"{self.provider.label} · {self.model}"
 
 
+# Query parameters that carry a key rather than a setting (`api-version` is a setting).
+_SECRET_PARAMS = {"key", "apikey", "token", "auth", "secret", "password", "passwd", "pwd", "sig", "signature"}
+
+
+def _is_secret_param(name: str) -> bool:
+    name = name.lower().replace("-", "_")
+    return (name in _SECRET_PARAMS or name.endswith(("_key", "_token", "_secret", "_password"))
+            or "password" in name)
+
+
+@dataclass(frozen=True)
+class Address:
+    """A base URL as the user typed it, split into what may be kept and shown (`url`: no
+    credentials, no key in the query, other query parameters kept) and the secrets it carried
+    (each value with where it was, for a sentence: "a password", "api-key=")."""
+
+    url: str
+    found: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def secret(self) -> str:
+        return self.found[0][0] if self.found else ""
+
+    @property
+    def carried(self) -> str:
+        return ", ".join(where for _, where in self.found)
+
+
+def clean_address(url: str) -> Address:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        raise ProviderSetupError(f"“{secrets.redact(url)}” is not a web address: it should look like "
+                                 "https://host/v1.") from None
+    found: dict[str, str] = {}
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        value = unquote(password if colon else user)
+        if value:
+            found.setdefault(value, "a password" if colon else "a user name")
+    kept = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if not _is_secret_param(name):
+            kept.append((name, value))
+        elif value:
+            found.setdefault(value, f"{name}=")
+    clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), urlencode(kept), ""))
+    return Address(clean, tuple(found.items()))
+
+
 def presets() -> list[Provider]:
     data = json.loads((resources_dir() / "providers.json").read_text(encoding="utf-8"))
     return [Provider(**p) for p in data["presets"]]
@@ -119,30 +172,52 @@ class Providers:
         return next((p for p in self.all() if p.name == name), None)
 
     def add(self, name: str, *, base_url: str = "", kind: str = "", label: str = "",
-            own: bool | None = None) -> Provider:
-        """Add a provider: a preset by its name, or any endpoint with its base URL."""
+            own: bool | None = None, key: str = "") -> Provider:
+        """Add a provider: a preset by its name, or any endpoint with its base URL. Its key (`key`,
+        or one written into the address) goes to the keyring; the address is kept without it."""
         import httpx
         name = name.strip().lower()
         if not NAME.match(name):
-            raise ProviderSetupError(f"“{name}” cannot be a provider's name: use up to 32 lower-case letters, "
-                                     "digits, - or _.")
+            raise ProviderSetupError(f"“{secrets.redact(name)}” cannot be a provider's name: use up to 32 "
+                                     "lower-case letters, digits, - or _.")
         base = preset(name)
-        base_url = (base_url or (base.base_url if base else "")).strip().rstrip("/")
+        address = clean_address(base_url or (base.base_url if base else ""))
+        base_url = address.url
         if not base_url:
             raise ProviderSetupError(f"“{name}” is not a known service: give its address with --base-url "
                                      "(for example http://my-server:8000/v1).")
-        url = httpx.URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
             raise ProviderSetupError(f"“{base_url}” is not a web address: it should look like "
                                      "https://host/v1.")
         kind = kind or (base.kind if base else "openai")
         if kind not in KINDS:
             raise ProviderSetupError(f"A provider speaks one of: {', '.join(KINDS)}; not “{kind}”.")
+        key = key.strip()
+        if len(address.found) > 1:
+            raise ProviderSetupError(f"The address carries more than one secret ({address.carried}), and Hearth "
+                                     "keeps one key per provider: give the address without them, and the key "
+                                     "on its own.")
+        if address.secret:
+            if key and key != address.secret:
+                raise ProviderSetupError(f"The address carries a key ({address.carried}) and you gave another "
+                                         "one: give the address without it, and the key on its own.")
+            held = secrets.get(name)
+            if not key and held and held != address.secret:
+                raise ProviderSetupError(f"The address carries a key ({address.carried}), but “{name}” already "
+                                         "has another one. Give the address without it; to change the key, give "
+                                         "the new key on its own.")
+            key = address.secret
         provider = Provider(name=name, label=label or (base.label if base else name), kind=kind, base_url=base_url,
                             own=bool(own if own is not None else (base.own if base else False)),
                             keys_at=base.keys_at if base else "", added_at=time.time(),
                             models=old.models if (old := self.find(name)) and old.base_url == base_url else ())
         self._save([p for p in self.all() if p.name != name] + [provider])
+        if key:
+            secrets.put(name, key)
         return provider
 
     def set_models(self, name: str, models: list[str]) -> Provider:
@@ -188,10 +263,10 @@ async def list_models(provider: Provider) -> list[str]:
     import httpx
     key = provider.key or ""
     if provider.kind == "anthropic":
-        url = provider.base_url + "/v1/models"
+        url = api_url(provider.base_url, "/v1/models")
         headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
     else:
-        url = provider.base_url + "/models"
+        url = api_url(provider.base_url, "/models")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
     probe = Endpoint(base_url=provider.base_url, api_key="", model="", provider=provider.name,
                      processed_on=provider.processed_on, local=False, label=provider.label)
@@ -207,12 +282,12 @@ async def list_models(provider: Provider) -> list[str]:
                                  "address and your network connection.") from None
     if response.status_code >= 400:
         if response.status_code == 404:
-            raise ProviderSetupError(f"{provider.label} has no model list at {url} (404): check the address; "
-                                     "OpenAI-compatible servers usually end in /v1.")
+            raise ProviderSetupError(f"{provider.label} has no model list at {secrets.redact(url)} (404): check "
+                                     "the address; OpenAI-compatible servers usually end in /v1.")
         raise error_for(response.status_code, response.text[:200], probe, response.headers)
     try:
         data = response.json().get("data", [])
         return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
     except (ValueError, AttributeError):
         raise ProviderSetupError(f"{provider.label} answered, but not with a list of models: is "
-                                 f"{provider.base_url} the right address?") from None
+                                 f"{secrets.redact(provider.base_url)} the right address?") from None

@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from desktop.core import net
+from desktop.core import net, secrets
 from desktop.core.errors import HearthError
 from desktop.core.settings import Sampling
 
@@ -103,6 +104,19 @@ class Endpoint:
         return self.label or self.processed_on
 
 
+def api_url(base_url: str, path: str) -> str:
+    """A route under an endpoint's base URL, the base URL's own query kept after it
+    (`…/v1?api-version=X` + `/chat/completions` is `…/v1/chat/completions?api-version=X`)."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path, fragment=""))
+
+
+def split_query(base_url: str) -> tuple[str, dict[str, str]]:
+    """The base URL without its query, and the query's parameters."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(query="", fragment="")), dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
 def request_body(messages: list[dict[str, str]], sampling: Sampling, *, local: bool = True) -> dict[str, Any]:
     """Sampling settings as OpenAI-compatible parameters; llama.cpp's extras only for our engine
     (cloud APIs refuse parameters they do not know)."""
@@ -150,8 +164,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def error_for(status: int | None, detail: str, endpoint: Endpoint, headers: httpx.Headers | None = None) -> ProviderError:
-    """The sentence for an endpoint's error answer."""
+    """The sentence for an endpoint's error answer (a key it echoes is masked)."""
     who = endpoint.who
+    detail = secrets.redact(detail)
     if "exceed context window" in detail or "context_length_exceeded" in detail:
         return ContextOverflow("This conversation no longer fits in the model's context. Start a new chat, "
                                "or raise the context length in the model's settings.")
@@ -304,7 +319,7 @@ class OpenAIClient(ChatClient):
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
-        self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        self._url = api_url(endpoint.base_url, "/chat/completions")
         self._headers = {"Authorization": f"Bearer {endpoint.api_key or 'none'}", "Accept": "text/event-stream"}
 
     async def _attempt(self, messages: list[dict[str, str]], sampling: Sampling) -> AsyncIterator[Delta]:
@@ -380,8 +395,10 @@ class AnthropicClient(ChatClient):
         super().__init__(endpoint)
         import anthropic
 
-        self._client = anthropic.AsyncAnthropic(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
-                                                http_client=self._http, max_retries=0)
+        base_url, query = split_query(endpoint.base_url)
+        self._client = anthropic.AsyncAnthropic(base_url=base_url, api_key=endpoint.api_key or "none",
+                                                default_query=query or None, http_client=self._http,
+                                                max_retries=0)
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 SERVICE = "Hearth"
 HUB = "huggingface"
@@ -68,6 +69,11 @@ def put(name: str, value: str) -> bool:
     return False
 
 
+def in_memory_only(name: str) -> bool:
+    """True when the secret NAME was kept for this run only (the keyring refused it or there is none)."""
+    return name in _memory
+
+
 def forget(name: str) -> None:
     _memory.pop(name, None)
     ring = _keyring()
@@ -100,3 +106,28 @@ def hub_token_source() -> str:
     from huggingface_hub import get_token
 
     return "from huggingface_hub's login" if get_token() else ""
+
+
+# Key-like strings in text Hearth shows or saves about a provider (its list, its errors): known key
+# prefixes, a value after key=/token=/password=…, a bearer token, a password in an address.
+_PREFIXED = re.compile(r"\b(sk-(?:ant-(?:api\d+-)?|proj-)?|hf_|gsk_|xai-|ghp_|gho_|github_pat_|glpat-|AIza)"
+                       r"[A-Za-z0-9_\-]{8,}")
+_ASSIGNED = re.compile(r"(?i)([\w.-]*(?:key|token|secret|passw(?:or)?d|pwd|sig|signature))"
+                       r"(=|[\"']?\s*:\s*[\"']?)([^\s&\"',;)}\]]+)")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]+@")
+
+
+def _assigned(match: re.Match[str]) -> str:
+    name, sign, value = match.groups()
+    if sign != "=" and len(value) < 12:  # "key: model" in a sentence is not a key
+        return match.group(0)
+    return f"{name}{sign}…"
+
+
+def redact(text: str) -> str:
+    """`text` with anything that looks like a key, token or password replaced by “…”."""
+    text = _USERINFO.sub(r"\1:…@", text)
+    text = _PREFIXED.sub(lambda m: m.group(1) + "…", text)
+    text = _BEARER.sub(lambda m: m.group(1) + " …", text)
+    return _ASSIGNED.sub(_assigned, text)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -612,7 +613,8 @@ class CloudPage(QWidget):
         for row, p in enumerate(providers):
             key = "set" if p.key else ("not needed" if p.on_this_machine or p.own else "missing")
             where = "this computer" if p.on_this_machine else p.host + (" (your own server)" if p.own else "")
-            cells = [p.label, p.base_url, key, where, f"{len(p.models)}" if p.models else "–"]
+            cells = [secrets.redact(p.label), secrets.redact(p.base_url), key, where,
+                     f"{len(p.models)}" if p.models else "–"]
             for col, text in enumerate(cells):
                 self.provider_table.setItem(row, col, item(text, ", ".join(p.models[:30]) if col == 4 else ""))
             self.provider_table.item(row, 0).setData(Qt.ItemDataRole.UserRole, p.name)
@@ -634,7 +636,10 @@ class CloudPage(QWidget):
         if name == CUSTOM:
             name = self.provider_name.text().strip().lower()
         url = self.provider_url.text().strip()
-        host = url.split("//", 1)[-1].split("/", 1)[0] if url else "its server"
+        try:
+            host = urlsplit(url).netloc.rpartition("@")[2] or "its server"  # never the user:password@ before it
+        except ValueError:
+            host = "its server"
         label = self.preset.currentText() if self.preset.currentData() != CUSTOM else name
         confirm(self, "ConfirmProvider", "Add a provider",
                 f"Words you send to {label} leave this computer.",
@@ -644,13 +649,17 @@ class CloudPage(QWidget):
                 "Add and allow", lambda: self.spawn(self.add_provider(name, url, self.provider_key.text().strip())))
 
     async def add_provider(self, name: str, url: str, key: str) -> None:
+        url = url if self.preset.currentData() == CUSTOM else ""
         try:
-            provider = self.services.providers.add(name, base_url=url if self.preset.currentData() == CUSTOM else "")
+            carried = cloud.clean_address(url).carried
+            provider = self.services.providers.add(name, base_url=url, key=key)
         except HearthError as exc:
             self.notify(str(exc))
             return
         self.provider_key.clear()
-        if key and not secrets.put(provider.name, key):
+        if carried:
+            self.provider_url.setText(provider.base_url)  # the key is in the keyring now, not in the field
+        if (key or carried) and secrets.in_memory_only(provider.name):
             self.notify("This computer has no keyring, so the key is kept in memory only: Hearth will ask again "
                         f"after it restarts (or set {secrets.env_name(provider.name)}).", "warning")
         self.refresh_providers()

@@ -137,3 +137,34 @@ def test_an_emoji_split_across_two_events_is_printed_and_saved_whole(server):
     saved = [m for c in store.conversations() for m in store.messages(c.id) if m.role == "assistant"]
     assert [(m.status, m.content) for m in saved] == [("complete", "Red 🎨 and blue.")]
     store.close()
+
+
+def test_a_key_pasted_into_an_address_is_never_saved_or_printed_and_the_api_version_is_kept(server, home):
+    secret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    pasted = server.url + f"/v1?api-version=2024-05-01&api-key={secret}"
+    added = hearth("providers", "add", "azure", "--base-url", pasted)
+    assert added.returncode == 0, added.stderr
+    assert secret not in added.stdout + added.stderr
+    assert "The key in the address (api-key=) was taken out of it" in added.stdout
+    assert "no keyring" in added.stdout  # this test machine has none: the user is told to use the variable
+    assert f"({server.url}/v1?api-version=2024-05-01)" in added.stdout
+    listed = hearth("providers", "list")
+    assert f"{server.url}/v1?api-version=2024-05-01" in listed.stdout and secret not in listed.stdout
+    assert secret not in hearth("providers", "list", "--json").stdout
+    assert secret not in (home / "config" / "providers.json").read_text()
+
+    env = dict(os.environ, HEARTH_KEY_AZURE=secret)
+    answer = hearth("chat", "-m", "azure/gpt-4o-mini", "What is the capital of France?", env=env)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "".join(ANSWER)
+    assert server.seen[-1].path == "/v1/chat/completions?api-version=2024-05-01"
+    assert server.seen[-1].headers["authorization"] == f"Bearer {secret}"
+
+
+def test_a_password_in_an_address_is_refused_in_one_line_when_the_provider_has_another_key(server, home):
+    url = server.url.replace("://", "://me:hunter2-secret@") + "/v1"
+    refused = hearth("providers", "add", "openai", "--base-url", url)  # HEARTH_KEY_OPENAI is set
+    assert refused.returncode == 1
+    assert "already has another one" in refused.stderr and "Traceback" not in refused.stderr
+    assert "hunter2" not in refused.stdout + refused.stderr
+    assert not (home / "config" / "providers.json").exists()

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from desktop.core import net
+from desktop.core import net, secrets
 from desktop.core.settings import Sampling
 from tests.cloud_server import ANSWER, CloudServer, network_address
 
@@ -140,3 +140,28 @@ def test_chat_with_a_cloud_model_says_where_the_words_go_and_offline_mode_stops_
     assert "Offline mode is on" in window.banner.label.text() and server.connections == before
     qtbot.mouseClick(window.offline_button, Qt.MouseButton.LeftButton)
     assert not net.offline() and not replace(services.settings).offline
+
+
+def test_a_password_pasted_into_the_address_never_shows_and_never_reaches_the_providers_file(
+        qtbot, make_window, services, server):
+    password = "hunter2-in-the-address"
+    secrets.forget("standin")  # an earlier test's key lives on in this process's memory (no keyring here)
+    window = make_window()
+    window.show_cloud()
+    page = window.cloud_page
+    page.tabs.setCurrentIndex(3)
+    page.preset.setCurrentIndex(page.preset.findData("custom"))
+    page.provider_name.setText("standin")
+    page.provider_url.setText(server.url.replace("://", f"://me:{password}@") + "/v1?api-version=2024-05-01")
+    qtbot.mouseClick(page.add_provider_button, Qt.MouseButton.LeftButton)
+    box = page.findChild(QMessageBox, "ConfirmProvider")
+    assert f"go to {ADDRESS}:" in box.informativeText() and password not in box.informativeText()
+    qtbot.mouseClick(next(b for b in box.buttons() if b.text() == "Add and allow"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.provider_table.rowCount() == 1 and page.provider_table.item(0, 4).text() == "2",
+                    timeout=10_000)
+    assert page.provider_table.item(0, 1).text() == server.url + "/v1?api-version=2024-05-01"
+    assert page.provider_table.item(0, 2).text() == "set"  # the password became its key
+    assert password not in page.provider_url.text()
+    assert server.seen[-1].headers["authorization"] == f"Bearer {password}"
+    assert server.seen[-1].path == "/v1/models?api-version=2024-05-01"
+    assert password not in (services.paths.config / "providers.json").read_text()
