@@ -10,7 +10,7 @@ an answer carries none of the invisible characters added for wrapping.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, QUrl
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QClipboard,
     QContextMenuEvent,
@@ -153,7 +153,23 @@ class AnswerBrowser(QTextBrowser):
         # (or an empty style sheet) is an answer, so nothing is read.
         return QImage() if kind == QTextDocument.ResourceType.ImageResource.value else ""
 
-    def createMimeDataFromSelection(self) -> QMimeData:  # noqa: N802 (Qt's name)
-        data = QMimeData()
-        data.setText(plain_copy(self.textCursor().selection().toPlainText()))
-        return data
+    # Copies are made here rather than in createMimeDataFromSelection: a QMimeData made in Python
+    # and handed to Qt's clipboard was freed twice when the app closed (a crash at exit).
+    def copy(self) -> None:
+        text = self.textCursor().selection().toPlainText()
+        if text:
+            QGuiApplication.clipboard().setText(plain_copy(text))
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.matches(QKeySequence.StandardKey.Copy):
+            self.copy()
+            return
+        super().keyPressEvent(event)
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 (Qt's name)
+        menu = QMenu(self)
+        menu.setObjectName("AnswerMenu")
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.addAction("Copy", self.copy).setEnabled(self.textCursor().hasSelection())
+        menu.addAction("Select all", self.selectAll)
+        menu.popup(event.globalPos())
