@@ -64,6 +64,7 @@ class LiveAnswer:
     model's, kept apart) and the answer proper, split by a ReasoningParser as it streams."""
 
     message_id: int
+    replaces: int | None = None  # the answer it is written again in place of (Regenerate)
     parser: ReasoningParser = field(default_factory=ReasoningParser)
     started: float = 0.0
     first_token: float | None = None
@@ -202,29 +203,41 @@ class ChatService:
 
     async def regenerate(self, conversation_id: int,
                          on_text: Callable[[LiveAnswer], None] | None = None) -> Message:
-        """Replace the last answer with a new one."""
+        """Write the last answer again; returns the new one. The last answer stays the one shown
+        and sent until the new one is complete (an app killed halfway, an engine that fails, a
+        refused key or Stop leave it so, the new one kept aside as superseded); it is then kept
+        as an earlier version. An answer that was not complete itself gives way to any new one."""
         conversation = self.store.conversation(conversation_id)
-        messages = self.store.messages(conversation_id)
-        if messages and messages[-1].role == "assistant":
-            self.store.delete_message(messages[-1].id)
-        return await self._answer(conversation, on_text)
+        last = self.store.messages(conversation_id, last=1)
+        replaced = last[0] if last and last[0].role == "assistant" else None
+        return await self._answer(conversation, on_text, replaced)
 
-    async def _answer(self, conversation: Conversation,
-                      on_text: Callable[[LiveAnswer], None] | None) -> Message:
+    def _settle(self, answer: Message, replaced: Message | None) -> Message:
+        """Which of a regenerated answer and the one it replaces is current from now on."""
+        if replaced is not None and (answer.status == "complete" or replaced.status != "complete"):
+            self.store.make_current(answer.id)
+            return self.store.message(answer.id)
+        return answer
+
+    async def _answer(self, conversation: Conversation, on_text: Callable[[LiveAnswer], None] | None,
+                      replaced: Message | None = None) -> Message:
         settings = self.settings()
         sampling = Sampling.from_dict(conversation.sampling)
+        version = {"replaces": replaced.id, "superseded": True} if replaced is not None else {}
         try:
             target = self.model_for(conversation)
         except HearthError as exc:
-            return self.store.add_message(conversation.id, "assistant", "", status="error", error=str(exc))
+            failed = self.store.add_message(conversation.id, "assistant", "", status="error", error=str(exc), **version)
+            return self._settle(failed, replaced)
         remote = isinstance(target, CloudTarget)
         if remote:
             row = {"model": target.model, "provider": target.provider.name,
                    "processed_on": target.provider.processed_on}
         else:
             row = {"model": target.name, "provider": "local", "processed_on": THIS_MACHINE}
-        answer_row = self.store.add_message(conversation.id, "assistant", "", status="streaming", **row)
-        answer = LiveAnswer(answer_row.id)
+        answer_row = self.store.add_message(conversation.id, "assistant", "", status="streaming", **row, **version)
+        answer = LiveAnswer(answer_row.id, replaces=answer_row.replaces)
+        leave_out = {answer_row.id} | ({replaced.id} if replaced is not None else set())
         self._live = answer
         self._stop_requested = False
         try:
@@ -232,7 +245,7 @@ class ChatService:
                 # The key comes from the system keyring, whose first use takes ~0.2 s (import and
                 # backend detection): not on the window's thread.
                 endpoint = await asyncio.to_thread(cloud.endpoint, target)
-                history = self._all_turns(conversation, answer_row.id)
+                history = self._all_turns(conversation, leave_out)
                 self.trimmed_messages = 0
             else:
                 await self.engine.ensure(target, settings.load)
@@ -241,7 +254,7 @@ class ChatService:
                     self.store.update_conversation(conversation.id, model=target.id)
                 self.store.touch_model(target.id)
                 endpoint = self.engine.endpoint()
-                history = await self._history(conversation, answer_row.id, sampling)
+                history = await self._history(conversation, leave_out, sampling)
             self._inner = asyncio.ensure_future(self._stream(answer, history, sampling, on_text, endpoint))
             await self._inner
             status, error = "complete", ""
@@ -265,7 +278,8 @@ class ChatService:
         finally:
             self._inner = None
             self._live = None
-        return self._finish(answer, status, error, await self._tokens_out(answer, remote), row)
+        return self._settle(self._finish(answer, status, error, await self._tokens_out(answer, remote), row),
+                            replaced)
 
     def _tell(self, notice: str) -> None:
         if notice and self.on_notice is not None:
@@ -358,24 +372,27 @@ class ChatService:
             self.store.update_message(message_id)
 
     # -- the context window ---------------------------------------------------------------------
-    def _all_turns(self, conversation: Conversation, answer_id: int) -> list[dict[str, str]]:
+    def _all_turns(self, conversation: Conversation, leave_out: set[int]) -> list[dict[str, str]]:
         """The system prompt and every turn so far (cloud models' contexts are far larger)."""
-        system, turns = self._turns(conversation, answer_id)
+        system, turns = self._turns(conversation, leave_out)
         return normalize_turns(system + turns)
 
-    def _turns(self, conversation: Conversation, answer_id: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    def _turns(self, conversation: Conversation,
+               leave_out: set[int]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The turns shown in the chat (one version of each answer), without `leave_out`: the
+        answer being written and the one it is written again in place of."""
         turns = [
             {"role": m.role, "content": m.content}
             for m in self.store.messages(conversation.id)
-            if m.id != answer_id and m.content and not (m.role == "assistant" and m.status == "error")
+            if m.id not in leave_out and m.content and not (m.role == "assistant" and m.status == "error")
         ]
         system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt.strip() else []
         return system, turns
 
-    async def _history(self, conversation: Conversation, answer_id: int,
+    async def _history(self, conversation: Conversation, leave_out: set[int],
                        sampling: Sampling) -> list[dict[str, str]]:
         """The messages to send: the system prompt and as many recent turns as fit the context."""
-        system, turns = self._turns(conversation, answer_id)
+        system, turns = self._turns(conversation, leave_out)
         n_ctx = self.engine.n_ctx
         budget = n_ctx - min(sampling.max_tokens, n_ctx // 2)
         rough = sum(len(m["content"]) // 3 + PER_MESSAGE_TOKENS for m in system + turns)

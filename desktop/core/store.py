@@ -128,6 +128,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN writer_pid INTEGER;
     ALTER TABLE messages ADD COLUMN writer_started REAL;
     """,
+    # 5: an answer written again (Regenerate) keeps the one it replaces until it is complete, and
+    # that one after as an earlier version: not shown in the chat nor sent to the model.
+    """
+    ALTER TABLE messages ADD COLUMN replaces INTEGER;
+    ALTER TABLE messages ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 ROLES = ("system", "user", "assistant")
@@ -178,6 +184,10 @@ class Message:
     stop_reason: str = ""  # "length": cut at the answer length limit
     writer_pid: int | None = None  # the process writing it, while it is 'streaming'
     writer_started: float | None = None  # when that process started (a pid may be reused)
+    replaces: int | None = None  # the answer this one was written again in place of (Regenerate)
+    # Kept, but neither shown in the chat nor sent to the model: an earlier version of an answer,
+    # or a new version still being written, or one that failed or was stopped (the earlier stays).
+    superseded: bool = False
 
     @property
     def left_the_machine(self) -> bool:
@@ -394,6 +404,7 @@ class Store:
         data = {k: row[k] for k in row.keys()}
         data["usage_estimated"] = bool(data["usage_estimated"])
         data["cost_unknown"] = bool(data["cost_unknown"])
+        data["superseded"] = bool(data["superseded"])
         return Message(**data)
 
     def add_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> Message:
@@ -434,8 +445,8 @@ class Store:
                  since: int | None = None) -> list[Message]:
         """A conversation's messages, oldest first: all of them, or only those with an id below
         `before` and/or from `since` on, and of those only the `last` N. A long chat opens on its
-        newest page without reading the rest."""
-        where, params = "conversation_id = ?", [conversation_id]
+        newest page without reading the rest. Only the versions shown: no superseded answer."""
+        where, params = "conversation_id = ? AND NOT superseded", [conversation_id]
         if before is not None:
             where, params = where + " AND id < ?", [*params, before]
         if since is not None:
@@ -447,7 +458,7 @@ class Store:
         return [self._message(r) for r in reversed(rows.fetchall())]
 
     def count_messages(self, conversation_id: int, *, before: int | None = None) -> int:
-        sql, params = "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", [conversation_id]
+        sql, params = "SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND NOT superseded", [conversation_id]
         if before is not None:
             sql, params = sql + " AND id < ?", [*params, before]
         return self._db.execute(sql, params).fetchone()[0]
@@ -455,11 +466,42 @@ class Store:
     def last_counted_answer(self, conversation_id: int) -> Message | None:
         """The newest answer with token counts: how much of the context the chat fills."""
         row = self._db.execute("SELECT * FROM messages WHERE conversation_id = ? AND role = 'assistant'"
-                               " AND tokens_in IS NOT NULL ORDER BY id DESC LIMIT 1", (conversation_id,)).fetchone()
+                               " AND NOT superseded AND tokens_in IS NOT NULL ORDER BY id DESC LIMIT 1",
+                               (conversation_id,)).fetchone()
         return self._message(row) if row else None
 
     def delete_message(self, message_id: int) -> None:
         self._write("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def make_current(self, message_id: int) -> None:
+        """Show and send this answer in place of the one it was written to replace, which is kept
+        as an earlier version. In one transaction: whatever happens, exactly one of them is current."""
+        with self._lock:
+            self._write("BEGIN IMMEDIATE")
+            try:
+                self._write("UPDATE messages SET superseded = 1"
+                            " WHERE id = (SELECT replaces FROM messages WHERE id = ?)", (message_id,))
+                self._write("UPDATE messages SET superseded = 0 WHERE id = ?", (message_id,))
+                self._write("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def versions(self, message_id: int) -> list[Message]:
+        """Every version of an answer written again, oldest first: the one it replaced, that one's
+        own earlier versions, and those written in its place (the one shown among them)."""
+        rows = self._db.execute(
+            """
+            WITH RECURSIVE back(id) AS (
+                SELECT ? UNION SELECT m.replaces FROM messages m JOIN back ON m.id = back.id
+                WHERE m.replaces IS NOT NULL),
+            root(id) AS (SELECT MIN(id) FROM back),
+            family(id) AS (
+                SELECT id FROM root UNION SELECT m.id FROM messages m JOIN family f ON m.replaces = f.id)
+            SELECT * FROM messages WHERE id IN (SELECT id FROM family) ORDER BY id
+            """, (message_id,))
+        return [self._message(r) for r in rows]
 
     def _own_start(self) -> float | None:
         if self._start is None:
@@ -496,7 +538,7 @@ class Store:
             FROM messages_fts
             JOIN messages m ON m.id = messages_fts.rowid
             JOIN conversations c ON c.id = m.conversation_id
-            WHERE messages_fts MATCH ?
+            WHERE messages_fts MATCH ? AND NOT m.superseded
             ORDER BY rank LIMIT ?
             """,
             (query, limit),

@@ -647,6 +647,8 @@ class MainWindow(QMainWindow):
         messages = store.messages(conversation.id, last=FIRST_PAGE)
         if focus_message and not any(m.id == focus_message for m in messages):
             messages = store.messages(conversation.id, since=focus_message)  # a search hit far back: down to it
+        if live and live.replaces is not None:  # an answer being written again: the new one, live
+            messages = [store.message(live.message_id) if m.id == live.replaces else m for m in messages]
         self._earlier_count = store.count_messages(conversation.id, before=messages[0].id) if messages else 0
         self.message_list.set_earlier(self._earlier_count)
         for message in messages:
@@ -772,6 +774,7 @@ class MainWindow(QMainWindow):
             return
         widgets = self.message_list.widgets()
         if widgets and widgets[-1].role == "assistant":
+            # Its new version is written in its place; should that fail, it comes back.
             self.message_list.remove(widgets[-1])
         self.banner.hide()
         conversation_id = self.current_id
@@ -877,17 +880,24 @@ class MainWindow(QMainWindow):
             self._writing = None
             self._flush_timer.stop()
             self.composer.set_generating(False)
+        shown = message
+        if message.superseded and message.replaces is not None:
+            # A new version that failed or was stopped: the answer it was to replace stays.
+            shown = self.services.store.message(message.replaces)
         if self.current_id == conversation_id:
             if self._streaming is not None:
-                self._streaming.show_message(message)
+                self._streaming.show_message(shown)
             self._streaming = None
             self.message_list.set_live(None)
             self.setWindowTitle(f"{self.services.store.conversation(conversation_id).title} — Hearth")
         else:
             self._streaming = None
         self._mark_last_answer()  # on the chat shown, whichever it is
+        kept = " The earlier answer is kept." if shown is not message else ""
         if message.status == "error" and message.error:
-            self.banner.show_text(message.error)
+            self.banner.show_text(message.error + kept)
+        elif kept:
+            self.banner.show_text(f"Stopped.{kept}", level="info")
         else:
             self._left_out[conversation_id] = self.services.chat.trimmed_messages
         self.refresh_conversations()

@@ -3,8 +3,12 @@
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import asdict, replace
+
+import psutil
 
 from desktop.core.settings import LoadOptions, Sampling
 
@@ -86,7 +90,7 @@ def test_stop_ends_the_answer_at_once_and_keeps_what_arrived(services, model):
     assert not services.chat.busy
 
 
-def test_regenerate_replaces_the_last_answer(services, model):
+def test_regenerate_shows_the_new_answer_and_keeps_the_first_as_an_earlier_version(services, model):
     conversation = _chat(services, model, replace(SHORT, temperature=1.0, seed=-1))
 
     async def scenario():
@@ -98,7 +102,146 @@ def test_regenerate_replaces_the_last_answer(services, model):
     messages = services.store.messages(conversation.id)
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[-1].id == second.id != first.id
-    assert second.status == "complete"
+    assert second.status == "complete" and not second.superseded and second.replaces == first.id
+    versions = services.store.versions(second.id)
+    assert [(v.id, v.superseded) for v in versions] == [(first.id, True), (second.id, False)]
+    assert versions[0].content == first.content and versions[0].status == "complete"
+    assert services.store.versions(first.id) == versions
+
+
+def test_stop_during_regenerate_keeps_the_complete_answer(services, model):
+    conversation = _chat(services, model, SHORT)
+
+    def stop_after_a_few(live):
+        if len(live.text) > 10:
+            services.chat.stop()
+
+    async def scenario():
+        first = await services.chat.send(conversation.id, "Tell me a long story about a dragon.")
+        services.store.update_conversation(conversation.id, sampling=asdict(LONG))
+        second = await services.chat.regenerate(conversation.id, on_text=stop_after_a_few)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert second.status == "stopped" and second.superseded and second.content
+    shown = services.store.messages(conversation.id)
+    assert [(m.id, m.content, m.status) for m in shown][-1] == (first.id, first.content, "complete")
+    asyncio.run(services.engine.stop())
+
+
+def test_regenerate_with_the_engine_killed_keeps_the_answer_shown_and_sent(services, model):
+    conversation = _chat(services, model, SHORT)
+
+    def kill_engine(_live):
+        if services.engine.is_alive():
+            os.kill(services.engine.pid, signal.SIGKILL)
+
+    async def scenario():
+        first = await services.chat.send(conversation.id, "Name three fruits.")
+        services.store.update_conversation(conversation.id, sampling=asdict(LONG))
+        failed = await services.chat.regenerate(conversation.id, on_text=kill_engine)
+        services.store.update_conversation(conversation.id, sampling=asdict(SHORT))
+        follow_up = await services.chat.send(conversation.id, "Which is the sweetest?")
+        # The same words in a chat of their own: what the model must have read.
+        twin = _chat(services, model, SHORT)
+        services.store.add_message(twin.id, "user", "Name three fruits.")
+        services.store.add_message(twin.id, "assistant", first.content)
+        alone = await services.chat.send(twin.id, "Which is the sweetest?")
+        return first, failed, follow_up, alone
+
+    first, failed, follow_up, alone = asyncio.run(scenario())
+    assert failed.status == "error" and "killed (SIGKILL)" in failed.error and failed.superseded
+    shown = services.store.messages(conversation.id)
+    assert [m.content for m in shown] == ["Name three fruits.", first.content, "Which is the sweetest?",
+                                          follow_up.content]
+    assert shown[1].id == first.id and shown[1].status == "complete"
+    # The model read the question, the first answer (never the broken one) and the follow-up.
+    assert follow_up.tokens_in == alone.tokens_in
+    asyncio.run(services.engine.stop())
+
+
+def test_a_refused_key_during_regenerate_keeps_the_answer_and_sends_only_it(services, monkeypatch):
+    from desktop.core import net, secrets
+    from tests.cloud_server import CloudServer, network_address
+
+    server = CloudServer(host=network_address() or "127.0.0.1")
+    net.set_offline(False)
+    monkeypatch.setenv(secrets.env_name("openai"), "sk-test-regenerate")
+    services.providers.add("openai", base_url=server.url + "/v1")
+    conversation = services.store.create_conversation(title="t", model="openai/gpt-4o-mini")
+    try:
+        first = asyncio.run(services.chat.send(conversation.id, "What is the capital of France?"))
+        again = asyncio.run(services.chat.regenerate(conversation.id))
+        assert [m["role"] for m in server.seen[-1].body["messages"]] == ["user"]  # not the answer replaced
+        assert services.store.messages(conversation.id)[1].id == again.id
+        first = again
+        server.next = ["401"]
+        refused = asyncio.run(services.chat.regenerate(conversation.id))
+        asyncio.run(services.chat.send(conversation.id, "And of Spain?"))
+    finally:
+        server.stop()
+    assert refused.status == "error" and "refused the key" in refused.error and refused.superseded
+    assert services.store.messages(conversation.id)[1].id == first.id
+    sent = server.seen[-1].body["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("user", "What is the capital of France?"), ("assistant", first.content), ("user", "And of Spain?")]
+
+
+HALFWAY_KILLED = """
+import asyncio, sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from desktop.core.services import open_services
+import psutil
+
+from desktop.core.settings import LoadOptions, Sampling
+
+services = open_services()
+model = services.library.import_file(Path(sys.argv[1]), link=True)
+services.settings = replace(services.settings, load=LoadOptions(n_ctx=2048, n_threads=2))
+chat = services.chat.new_conversation(model_id=model.id)
+
+async def main():
+    services.store.update_conversation(chat.id, sampling=asdict(Sampling(max_tokens=24, temperature=0, seed=1)))
+    first = await services.chat.send(chat.id, "Tell me a very long story about a lighthouse keeper.")
+    print(first.id, flush=True)
+    services.store.update_conversation(chat.id, sampling=asdict(Sampling(max_tokens=3000, seed=3)))
+    said = []
+    def halfway(live):
+        if len(live.text) > 150 and not said:
+            said.append(True)
+            print("halfway", flush=True)
+    await services.chat.regenerate(chat.id, on_text=halfway)
+    print("finished", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_killing_the_app_while_it_writes_an_answer_again_keeps_the_complete_one(home, model_file):
+    app = subprocess.Popen([sys.executable, "-c", HALFWAY_KILLED, str(model_file)], stdout=subprocess.PIPE,
+                           text=True)
+    first_id = int(app.stdout.readline())
+    assert app.stdout.readline() == "halfway\n"
+    time.sleep(1)  # a save or two of the new answer
+    engines = psutil.Process(app.pid).children()
+    app.kill()
+    app.wait()
+    psutil.wait_procs(engines, timeout=10)
+
+    from desktop.core.store import Store
+
+    store = Store(home / "data" / "hearth.db")
+    first = store.message(first_id)
+    assert first.status == "complete" and first.content and not first.superseded
+    shown = store.messages(first.conversation_id)
+    assert [m.id for m in shown] == [first_id - 1, first_id]
+    half = store.versions(first_id)[-1]
+    assert half.replaces == first_id and half.superseded and half.status == "streaming" and half.content
+    assert store.close_interrupted_answers() == 1  # its writer is gone
+    assert store.message(half.id).status == "stopped"
+    assert [m.id for m in store.messages(first.conversation_id)] == [first_id - 1, first_id]
+    store.close()
 
 
 def test_a_killed_engine_becomes_a_sentence_and_the_next_message_restarts_it(services, model):

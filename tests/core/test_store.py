@@ -203,6 +203,7 @@ def test_a_schema_3_database_is_upgraded_with_nothing_lost(tmp_path):
     kept = [(m.role, m.content, m.status, m.thinking) for m in store.messages(1)]
     assert kept == [("user", "Name a bird.", "complete", "hm"), ("assistant", "A robin.", "complete", "hm"),
                     ("user", "Another?", "complete", "hm"), ("assistant", "A wr", "streaming", "hm")]
+    assert not any(m.superseded or m.replaces for m in store.messages(1))  # one version of each answer
     assert store.close_interrupted_answers() == 1  # cut off long ago, by a Hearth that recorded no writer
     assert store.messages(1)[-1].status == "stopped" and store.messages(1)[-1].content == "A wr"
     assert [h.message_id for h in store.search("robin")] == [2]

@@ -97,6 +97,43 @@ def test_regenerate_writes_the_last_answer_again(qtbot, window):
     assert [m.role for m in saved] == ["user", "assistant"]
     assert saved[-1].id != first.id and saved[-1].status == "complete"
     assert len(answers(window)) == 1
+    assert answers(window)[-1].text == saved[-1].content
+    assert [v.id for v in window.services.store.versions(first.id)] == [first.id, saved[-1].id]  # kept
+
+
+def test_regenerate_with_the_engine_killed_shows_the_complete_answer_again(qtbot, window):
+    set_sampling(window, max_tokens=16, seed=1)
+    type_and_send(qtbot, window, "Write a very long story about the sea.")
+    wait_until_idle(qtbot, window)
+    first = window.services.store.messages(window.current_id)[-1]
+    set_sampling(window, max_tokens=3000, seed=5)
+    qtbot.mouseClick(answers(window)[-1].regenerate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(answers(window)[-1].text) > 100, timeout=LONG_WAIT)
+    os.kill(window.services.engine.pid, signal.SIGKILL)
+    wait_until_idle(qtbot, window)
+    assert [a.text for a in answers(window)] == [first.content]
+    assert window.services.store.messages(window.current_id)[-1] == first
+    assert "killed (SIGKILL)" in window.banner.label.text()
+    assert "The earlier answer is kept." in window.banner.label.text()
+    assert offering_write_again(window) == [1]
+
+
+def test_a_chat_left_and_opened_again_while_its_answer_is_written_again_shows_the_new_one(qtbot, window):
+    set_sampling(window, max_tokens=16, seed=1)
+    type_and_send(qtbot, window, "Write a very long story about the sea.")
+    wait_until_idle(qtbot, window)
+    chat = window.current_id
+    first = window.services.store.messages(chat)[-1]
+    set_sampling(window, max_tokens=200, seed=5)
+    qtbot.mouseClick(answers(window)[-1].regenerate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(answers(window)[-1].text) > 40, timeout=LONG_WAIT)
+    window.new_chat()
+    window.open_conversation(chat)
+    assert len(answers(window)) == 1 and answers(window)[-1].text != first.content  # the one being written
+    wait_until_idle(qtbot, window)
+    current = window.services.store.messages(chat)[-1]
+    assert current.id != first.id and current.replaces == first.id
+    assert [a.text for a in answers(window)] == [current.content]
 
 
 def test_copy_puts_the_answer_on_the_clipboard(qtbot, window):
