@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from desktop.core import cloud
 from desktop.core.cloud import CloudTarget, Providers
@@ -33,6 +34,7 @@ from desktop.core.store import (
     HEARTBEAT_S,
     THIS_MACHINE,
     Conversation,
+    DatabaseBusy,
     Message,
     ModelRecord,
     Store,
@@ -43,6 +45,12 @@ from desktop.core.templates import normalize_turns
 log = logging.getLogger(__name__)
 
 SAVE_INTERVAL_S = 0.5  # an answer in progress is written at least this often
+# How long a save that meets a lock held by another program is tried again (with a growing pause,
+# the loop free meanwhile) before the user reads a sentence. An answer's periodic saves are not
+# retried: the next one writes all of it.
+LOCK_WAIT_S = 10.0
+LOCK_PAUSE_S = (0.05, 1.0)  # the first pause, doubled up to the last
+T = TypeVar("T")
 PER_MESSAGE_TOKENS = 8  # the chat template's tokens around each message, a generous guess
 TITLE_LENGTH = 48
 NEW_CHAT = "New chat"
@@ -194,11 +202,12 @@ class ChatService:
         `on_text` is called with the live answer each time more of it arrives."""
         conversation = self.store.conversation(conversation_id)
         try:
-            self.store.add_message(conversation_id, "user", text)
+            await self._save(lambda: self.store.add_message(conversation_id, "user", text), "your message")
         except StoreError as exc:
             raise MessageNotSaved(f"{exc} Your message was not sent; it is still in the box.") from exc
         if conversation.title == NEW_CHAT:
-            conversation = self.store.update_conversation(conversation_id, title=title_from(text))
+            conversation = await self._save(
+                lambda: self.store.update_conversation(conversation_id, title=title_from(text)), "the chat's title")
         return await self._answer(conversation, on_text)
 
     async def regenerate(self, conversation_id: int,
@@ -212,12 +221,30 @@ class ChatService:
         replaced = last[0] if last and last[0].role == "assistant" else None
         return await self._answer(conversation, on_text, replaced)
 
-    def _settle(self, answer: Message, replaced: Message | None) -> Message:
+    async def _settle(self, answer: Message, replaced: Message | None) -> Message:
         """Which of a regenerated answer and the one it replaces is current from now on."""
         if replaced is not None and (answer.status == "complete" or replaced.status != "complete"):
-            self.store.make_current(answer.id)
+            await self._save(lambda: self.store.make_current(answer.id), "the new answer")
             return self.store.message(answer.id)
         return answer
+
+    async def _save(self, write: Callable[[], T], what: str) -> T:
+        """Run a write; one that meets a lock held by another program is tried again, with a
+        growing pause in which the window stays free, until LOCK_WAIT_S have passed."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        pause = LOCK_PAUSE_S[0]
+        while True:
+            try:
+                return write()
+            except DatabaseBusy as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"Another program kept Hearth's database ({self.store.path}) locked for "
+                        f"{LOCK_WAIT_S:.0f} s, so {what} could not be saved. Close that program and "
+                        "try again.") from exc
+                log.info("the database is locked; saving %s again in %.2f s", what, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, LOCK_PAUSE_S[1])
 
     async def _answer(self, conversation: Conversation, on_text: Callable[[LiveAnswer], None] | None,
                       replaced: Message | None = None) -> Message:
@@ -227,15 +254,18 @@ class ChatService:
         try:
             target = self.model_for(conversation)
         except HearthError as exc:
-            failed = self.store.add_message(conversation.id, "assistant", "", status="error", error=str(exc), **version)
-            return self._settle(failed, replaced)
+            reason = str(exc)
+            failed = await self._save(lambda: self.store.add_message(
+                conversation.id, "assistant", "", status="error", error=reason, **version), "the answer")
+            return await self._settle(failed, replaced)
         remote = isinstance(target, CloudTarget)
         if remote:
             row = {"model": target.model, "provider": target.provider.name,
                    "processed_on": target.provider.processed_on}
         else:
             row = {"model": target.name, "provider": "local", "processed_on": THIS_MACHINE}
-        answer_row = self.store.add_message(conversation.id, "assistant", "", status="streaming", **row, **version)
+        answer_row = await self._save(lambda: self.store.add_message(
+            conversation.id, "assistant", "", status="streaming", **row, **version), "the answer")
         answer = LiveAnswer(answer_row.id, replaces=answer_row.replaces)
         leave_out = {answer_row.id} | ({replaced.id} if replaced is not None else set())
         self._live = answer
@@ -251,8 +281,12 @@ class ChatService:
                 await self.engine.ensure(target, settings.load)
                 self._tell(self.engine.take_notice())
                 if conversation.model != target.id:
-                    self.store.update_conversation(conversation.id, model=target.id)
-                self.store.touch_model(target.id)
+                    await self._save(lambda: self.store.update_conversation(conversation.id, model=target.id),
+                                     "the chat's model")
+                try:
+                    self.store.touch_model(target.id)
+                except DatabaseBusy:  # only orders the model list: not worth waiting for
+                    log.info("the database is locked; the model's last use is not recorded")
                 endpoint = self.engine.endpoint()
                 history = await self._history(conversation, leave_out, sampling)
             self._inner = asyncio.ensure_future(self._stream(answer, history, sampling, on_text, endpoint))
@@ -260,7 +294,10 @@ class ChatService:
             status, error = "complete", ""
         except asyncio.CancelledError:
             if not self._stop_requested:  # the app itself is closing: save, then let it close
-                self._finish(answer, "stopped", "", None, row)
+                try:
+                    self.store.update_message(answer.message_id, **self._ending(answer, "stopped", "", None, row))
+                except StoreError:  # locked: the next start marks it stopped, with what was saved
+                    log.warning("the database is locked; an answer cut off by closing was not saved")
                 raise
             status, error = "stopped", ""
         except ConnectionLost as exc:
@@ -278,8 +315,9 @@ class ChatService:
         finally:
             self._inner = None
             self._live = None
-        return self._settle(self._finish(answer, status, error, await self._tokens_out(answer, remote), row),
-                            replaced)
+        ending = self._ending(answer, status, error, await self._tokens_out(answer, remote), row)
+        await self._save(lambda: self.store.update_message(answer.message_id, **ending), "this answer")
+        return await self._settle(self.store.message(answer.message_id), replaced)
 
     def _tell(self, notice: str) -> None:
         if notice and self.on_notice is not None:
@@ -304,8 +342,9 @@ class ChatService:
             log.warning("could not count the tokens of a stopped answer", exc_info=True)
             return None
 
-    def _finish(self, answer: LiveAnswer, status: str, error: str, tokens_out: int | None,
-                row: dict[str, str]) -> Message:
+    def _ending(self, answer: LiveAnswer, status: str, error: str, tokens_out: int | None,
+                row: dict[str, str]) -> dict:
+        """What is saved of an answer when it ends: its text, how it ended and its figures."""
         answer.parser.finish()  # a tag held back at the very end is text after all
         answer.mark(answer.last_token or time.monotonic())
         answer.ended = answer.ended or time.monotonic()
@@ -313,9 +352,7 @@ class ChatService:
         stats["usage_estimated"] = bool(answer.usage and answer.usage.estimated)
         cost = self._cost(answer, row, stats)
         stats["cost"], stats["cost_unknown"] = cost or 0.0, cost is None
-        self.store.update_message(answer.message_id, content=answer.text, thinking=answer.thinking,
-                                  status=status, error=error, **stats)
-        return self.store.message(answer.message_id)
+        return {"content": answer.text, "thinking": answer.thinking, "status": status, "error": error, **stats}
 
     def _cost(self, answer: LiveAnswer, row: dict[str, str], stats: dict) -> float | None:
         """API fees for a cloud answer (None: no price known for the model); for a local one, the
@@ -338,6 +375,7 @@ class ChatService:
         told = 0
         try:
             answer.started = last_save = time.monotonic()
+            save_every = SAVE_INTERVAL_S
             async for delta in deltas:
                 while told < len(client.notices):
                     self._tell(client.notices[told])
@@ -350,9 +388,13 @@ class ChatService:
                 answer.mark(now)
                 if on_text:
                     on_text(answer)
-                if now - last_save >= SAVE_INTERVAL_S:
-                    self.store.update_message(answer.message_id, content=answer.text, thinking=answer.thinking)
+                if now - last_save >= save_every:
                     last_save = now
+                    try:
+                        self.store.update_message(answer.message_id, content=answer.text, thinking=answer.thinking)
+                        save_every = SAVE_INTERVAL_S
+                    except DatabaseBusy:  # locked by another program: all of it goes in a later save
+                        save_every = min(save_every * 2, LOCK_PAUSE_S[1] * 4)
             answer.usage = client.usage
         finally:
             answer.ended = time.monotonic()
@@ -369,7 +411,10 @@ class ChatService:
         other Hearth process takes it for one cut off by a crash."""
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            self.store.update_message(message_id)
+            try:
+                self.store.update_message(message_id)
+            except DatabaseBusy:  # its writer is known to be alive anyway (store.writer_alive)
+                continue
 
     # -- the context window ---------------------------------------------------------------------
     def _all_turns(self, conversation: Conversation, leave_out: set[int]) -> list[dict[str, str]]:

@@ -16,7 +16,7 @@ from desktop.core.library import Library
 from desktop.core.paths import Paths, app_paths
 from desktop.core.pricing import Pricing
 from desktop.core.settings import Settings, SettingsFile
-from desktop.core.store import Store
+from desktop.core.store import DatabaseBusy, Store
 
 
 @dataclass
@@ -64,7 +64,10 @@ def setup_logging(paths: Paths, *, verbose: bool = False) -> None:
 def open_services(paths: Paths | None = None) -> Services:
     paths = paths or app_paths()
     store = Store(paths.database)
-    store.close_interrupted_answers()
+    try:
+        store.close_interrupted_answers()
+    except DatabaseBusy:  # another program holds the database: the answers cut off wait for the next start
+        logging.getLogger(__name__).info("the database is locked; interrupted answers are marked next time")
     settings_file = SettingsFile(paths.settings_file)
     from desktop.core import hub, secrets
 

@@ -140,11 +140,19 @@ ROLES = ("system", "user", "assistant")
 # An answer being written is saved at least this often, even while no token arrives.
 HEARTBEAT_S = 2.0
 STALE_STREAM_S = 15.0
+# How long one write waits for a lock another program holds before it fails as DatabaseBusy. Short,
+# as the window's thread writes too: the chat tries such a write again later (chat.LOCK_WAIT_S).
+BUSY_TIMEOUT_MS = 100
 THIS_MACHINE = "this machine"
 
 
 class StoreError(HearthError):
     """The database cannot be used; str() says why in words."""
+
+
+class DatabaseBusy(StoreError):
+    """Another program holds the database locked (a backup, a database browser, a second Hearth
+    in the middle of a write): worth trying again a little later."""
 
 
 @dataclass(frozen=True)
@@ -300,12 +308,13 @@ class Store:
         self._lock = threading.RLock()
         self._start: float | None = None  # when this process started, read once
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=BUSY_TIMEOUT_MS / 1000)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
@@ -341,6 +350,9 @@ class Store:
                 if "full" in str(exc).lower():
                     raise StoreError("The disk is full: Hearth could not save. Free some space; "
                                      "nothing already saved is lost.") from exc
+                if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                    raise DatabaseBusy(f"Another program is holding Hearth's database ({self.path}) locked, "
+                                       "so Hearth could not save. Close it and try again.") from exc
                 raise
 
     # -- conversations --------------------------------------------------------------------------

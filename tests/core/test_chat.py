@@ -187,6 +187,51 @@ def test_a_refused_key_during_regenerate_keeps_the_answer_and_sends_only_it(serv
         ("user", "What is the capital of France?"), ("assistant", first.content), ("user", "And of Spain?")]
 
 
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+time.sleep(3)
+db.execute("COMMIT")
+print(time.time(), flush=True)
+"""
+
+
+def test_a_locked_database_never_holds_up_the_window_and_the_answer_is_saved_after(services, model):
+    conversation = _chat(services, model, replace(SHORT, max_tokens=300))
+    holders = []
+
+    def lock_once(_live):  # another program takes the database while the answer streams
+        if not holders:
+            holders.append(subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(services.store.path)],
+                                            stdout=subprocess.PIPE, text=True))
+
+    async def scenario():
+        gaps, last = [], time.monotonic()
+
+        async def ticks():  # what the window's thread would feel: how long the loop was held
+            nonlocal last
+            while True:
+                await asyncio.sleep(0.01)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        ticker = asyncio.ensure_future(ticks())
+        answer = await services.chat.send(conversation.id, "Write a very long story about the sea.",
+                                          on_text=lock_once)
+        ticker.cancel()
+        return answer, sorted(gaps)
+
+    answer, gaps = asyncio.run(scenario())
+    released_at = float(holders[0].communicate()[0])
+    assert answer.status == "complete" and answer.content
+    saved = services.store.message(answer.id)
+    assert saved.content == answer.content and saved.status == "complete"
+    assert saved.updated_at >= released_at  # the end of the answer met the lock, and was saved after it
+    assert gaps[-1] < 0.5, gaps[-5:]  # never held up longer than one short wait for the lock
+    asyncio.run(services.engine.stop())
+
+
 HALFWAY_KILLED = """
 import asyncio, sys
 from dataclasses import asdict, replace

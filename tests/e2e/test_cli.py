@@ -167,3 +167,68 @@ def mapped_files(pid: int) -> str:
         return Path(f"/proc/{pid}/maps").read_text()
     except OSError:  # it has ended
         return ""
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+print(time.time(), flush=True)
+"""
+
+
+def answer_begun(db_path: Path) -> bool:
+    if not db_path.exists():
+        return False
+    db = sqlite3.connect(db_path)
+    try:
+        return bool(db.execute("SELECT 1 FROM messages WHERE role = 'assistant'").fetchone())
+    except sqlite3.OperationalError:  # no table yet
+        return False
+    finally:
+        db.close()
+
+
+def chat_while_another_program_locks_the_database(home, model_file, seconds: float):
+    """`hearth chat` in a pipe; once its answer has begun, another program takes the database
+    with BEGIN EXCLUSIVE (a backup tool, a database browser) and holds it `seconds`."""
+    hearth("models", "import", "--link", str(model_file))
+    app = subprocess.Popen([sys.executable, "-m", "desktop", "chat", "-m", "smollm2", "--max-tokens", "48",
+                            "--seed", "7", "--temperature", "0", "Tell me about foxes."],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db_path = home / "data" / "hearth.db"
+    while not answer_begun(db_path):
+        assert app.poll() is None, app.communicate()
+        time.sleep(0.01)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db_path), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    out, err = app.communicate(timeout=120)
+    return app, out, err, holder, db_path
+
+
+def test_an_answer_that_meets_a_locked_database_is_saved_when_the_lock_goes(home, model_file):
+    app, out, err, holder, db_path = chat_while_another_program_locks_the_database(home, model_file, 4)
+    released_at = float(holder.stdout.readline())
+    holder.wait()
+    assert app.returncode == 0, err
+    assert "Traceback" not in err
+    db = sqlite3.connect(db_path)
+    rows = db.execute("SELECT role, content, status, updated_at FROM messages ORDER BY id").fetchall()
+    assert [r[:3] for r in rows] == [("user", "Tell me about foxes.", "complete"),
+                                    ("assistant", out.strip(), "complete")]
+    assert out.strip() and rows[1][3] >= released_at  # written whole, once the lock went
+
+
+def test_a_lock_that_lasts_is_one_sentence_and_the_question_is_kept(home, model_file):
+    app, out, err, holder, db_path = chat_while_another_program_locks_the_database(home, model_file, 120)
+    holder.kill()
+    holder.wait()
+    assert app.returncode == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("hearth: Another program kept Hearth's database") and "locked for 10 s" in err
+    db = sqlite3.connect(db_path)
+    assert db.execute("SELECT content FROM messages WHERE role = 'user'").fetchall() == [("Tell me about foxes.",)]
