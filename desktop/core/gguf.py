@@ -155,6 +155,9 @@ class GGUFInfo:
         return n_ctx * self.layers * kv_heads * (key_dim + value_dim) * 2
 
 
+_MARKUP_FIRST = frozenset(b"<[")
+
+
 def _is_markup(raw: bytes) -> bool:
     return (len(raw) <= MARKUP_TOKEN_MAX * 3 and raw[:1] in (b"<", b"[") and raw[-1:] in (b">", b"]")
             and not raw.startswith(b"<0x"))  # byte tokens (<0x0A>) are not markup
@@ -198,7 +201,7 @@ class _Reader:
             if length > LONGEST_STRING:
                 raise self.damaged(f"its header claims a text of {human_bytes(length)}")
             self._need(length)
-            if keep_markup and length <= MARKUP_TOKEN_MAX * 3:
+            if keep_markup and 2 < length <= MARKUP_TOKEN_MAX * 3 and self.buf[self.pos] in _MARKUP_FIRST:
                 raw = bytes(self.buf[self.pos:self.pos + length])
                 if _is_markup(raw):
                     self.markup[raw.decode("utf-8", errors="replace")] = index
