@@ -245,4 +245,4 @@ def test_a_template_step_that_ignores_the_clock_ends_the_engine_which_then_says_
     assert child.returncode == 70 and templates.HUNG_LOG in child.stderr
     sentence = explain_exit(child.stderr, child.returncode, "Some Model")
     assert sentence.startswith("The chat template of “Some Model” ran on past its time limit")
-    assert "next message uses a known format" in sentence
+    assert "From the next message on, this model uses a known format instead" in sentence
