@@ -500,6 +500,19 @@ class Store:
                     self._db.execute("ROLLBACK")
                 raise
 
+    def with_versions(self, conversation_id: int) -> set[int]:
+        """The ids of a conversation's answers that were written more than once."""
+        rows = self._db.execute("SELECT id, replaces FROM messages WHERE conversation_id = ?"
+                                " AND replaces IS NOT NULL", (conversation_id,))
+        return {i for r in rows for i in (r["id"], r["replaces"])}
+
+    def choose_version(self, message_id: int) -> Message:
+        """Show and send this version of an answer; its other versions are kept."""
+        family = [v.id for v in self.versions(message_id)]
+        self._write(f"UPDATE messages SET superseded = (id != ?) WHERE id IN ({', '.join('?' * len(family))})",
+                    (message_id, *family))
+        return self.message(message_id)
+
     def versions(self, message_id: int) -> list[Message]:
         """Every version of an answer written again, oldest first: the one it replaced, that one's
         own earlier versions, and those written in its place (the one shown among them)."""

@@ -111,6 +111,7 @@ class MessageWidget(QFrame):
     """One message. An answer being generated grows with `set_text` and ends with `finish`."""
 
     regenerate_requested = Signal()
+    version_requested = Signal(int)  # -1: the earlier version of this answer, +1: the later one
 
     def __init__(self, role: str, theme: Theme, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -149,6 +150,7 @@ class MessageWidget(QFrame):
         self._thinking: ThinkingSection | None = None  # built when an answer has thinking
         self._error: QLabel | None = None  # built when a message ended in an error
         self._regenerate: QToolButton | None = None  # built for the last answer
+        self._versions: QWidget | None = None  # "‹ 1 / 2 ›", built for an answer written again
         self.meta_row = QWidget()
         meta = QHBoxLayout(self.meta_row)
         meta.setContentsMargins(0, 0, 0, 0)
@@ -285,6 +287,30 @@ class MessageWidget(QFrame):
             self.error.show()
         elif self._error is not None:
             self._error.hide()
+
+    def set_versions(self, index: int, count: int) -> None:
+        """Which of an answer's `count` versions this is (from 0), with buttons to the others;
+        nothing for an answer written once."""
+        if count < 2:
+            if self._versions is not None:
+                self._versions.hide()
+            return
+        if self._versions is None:
+            self._versions = QWidget()
+            row = QHBoxLayout(self._versions)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.setSpacing(0)
+            self._earlier = self._tool("earlier", "Earlier version", lambda: self.version_requested.emit(-1))
+            self._later = self._tool("later", "Later version", lambda: self.version_requested.emit(1))
+            self.version_label = QLabel()
+            self.version_label.setObjectName("MessageMeta")
+            for part in (self._earlier, self.version_label, self._later):
+                row.addWidget(part)
+            self.meta_row.layout().insertWidget(1, self._versions)
+        self.version_label.setText(f"{index + 1} / {count}")
+        self._earlier.setEnabled(index > 0)
+        self._later.setEnabled(index < count - 1)
+        self._versions.show()
 
     def set_regenerate_visible(self, visible: bool) -> None:
         if visible and self.role == "assistant":

@@ -29,6 +29,8 @@ _PATHS = {
     "close": '<path d="M7 7l10 10M17 7L7 17"/>',
     "models": '<path d="M12 3.5l7.5 4v9L12 20.5l-7.5-4v-9z"/><path d="M4.5 7.5L12 11.5l7.5-4M12 11.5v9"/>',
     "back": '<path d="M19 12H5M11 6l-6 6 6 6"/>',
+    "earlier": '<path d="M14.5 6l-6 6 6 6"/>',
+    "later": '<path d="M9.5 6l6 6-6 6"/>',
     "download": '<path d="M12 4v11M7.5 10.5L12 15l4.5-4.5M5 19h14"/>',
     "pause": '<path d="M9 6v12M15 6v12"/>',
     "play": '<path d="M8 5.5v13l10-6.5z"/>',

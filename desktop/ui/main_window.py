@@ -651,9 +651,12 @@ class MainWindow(QMainWindow):
             messages = [store.message(live.message_id) if m.id == live.replaces else m for m in messages]
         self._earlier_count = store.count_messages(conversation.id, before=messages[0].id) if messages else 0
         self.message_list.set_earlier(self._earlier_count)
+        written_again = store.with_versions(conversation.id)
         for message in messages:
             widget = self._add_widget(message.role)
             widget.show_message(message)
+            if message.id in written_again:
+                self._show_versions(widget)
             if live and live.message_id == message.id:
                 self._attach_stream(widget)
             if message.id == focus_message:
@@ -668,6 +671,7 @@ class MainWindow(QMainWindow):
     def _add_widget(self, role: str, *, shown: bool = True) -> MessageWidget:
         widget = MessageWidget(role, self.theme)
         widget.regenerate_requested.connect(self.regenerate)
+        widget.version_requested.connect(lambda step, w=widget: self._switch_version(w, step))
         if shown:
             self.message_list.add(widget)
         return widget
@@ -679,14 +683,37 @@ class MainWindow(QMainWindow):
         if self.current_id is None or first is None or not self._earlier_count:
             return
         page = self.services.store.messages(self.current_id, before=first.id, last=count)
+        written_again = self.services.store.with_versions(self.current_id)
         widgets = []
         for message in page:
             widget = self._add_widget(message.role, shown=False)
             widget.show_message(message)
+            if message.id in written_again:
+                self._show_versions(widget)
             widgets.append(widget)
         self.message_list.prepend(widgets)
         self._earlier_count = max(0, self._earlier_count - len(page))
         self.message_list.set_earlier(self._earlier_count)
+
+    def _versions_of(self, message: Message) -> list[Message]:
+        """The versions of an answer one may switch to (not one another Hearth is writing)."""
+        return [v for v in self.services.store.versions(message.id) if v.status != "streaming" or v.id == message.id]
+
+    def _show_versions(self, widget: MessageWidget) -> None:
+        if widget.message is not None and widget.role == "assistant":
+            versions = self._versions_of(widget.message)
+            widget.set_versions([v.id for v in versions].index(widget.message.id), len(versions))
+
+    def _switch_version(self, widget: MessageWidget, step: int) -> None:
+        """Show (and send from now on) the earlier or later version of an answer written again."""
+        if self.answering or widget.message is None:
+            return
+        versions = self._versions_of(widget.message)
+        index = [v.id for v in versions].index(widget.message.id) + step
+        if 0 <= index < len(versions):
+            widget.show_message(self.services.store.choose_version(versions[index].id))
+            widget.set_versions(index, len(versions))
+            self._update_context()
 
     def _mark_last_answer(self) -> None:
         """Write again, on the last answer only, and only while no answer is being written."""
@@ -887,6 +914,7 @@ class MainWindow(QMainWindow):
         if self.current_id == conversation_id:
             if self._streaming is not None:
                 self._streaming.show_message(shown)
+                self._show_versions(self._streaming)
             self._streaming = None
             self.message_list.set_live(None)
             self.setWindowTitle(f"{self.services.store.conversation(conversation_id).title} — Hearth")

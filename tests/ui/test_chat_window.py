@@ -101,6 +101,28 @@ def test_regenerate_writes_the_last_answer_again(qtbot, window):
     assert [v.id for v in window.services.store.versions(first.id)] == [first.id, saved[-1].id]  # kept
 
 
+def test_an_answer_written_again_switches_between_its_versions(qtbot, window, shots_dir):
+    set_sampling(window, max_tokens=16, temperature=1.0, seed=-1)
+    type_and_send(qtbot, window, "Say something.")
+    wait_until_idle(qtbot, window)
+    first = window.services.store.messages(window.current_id)[-1]
+    qtbot.mouseClick(answers(window)[-1].regenerate_button, Qt.MouseButton.LeftButton)
+    wait_until_idle(qtbot, window)
+    second = window.services.store.messages(window.current_id)[-1]
+    answer = answers(window)[-1]
+    assert answer.version_label.text() == "2 / 2" and answer.version_label.isVisible()
+    qtbot.mouseClick(answer._earlier, Qt.MouseButton.LeftButton)
+    assert answer.text == first.content and answer.version_label.text() == "1 / 2"
+    assert not answer._earlier.isEnabled() and answer._later.isEnabled()
+    window.grab().save(str(shots_dir / "chat-versions.png"))
+    assert window.services.store.messages(window.current_id)[-1].id == first.id  # shown, and sent next
+    window.open_conversation(window.current_id)  # as after a restart
+    assert answers(window)[-1].text == first.content and answers(window)[-1].version_label.text() == "1 / 2"
+    qtbot.mouseClick(answers(window)[-1]._later, Qt.MouseButton.LeftButton)
+    assert answers(window)[-1].text == second.content
+    assert window.services.store.messages(window.current_id)[-1].id == second.id
+
+
 def test_regenerate_with_the_engine_killed_shows_the_complete_answer_again(qtbot, window):
     set_sampling(window, max_tokens=16, seed=1)
     type_and_send(qtbot, window, "Write a very long story about the sea.")
