@@ -68,3 +68,39 @@ def set_sampling(window, **changes) -> None:
     sampling = replace(Sampling.from_dict(conversation.sampling), **changes)
     store.update_conversation(window.current_id, sampling=asdict(sampling))
     window.open_conversation(window.current_id)
+
+
+STANDIN = "standin/gpt-4o-mini"  # the scripted stand-in's model, as the model picker names it
+
+
+@pytest.fixture
+def standin(services):
+    """A scripted OpenAI-compatible server on 127.0.0.1, added as a provider of the user's own
+    (no key needed), its models listed as "List models" leaves them."""
+    from tests.cloud_server import CloudServer
+
+    server = CloudServer()
+    services.providers.add("standin", base_url=server.url + "/v1", own=True)
+    services.providers.set_models("standin", list(server.models))
+    yield server
+    server.stop()
+
+
+def window_on_standin(make_window, dark: bool = False):
+    """The real window with the stand-in's model chosen in the picker."""
+    window = make_window(dark=dark)
+    window.refresh_models()
+    index = window.model_combo.findData(STANDIN)
+    assert index >= 0
+    window.model_combo.setCurrentIndex(index)
+    window._model_chosen(index)
+    return window
+
+
+def send(qtbot, window, text: str):
+    """Type `text` and click Send; returns the answer's widget."""
+    from PySide6.QtCore import Qt
+
+    window.composer.input.setPlainText(text)
+    qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)
+    return window.message_list.widgets()[-1]

@@ -1,4 +1,4 @@
-"""A reasoning model's thinking in the real window, from a server scripted the way reasoning
+"""A reasoning model's thinking in the real window, from a standin scripted the way reasoning
 models stream (tags split across chunks, reasoning_content, an answer of thoughts only, a cut
 at the length limit): what is drawn, copied, stored, and sent back on the next turn."""
 
@@ -8,49 +8,22 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from tests.cloud_server import CloudServer
-
-TARGET = "standin/gpt-4o-mini"
+from tests.ui.conftest import send, window_on_standin
 
 
-@pytest.fixture
-def server(services):
-    s = CloudServer()  # on 127.0.0.1: a server of the user's own, no key needed
-    services.providers.add("standin", base_url=s.url + "/v1", own=True)
-    services.providers.set_models("standin", list(s.models))  # as "List models" leaves them
-    yield s
-    s.stop()
-
-
-def _window_on_the_server(make_window, dark: bool = False):
-    window = make_window(dark=dark)
-    window.refresh_models()
-    index = window.model_combo.findData(TARGET)
-    assert index >= 0
-    window.model_combo.setCurrentIndex(index)
-    window._model_chosen(index)
-    return window
-
-
-def _send(qtbot, window, text: str):
-    window.composer.input.setPlainText(text)
-    qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)
-    return window.message_list.widgets()[-1]
-
-
-def _sent_turns(server) -> list[tuple[str, str]]:
-    return [(m["role"], m["content"]) for m in server.seen[-1].body["messages"]]
+def _sent_turns(standin) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in standin.seen[-1].body["messages"]]
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
-def test_thinking_shows_apart_folds_when_the_answer_starts_and_is_never_sent_back(qtbot, make_window, server,
+def test_thinking_shows_apart_folds_when_the_answer_starts_and_is_never_sent_back(qtbot, make_window, standin,
                                                                                  services, shots_dir, dark):
-    window = _window_on_the_server(make_window, dark)
-    server.next = ["drip:0.4"]
-    server.scripts = [[{"content": "<th"}, {"content": "ink>The user wants"}, {"content": " a capital city."},
+    window = window_on_standin(make_window, dark)
+    standin.next = ["drip:0.4"]
+    standin.scripts = [[{"content": "<th"}, {"content": "ink>The user wants"}, {"content": " a capital city."},
                        {"content": " France's is Paris.</th"}, {"content": "ink>\n\nParis"},
                        {"content": " is the capital of France."}]]
-    answer = _send(qtbot, window, "What is the capital of France?")
+    answer = send(qtbot, window, "What is the capital of France?")
 
     qtbot.waitUntil(lambda: answer.thinking.startswith("The user wants a capital"), timeout=10_000)
     section = answer.thinking_section
@@ -76,9 +49,9 @@ def test_thinking_shows_apart_folds_when_the_answer_starts_and_is_never_sent_bac
     assert saved.thinking_ms is not None and saved.thinking_ms > 500  # it thought for over a second
     assert services.store.conversation(window.current_id).title == "What is the capital of France?"
 
-    _send(qtbot, window, "And of Italy?")
+    send(qtbot, window, "And of Italy?")
     qtbot.waitUntil(lambda: not window.answering, timeout=15_000)
-    sent = _sent_turns(server)
+    sent = _sent_turns(standin)
     assert ("assistant", "Paris is the capital of France.") in sent
     assert not any("user wants" in content or "think>" in content for _, content in sent)
 
@@ -87,30 +60,30 @@ def test_thinking_shows_apart_folds_when_the_answer_starts_and_is_never_sent_bac
     assert reopened.thinking.startswith("The user wants") and not reopened.thinking_section.is_open
 
 
-def test_reasoning_content_and_an_answer_made_only_of_thinking(qtbot, make_window, server, services):
-    window = _window_on_the_server(make_window)
-    server.scripts = [[{"role": "assistant", "content": ""}, {"reasoning_content": "Hmm, let me see."},
+def test_reasoning_content_and_an_answer_made_only_of_thinking(qtbot, make_window, standin, services):
+    window = window_on_standin(make_window)
+    standin.scripts = [[{"role": "assistant", "content": ""}, {"reasoning_content": "Hmm, let me see."},
                        {"reasoning_content": " Nothing more to say."}]]
-    answer = _send(qtbot, window, "Think about it.")
+    answer = send(qtbot, window, "Think about it.")
     qtbot.waitUntil(lambda: not window.answering, timeout=15_000)
     saved = services.store.messages(window.current_id)[-1]
     assert saved.status == "complete" and saved.content == "" and saved.thinking == "Hmm, let me see. Nothing more to say."
     assert answer.thinking_section.isVisible() and answer.thinking_section.toggle.text().startswith("Thought")
     assert not answer.body.isVisible()
 
-    _send(qtbot, window, "Well?")
+    send(qtbot, window, "Well?")
     qtbot.waitUntil(lambda: not window.answering, timeout=15_000)
-    sent = _sent_turns(server)
+    sent = _sent_turns(standin)
     roles = [role for role, _ in sent if role != "system"]
     assert roles == ["user"]  # the empty answer is left out, and the two questions go as one turn
     assert sent[-1] == ("user", "Think about it.\n\nWell?")
 
 
-def test_a_cut_at_the_length_limit_says_so_and_keeps_the_unclosed_thinking(qtbot, make_window, server, services):
-    window = _window_on_the_server(make_window)
-    server.finish = "length"
-    server.scripts = [[{"content": "<think>I will write"}, {"content": " a very long plan and"}]]
-    answer = _send(qtbot, window, "Plan my week.")
+def test_a_cut_at_the_length_limit_says_so_and_keeps_the_unclosed_thinking(qtbot, make_window, standin, services):
+    window = window_on_standin(make_window)
+    standin.finish = "length"
+    standin.scripts = [[{"content": "<think>I will write"}, {"content": " a very long plan and"}]]
+    answer = send(qtbot, window, "Plan my week.")
     qtbot.waitUntil(lambda: not window.answering, timeout=15_000)
     saved = services.store.messages(window.current_id)[-1]
     assert saved.stop_reason == "length" and saved.thinking == "I will write a very long plan and"
@@ -118,11 +91,11 @@ def test_a_cut_at_the_length_limit_says_so_and_keeps_the_unclosed_thinking(qtbot
     assert answer.text == ""
 
 
-def test_a_think_tag_inside_an_answers_code_stays_code(qtbot, make_window, server, services):
-    window = _window_on_the_server(make_window)
+def test_a_think_tag_inside_an_answers_code_stays_code(qtbot, make_window, standin, services):
+    window = window_on_standin(make_window)
     text = "Models mark their thoughts like this:\n\n```html\n<think>draft</think>\n```\n"
-    server.scripts = [[{"content": text[:30]}, {"content": text[30:42]}, {"content": text[42:]}]]
-    answer = _send(qtbot, window, "How do models mark thoughts?")
+    standin.scripts = [[{"content": text[:30]}, {"content": text[30:42]}, {"content": text[42:]}]]
+    answer = send(qtbot, window, "How do models mark thoughts?")
     qtbot.waitUntil(lambda: not window.answering, timeout=15_000)
     assert answer.text == text and answer.thinking == ""
     assert answer._thinking is None or not answer.thinking_section.isVisible()

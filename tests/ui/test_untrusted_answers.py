@@ -1,5 +1,5 @@
 """A model's answer is untrusted input: in the real window, answers that point at local files,
-devices, a web server on this machine and odd link schemes are drawn (while they stream and
+devices, a web standin on this machine and odd link schemes are drawn (while they stream and
 when reopened), in the chat and in a Compare column, and every link in them is clicked. Nothing
 may read a file outside Hearth's own folders, fetch an image, start a program or open a link
 without the reader's yes.
@@ -33,8 +33,8 @@ from desktop.ui.cloud_page import ColumnView
 from desktop.ui.links import OPEN_LINK_QUESTION, AnswerBrowser
 from desktop.ui.markdown import image_address
 from tests.cloud_server import CloudServer
+from tests.ui.conftest import send, window_on_standin
 
-TARGET = "standin/gpt-4o-mini"
 PROCESS_EVENTS = ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "os.fork",
                   "os.forkpty", "os.startfile", "pty.spawn")
 
@@ -132,43 +132,24 @@ def opener():
     recorder.stop()
 
 
-@pytest.fixture
-def server(services):
-    s = CloudServer()  # on 127.0.0.1: a server of the user's own, no key needed
-    services.providers.add("standin", base_url=s.url + "/v1", own=True)
-    services.providers.set_models("standin", list(s.models))
-    yield s
-    s.stop()
 
 
 @pytest.fixture
 def image_host():
-    """A web server on this machine that an image in an answer points at: it must hear nothing."""
+    """A web standin on this machine that an image in an answer points at: it must hear nothing."""
     s = CloudServer()
     yield s
     s.stop()
 
 
-def _window_on_the_server(make_window, dark: bool = False):
-    window = make_window(dark=dark)
-    window.refresh_models()
-    index = window.model_combo.findData(TARGET)
-    assert index >= 0
-    window.model_combo.setCurrentIndex(index)
-    window._model_chosen(index)
-    return window
 
 
-def _send(qtbot, window, text: str):
-    window.composer.input.setPlainText(text)
-    qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)
-    return window.message_list.widgets()[-1]
 
 
-def _script(server, text: str, size: int = 13) -> None:
+def _script(standin, text: str, size: int = 13) -> None:
     """The answer, sent a few characters at a time, so images and links arrive cut in pieces."""
-    server.next = ["drip:0.03"]
-    server.scripts = [[{"content": text[i:i + size]} for i in range(0, len(text), size)]]
+    standin.next = ["drip:0.03"]
+    standin.scripts = [[{"content": text[i:i + size]} for i in range(0, len(text), size)]]
 
 
 def _mouse(widget: QWidget, kind: QEvent.Type, at: QPoint, button=Qt.MouseButton.NoButton,
@@ -247,19 +228,19 @@ def _answer_to(tmp_path: Path, image_host: CloudServer) -> tuple[str, list[Path]
 @pytest.mark.timeout(180)  # a window frozen on /dev/zero ends the test instead of the run
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the file witness is Linux's inotify")
 def test_an_answer_that_points_at_files_and_odd_links_cannot_touch_this_computer(
-        qtbot, make_window, server, image_host, services, audit, opener, tmp_path, monkeypatch, shots_dir):
+        qtbot, make_window, standin, image_host, services, audit, opener, tmp_path, monkeypatch, shots_dir):
     answer_text, files, web = _answer_to(tmp_path, image_host)
     cwd = tmp_path / "a" / "b"
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)  # relative paths in the answer resolve next to the watched files
-    window = _window_on_the_server(make_window)
-    _send(qtbot, window, "Hello?")  # a first turn: the key lookup and the like are done once, before
+    window = window_on_standin(make_window)
+    send(qtbot, window, "Hello?")  # a first turn: the key lookup and the like are done once, before
     qtbot.waitUntil(lambda: not window.answering, timeout=30_000)
     kernel = FileOpens(files)
     try:
-        _script(server, answer_text)
+        _script(standin, answer_text)
         audit.recording = True
-        answer = _send(qtbot, window, "Show me your files.")
+        answer = send(qtbot, window, "Show me your files.")
         qtbot.waitUntil(lambda: not window.answering, timeout=60_000)
         assert answer.text == answer_text
         window.grab().save(str(shots_dir / "answer-untrusted-light.png"))
@@ -363,10 +344,10 @@ def _seen_in(label: QLabel) -> str:
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
-def test_math_and_entities_are_shown_as_written(qtbot, make_window, server, shots_dir, dark):
-    window = _window_on_the_server(make_window, dark)
-    _script(server, MATH_AND_ENTITIES, size=17)
-    answer = _send(qtbot, window, "Some maths, please.")
+def test_math_and_entities_are_shown_as_written(qtbot, make_window, standin, shots_dir, dark):
+    window = window_on_standin(make_window, dark)
+    _script(standin, MATH_AND_ENTITIES, size=17)
+    answer = send(qtbot, window, "Some maths, please.")
     qtbot.waitUntil(lambda: not window.answering, timeout=60_000)
     assert answer.text == MATH_AND_ENTITIES
     seen = _seen_in(answer.body)
@@ -386,14 +367,14 @@ def _context_menu(label: QLabel) -> QMenu:
     return [m for m in label.findChildren(QMenu, "AnswerMenu") if m.isVisible()][-1]
 
 
-def test_copying_a_selection_never_carries_invisible_characters(qtbot, make_window, server, services):
+def test_copying_a_selection_never_carries_invisible_characters(qtbot, make_window, standin, services):
     long_word = "Pneumonoultramicroscopicsilicovolcanoconiosis" * 2
     link = "https://example.com/" + "a-very-long-path-segment-" * 4
     text = f"A long word: {long_word}\n\nAnd a link: {link}\n\n- one\n- two"
-    window = _window_on_the_server(make_window)
-    server.scripts = [[{"content": text}]]
+    window = window_on_standin(make_window)
+    standin.scripts = [[{"content": text}]]
     question = f"Spell {long_word}"
-    answer = _send(qtbot, window, question)
+    answer = send(qtbot, window, question)
     qtbot.waitUntil(lambda: not window.answering, timeout=30_000)
     label = answer.body
     assert "\u200b" in label.text()  # drawn with places to wrap the long words
