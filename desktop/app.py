@@ -25,6 +25,9 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
     app.setDesktopFileName("hearth")
     app.setWindowIcon(app_icon())
     theme = apply_theme(app)
+    from desktop.ui.collector import MainThreadCollector
+
+    collector = MainThreadCollector(app)  # Qt objects are only ever freed on this thread
     try:
         services = open_services()
     except HearthError as exc:
@@ -48,6 +51,7 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
     if self_test:
         code = result.code
     services.close()
+    collector.stop()
     return code
 
 

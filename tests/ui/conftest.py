@@ -10,6 +10,17 @@ import pytest
 from desktop.core.settings import LoadOptions, Sampling
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collect_on_the_gui_thread(qapp):
+    """As the app does (desktop/ui/collector.py): cyclic garbage holding widgets is freed on the
+    GUI thread, never in a stand-in server's or a worker's thread."""
+    from desktop.ui.collector import MainThreadCollector
+
+    collector = MainThreadCollector(qapp)
+    yield
+    collector.stop()
+
+
 @pytest.fixture
 def qt_loop(qapp):
     import qasync
@@ -49,6 +60,9 @@ def make_window(qtbot, qt_loop, qapp, services):
     for window in windows:
         window.close()
         qtbot.waitUntil(lambda w=window: not w._tasks, timeout=10_000)
+    import gc
+
+    gc.collect()  # the closed window's cycles, here on the GUI thread
     # Closing the window ends every download at once: a transfer thread that outlived its event loop
     # would post to a dead loop, which crashed Qt in a later test.
     import threading
