@@ -7,6 +7,7 @@ a free port and a fresh random API key. A crash in llama.cpp kills only the chil
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import secrets
@@ -26,6 +27,8 @@ from desktop.core.providers import Endpoint
 from desktop.core.settings import LoadOptions
 from desktop.core.store import THIS_MACHINE, ModelRecord
 from desktop.core.units import human_bytes
+
+log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT_S = 900.0  # a large model on a slow disk takes minutes; a hung child does not get forever
 
@@ -281,11 +284,17 @@ class Engine:
         return choice
 
     async def _read_prompt_info(self) -> None:
-        async with net.async_client(local_only=True, timeout=10.0) as client:
-            response = await client.get(f"http://127.0.0.1:{self._port}/hearth/v1/info",
-                                        headers={"Authorization": f"Bearer {self._api_key}"})
-            response.raise_for_status()
-            self.prompt_info = response.json()
+        import httpx
+
+        try:
+            async with net.async_client(local_only=True, timeout=10.0) as client:
+                response = await client.get(f"http://127.0.0.1:{self._port}/hearth/v1/info",
+                                            headers={"Authorization": f"Bearer {self._api_key}"})
+                response.raise_for_status()
+                self.prompt_info = response.json()
+        except (httpx.HTTPError, ValueError):  # the model answers all the same; only the details are missing
+            log.warning("the engine did not say which chat format it uses", exc_info=True)
+            self.prompt_info = {}
         self.notice_pending = self.prompt_info.get("notice", "")
 
     def take_notice(self) -> str:

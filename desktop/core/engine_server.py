@@ -311,6 +311,12 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                     except Stopped:
                         pass
                     except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
+                        if isinstance(exc, RuntimeError) and "llama_decode" in str(exc):
+                            # A decode that failed or was aborted (Stop): llama.cpp has dropped this
+                            # sequence's KV cache from position 0 ("removing memory module entries"),
+                            # so llama-cpp-python must forget what it thinks is cached, or the next
+                            # prompt is read at the wrong positions (llama_decode returned -1).
+                            llama.reset()
                         if not stop.is_set():  # else llama_decode was aborted by Stop: not an error
                             pending.append(exc)
                     finally:
@@ -368,7 +374,16 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                     # The reader left (Stop) or the answer is done: end generation before the
                     # model is free for the next request.
                     stop.set()
-                    await asyncio.shield(asyncio.to_thread(worker.join))
+                    try:
+                        await asyncio.shield(asyncio.to_thread(worker.join))
+                    except asyncio.CancelledError:
+                        # The reader left, and the server cancels this response again at every
+                        # await: a shielded wait then ends at once, the lock would be released and
+                        # the next request would decode beside this one in the same context (a
+                        # GGML_ASSERT crash). Generation stops within a step once `stop` is set
+                        # (the abort callback), so wait for it here.
+                        worker.join()
+                        raise
 
         return StreamingResponse(events(), media_type="text/event-stream")
 

@@ -205,3 +205,30 @@ def test_a_template_the_engine_had_to_kill_is_not_tried_again_next_time(services
     services.store.set_chat_format(model.id, "gemma")
     services.engine.on_template_hung(services.store.model(model.id), "chatml")  # the user's own choice stays
     assert services.store.model(model.id).chat_format == "gemma"
+
+
+def test_stopping_again_and_again_never_leaves_two_answers_writing_at_once(services, model):
+    """Stop closes the connection; the engine must finish the stopped answer before it starts the
+    next one (two decodes in one llama.cpp context crash it)."""
+    services.settings = replace(services.settings, load=LoadOptions(n_ctx=2048, n_threads=2))
+    conversation = services.chat.new_conversation(model_id=model.id)
+    services.store.update_conversation(conversation.id, sampling=asdict(LONG))
+
+    async def scenario():
+        pid = None
+        for i in range(8):
+            task = asyncio.ensure_future(services.chat.send(conversation.id, f"Tell me story number {i}."))
+            while not services.chat.busy:
+                await asyncio.sleep(0.002)
+            pid = pid or services.engine.pid
+            await asyncio.sleep(0.05 * (i % 4))  # Stop while the prompt is read, or a few words in
+            services.chat.stop()
+            assert (await task).status == "stopped"
+        services.store.update_conversation(conversation.id, sampling=asdict(SHORT))
+        last = await services.chat.send(conversation.id, "Say hi.")
+        return pid, last
+
+    pid, last = asyncio.run(scenario())
+    assert last.status == "complete", last.error
+    assert services.engine.pid == pid  # the same engine all along: it never crashed
+    asyncio.run(services.engine.stop())
