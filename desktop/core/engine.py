@@ -121,6 +121,11 @@ def plan_load(model: ModelRecord, options: LoadOptions, *, releasable: int = 0) 
                     n_threads=threads, memory=memory)
 
 
+def _known_format(plan: LoadPlan) -> str:
+    """The known format found from the model file: what replaces a template that had to be killed."""
+    return templates.detect(plan.info.architecture, plan.info.markup_tokens).format.name
+
+
 def explain_exit(log_text: str, returncode: int | None, model_name: str) -> str:
     """Turn the child's last words and exit status into a sentence."""
     if templates.HUNG_LOG in log_text:
@@ -235,8 +240,7 @@ class Engine:
         if templates.HUNG_LOG in log_text and self.plan is not None and self.model.path not in self._hung_templates:
             self._hung_templates.add(self.model.path)
             if self.on_template_hung is not None:
-                info = self.plan.info
-                self.on_template_hung(self.model, templates.detect(info.architecture, info.markup_tokens).format.name)
+                self.on_template_hung(self.model, _known_format(self.plan))
         return explain_exit(log_text, code, name)
 
     # -- loading ------------------------------------------------------------------------------
@@ -280,7 +284,7 @@ class Engine:
         """The user's choice for the model; a known format instead of a template that hung."""
         choice = plan.model.chat_format or templates.AUTO
         if choice == templates.AUTO and plan.model.path in self._hung_templates:
-            return templates.detect(plan.info.architecture, plan.info.markup_tokens).format.name
+            return _known_format(plan)
         return choice
 
     async def _read_prompt_info(self) -> None:
