@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from desktop.core.errors import HearthError
-from desktop.core.library import SPLIT
+from desktop.core.library import SPLIT, safe_component
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # Preferred quantizations when the user names none: good quality for their size.
@@ -201,9 +201,10 @@ def file_url(endpoint_url: str, repo: str, revision: str, filename: str) -> str:
 
 
 def safe_filename(hub_name: str) -> str:
-    """The last part of a hub file name, refused if it tries to leave its folder."""
+    """The name a hub file gets on disk: its last part, refused if it tries to leave its folder, and
+    made harmless and bounded as library.safe_component makes names (hub names are untrusted)."""
     parts = hub_name.replace("\\", "/").split("/")
     if hub_name.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise HubError(f"The hub named a file “{hub_name}”, which is not a safe file name. Hearth will not "
                        "download it.")
-    return parts[-1]
+    return safe_component(parts[-1])

@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
+import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+from anyascii import anyascii
 
 from desktop.core import gguf
 from desktop.core.errors import HearthError
@@ -18,6 +23,13 @@ from desktop.core.units import human_bytes
 
 CHUNK = 4 * 1024 * 1024
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+# File systems allow 255 bytes per name (ext4, APFS, NTFS counts UTF-16 units, which is never more
+# than UTF-8 bytes). Names Hearth makes stay well under it, so that `.part`, `.part.json` or `-2`
+# can still be added.
+MAX_NAME_BYTES = 200
+MAX_ID_CHARS = 80
+MIN_PREFIX = 3  # a shorter start of an id picks no model (`rm ""` must not mean "every model")
 
 
 class LibraryError(HearthError):
@@ -30,24 +42,100 @@ class AlreadyInstalled(LibraryError):
         self.record = record
 
 
+def _stem(filename: str) -> str:
+    return filename[:-5] if filename.lower().endswith(".gguf") else filename
+
+
 def model_id_for(filename: str) -> str:
-    stem = filename[:-5] if filename.lower().endswith(".gguf") else filename
-    return re.sub(r"[^a-z0-9_]+", "-", stem.lower()).strip("-") or "model"
+    """The id a model file gets: lower-case ASCII letters, digits, `_` and `-`, at most 80 characters.
+
+    Letters of every script are transliterated (anyascii, ISC licence: "Модель A" -> "model-a",
+    "日本語モデル" -> "ribenyumoderu"), so an id can be typed on any keyboard and in any shell or
+    API client; the name shown stays the original. A name with nothing to transliterate gets
+    "model-" and 8 hex digits of its sha256, so different names still get different ids."""
+    stem = unicodedata.normalize("NFKC", _stem(filename))
+    slug = re.sub(r"[^a-z0-9_]+", "-", anyascii(stem).lower()).strip("-")
+    slug = slug[:MAX_ID_CHARS].strip("-")
+    if slug:
+        return slug
+    if stem.strip():
+        return "model-" + hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return "model"
 
 
 def display_name(filename: str, quantization: str) -> str:
     """The file's name without the extension and the quantization suffix."""
-    stem = filename[:-5] if filename.lower().endswith(".gguf") else filename
+    stem = _stem(filename)
     if quantization:
         stem = re.sub(rf"[.\-_]{re.escape(quantization)}$", "", stem, flags=re.IGNORECASE)
     return stem
 
 
-def safe_component(name: str) -> str:
-    """A single, harmless path component made from untrusted text (no separators, no '..')."""
-    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "_", name)
+# Characters no file name gets: path separators, characters Windows refuses, and every control,
+# format (bidirectional overrides, zero-width), surrogate, private-use or unassigned code point.
+_REFUSED = set('/\\:*?"<>|')
+_WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+_TAIL = re.compile(r"(-\d{5}-of-\d{5})?\.[A-Za-z0-9]{1,8}$")  # kept when a name is shortened
+
+
+def _harmless(ch: str) -> bool:
+    return ch not in _REFUSED and unicodedata.category(ch)[0] != "C" and (ch == " " or not ch.isspace())
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """The longest start of `text` that is at most `max_bytes` long in UTF-8, cut between characters."""
+    return text.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
+
+
+def safe_component(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """A single, harmless file or folder name made from untrusted text (a file name, a hub repo).
+
+    Letters of every script are kept (NFC); separators, `..`, characters Windows refuses, control
+    and format characters (newlines, ANSI escapes, right-to-left overrides) become `_`; no leading
+    or trailing dot or space; Windows device names (CON, NUL…) get a `_` in front. The result is
+    at most `max_bytes` bytes of UTF-8: a longer name is cut on a character boundary, keeping its
+    extension and a split model's `-00001-of-00003` part. Never empty (then `_`)."""
+    cleaned = "".join(ch if _harmless(ch) else "_" for ch in unicodedata.normalize("NFC", name))
     cleaned = re.sub(r"_+", "_", re.sub(r"\.{2,}", "_", cleaned)).strip(" .")
+    if _WINDOWS_DEVICES.match(cleaned):
+        cleaned = "_" + cleaned
+    if len(cleaned.encode("utf-8")) > max_bytes:
+        tail = _TAIL.search(cleaned)
+        keep = tail.group(0) if tail and len(tail.group(0)) < max_bytes // 2 else ""
+        head = truncate_utf8(cleaned[:len(cleaned) - len(keep)], max_bytes - len(keep)).rstrip(" .")
+        cleaned = head + keep
     return cleaned or "_"
+
+
+def is_regular_file(path: str | Path) -> bool:
+    """True if `path` is (or links to) a regular file: not a FIFO, a device, a socket or a folder,
+    which would block or never end when read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def file_problem(record: ModelRecord) -> str:
+    """Why a model's file cannot be used now ("" if it can): missing, not a file, or unreadable."""
+    path = Path(record.path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "File missing"
+    except OSError:
+        return "File unreadable"
+    if not stat.S_ISREG(mode):
+        return "File missing"
+    if not os.access(path, os.R_OK):
+        return "File unreadable"
+    return ""
+
+
+def shown(text: str) -> str:
+    """Text from outside (a model's name) as one line a table can hold: every character that is not
+    printable (newline, tab, ANSI escape, right-to-left override) is written as its escape, `\\n`."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def hash_file(path: Path, progress: Progress | None = None) -> tuple["hashlib._Hash", int]:
@@ -69,13 +157,15 @@ def sha256_of(path: Path, progress: Progress | None = None) -> str:
 
 
 def _copy_hashing(src: Path, dest: Path, progress: Progress | None) -> str:
-    """Copy into `<dest>.part`, hashing on the way, then rename: no half-copied file looks complete."""
-    part = dest.with_name(dest.name + ".part")
+    """Copy into a short temporary file beside `dest`, hashing on the way, then rename: no
+    half-copied file looks complete, and a long name never makes a too-long temporary name."""
     digest = hashlib.sha256()
     total = src.stat().st_size
     done = 0
+    fd, tmp = tempfile.mkstemp(prefix=".import-", suffix=".part", dir=dest.parent)
+    part = Path(tmp)
     try:
-        with open(src, "rb") as fin, open(part, "wb") as fout:
+        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
             while chunk := fin.read(CHUNK):
                 digest.update(chunk)
                 fout.write(chunk)
@@ -88,9 +178,12 @@ def _copy_hashing(src: Path, dest: Path, progress: Progress | None) -> str:
     except OSError as exc:
         part.unlink(missing_ok=True)
         if exc.errno == 28:  # ENOSPC
-            raise LibraryError(f"The disk filled up while copying “{src.name}”. Free "
+            raise LibraryError(f"The disk filled up while copying “{shown(src.name)}”. Free "
                                f"{human_bytes(total)} and import it again.") from exc
-        raise LibraryError(f"Could not copy “{src.name}”: {exc.strerror or exc}.") from exc
+        raise LibraryError(f"Could not copy “{shown(src.name)}”: {exc.strerror or exc}.") from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     return digest.hexdigest()
 
 
@@ -117,28 +210,49 @@ class Library:
         return self.store.models()
 
     def get(self, ref: str) -> ModelRecord:
-        """An installed model by id (or a unique start of one), else a LibraryError that lists them."""
+        """An installed model by its id, its name or file name, or an unambiguous start of its id
+        at least MIN_PREFIX (3) characters long. Raises a LibraryError with a sentence: no model
+        named (an empty or blank ref picks none), none matches (lists the installed ids), or
+        several do (lists them)."""
+        ref = ref.strip()
+        if not ref:
+            raise LibraryError("No model was named: give an installed model's id (`hearth models list` "
+                               "shows them).")
         try:
             return self.store.model(ref)
         except KeyError:
             pass
         models = self.store.models()
-        matches = [m for m in models if m.id.startswith(ref.lower())]
+        by_id = {m.id: m for m in models}
+        if model_id_for(ref) in by_id and any(not c.isascii() for c in ref):
+            return by_id[model_id_for(ref)]  # a name typed in its own script
+        folded = unicodedata.normalize("NFC", ref).casefold()
+        named = [m for m in models if folded in (m.name.casefold(), m.file.casefold())]
+        if len(named) == 1:
+            return named[0]
+        if not models:
+            raise LibraryError(f"No model called “{shown(ref)}” is installed, and no model is installed at "
+                               "all. Import a .gguf file with `hearth models import PATH`.")
+        matches = named or ([m for m in models if m.id.startswith(ref.lower())]
+                            if len(ref) >= MIN_PREFIX else [])
         if len(matches) == 1:
             return matches[0]
-        if not models:
-            raise LibraryError(f"No model called “{ref}” is installed, and no model is installed at "
-                               "all. Import a .gguf file with `hearth models import PATH`.")
         if matches:
             names = ", ".join(m.id for m in matches)
-            raise LibraryError(f"“{ref}” could mean several models: {names}.")
+            raise LibraryError(f"“{shown(ref)}” could mean several models: {names}. Give more of the id.")
         names = ", ".join(m.id for m in models)
-        raise LibraryError(f"No model called “{ref}” is installed. Installed: {names}.")
+        if len(ref) < MIN_PREFIX and any(m.id.startswith(ref.lower()) for m in models):
+            raise LibraryError(f"“{shown(ref)}” is too short to pick a model: give at least {MIN_PREFIX} "
+                               f"characters of its id. Installed: {names}.")
+        raise LibraryError(f"No model called “{shown(ref)}” is installed. Installed: {names}.")
 
     def resolve(self, ref: str) -> ModelRecord:
-        """An installed model's id, or a path to a .gguf file (checked, not added to the library)."""
-        candidate = Path(ref).expanduser()
-        if candidate.suffix.lower() == ".gguf" or candidate.is_file():
+        """An installed model (as `get` finds it), or a path to a .gguf file (checked, not added to
+        the library). Raises LibraryError, or GGUFError for a file that is not a usable model."""
+        candidate = Path(ref.strip()).expanduser() if ref.strip() else None
+        if candidate is not None and (candidate.suffix.lower() == ".gguf" or is_regular_file(candidate)):
+            if candidate.exists() and not is_regular_file(candidate):
+                raise LibraryError(f"“{shown(ref)}” is not a regular file (a folder, a device or a pipe).")
             info = gguf.read_info(candidate)
             return self._record(candidate.resolve(), info, origin="linked", sha256="")
         return self.get(ref)
@@ -163,41 +277,104 @@ class Library:
         )
 
     def _unique_id(self, base: str) -> str:
+        """`base`, or `base-2`, `base-3`… : the first id no installed model has."""
         taken = {m.id for m in self.store.models()}
         candidate, n = base, 2
         while candidate in taken:
             candidate, n = f"{base}-{n}", n + 1
         return candidate
 
+    def _same_content(self, src: Path, size: int, digest: str | None,
+                      progress: Progress | None) -> tuple[ModelRecord | None, str | None]:
+        """The installed model with the same bytes as `src`, judged by sha256 (hashed here only when
+        one has the same size); and the digest, if it was computed."""
+        for existing in self.store.models():
+            if Path(existing.path) == src:
+                return existing, digest
+        same_size = [m for m in self.store.models() if m.size == size and m.sha256]
+        if same_size and digest is None:
+            digest = sha256_of(src, progress)
+        for existing in same_size:
+            if existing.sha256 == digest:
+                return existing, digest
+        return None, digest
+
+    def _new_folder(self, stem: str) -> Path:
+        """A folder under models/local that does not exist yet, named after the file."""
+        base = safe_component(stem, MAX_NAME_BYTES - 8)
+        parent = self.paths.models / "local"
+        parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while True:
+            folder = parent / (base if n == 1 else f"{base}-{n}")
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                n += 1
+
     def import_file(self, source: str | Path, *, link: bool = False, progress: Progress | None = None,
                     label: str | None = None) -> ModelRecord:
-        """Check a .gguf file and add it: copied into the models folder, or linked where it is.
-        `label` names a file whose own name says nothing (another app's blob)."""
+        """Check a .gguf file and add it: copied into the models folder (under a safe, bounded name),
+        or linked where it is. `label` names a file whose own name says nothing (another app's blob).
+
+        Duplicates are judged by content (sha256), never by name: the same bytes twice raise
+        AlreadyInstalled. Raises GGUFError for a file that is not a usable model, LibraryError for
+        anything else (not a regular file, no room, a failed copy); on any failure nothing is left
+        behind (no folder, no temporary file)."""
         src = Path(source).expanduser().absolute()
+        if src.exists() and not is_regular_file(src):
+            raise LibraryError(f"“{shown(src.name)}” is not a model file: it is a folder, a device or a pipe.")
         info = gguf.read_info(src)  # raises a GGUFError with a sentence for the user
+        existing, digest = self._same_content(src, info.file_size, sha256_of(src, progress) if link else None,
+                                              progress)
+        if existing is not None:
+            raise AlreadyInstalled(existing)
         if link:
-            digest = sha256_of(src, progress)
             dest = src
         else:
-            folder = self.paths.models / "local" / safe_component(src.stem)
-            folder.mkdir(parents=True, exist_ok=True)
-            dest = folder / safe_component(src.name)
             need = info.file_size
-            free = free_disk(folder)
+            free = free_disk(self.paths.models)
             if free < need + DISK_MARGIN:
-                raise LibraryError(f"Not enough free disk to import “{src.name}”: it needs "
+                raise LibraryError(f"Not enough free disk to import “{shown(src.name)}”: it needs "
                                    f"{human_bytes(need)} and {human_bytes(free)} is free.")
-            digest = None
-        for existing in self.store.models():
-            if digest and existing.sha256 == digest:
-                raise AlreadyInstalled(existing)
-            if Path(existing.path) == dest:
-                raise AlreadyInstalled(existing)
-        if digest is None:
-            digest = _copy_hashing(src, dest, progress)
-        record = self._record(dest, info, origin="linked" if link else "imported", sha256=digest, label=label)
-        record = replace(record, id=self._unique_id(record.id))
-        return self.store.add_model(record)
+            folder = self._new_folder(_stem(src.name))
+            dest = folder / safe_component(src.name)
+            try:
+                digest = _copy_hashing(src, dest, progress)
+            except BaseException:
+                _remove_empty(folder)
+                raise
+        record = self._record(dest, info, origin="linked" if link else "imported", sha256=digest or "",
+                              label=label or src.name)  # named as the user knows it, not as stored
+        try:
+            return self.store.add_model(replace(record, id=self._unique_id(record.id)))
+        except BaseException:
+            if not link:
+                dest.unlink(missing_ok=True)
+                _remove_empty(dest.parent)
+            raise
+
+    def locate(self, ref: str, path: str | Path) -> ModelRecord:
+        """Point a model whose file went missing at the file found again. The file is accepted only
+        if its sha256 matches the one stored (or, when none is stored, if it parses as GGUF).
+        A file outside the models folder is linked (Hearth never deletes it). Raises LibraryError
+        (or GGUFError) with a sentence, and changes nothing then."""
+        record = self.get(ref)
+        src = Path(path).expanduser().absolute()
+        if not is_regular_file(src):
+            raise LibraryError(f"“{shown(src.name)}” is not a file Hearth can read.")
+        info = gguf.read_info(src)
+        if record.sha256:
+            digest = sha256_of(src)
+            if digest != record.sha256:
+                raise LibraryError(f"“{shown(src.name)}” is not the file of {shown(record.name)}: its content "
+                                   "differs (sha256). Nothing was changed.")
+        elif info.file_size <= 0:
+            raise LibraryError(f"“{shown(src.name)}” is empty. Nothing was changed.")
+        owned = self.paths.models in src.parents
+        origin = record.origin if owned else "linked"
+        return self.store.set_model_path(record.id, str(src), origin)
 
     def find_downloaded(self, repo: str, file: str) -> ModelRecord | None:
         for m in self.store.models():
@@ -220,17 +397,23 @@ class Library:
         return self.store.add_model(replace(record, id=self._unique_id(record.id)))
 
     def remove(self, ref: str) -> tuple[ModelRecord, int]:
-        """Forget a model and delete its file if Hearth owns it; returns (record, bytes freed)."""
+        """Forget a model and delete its file if Hearth owns it; returns (record, bytes freed).
+        `ref` is resolved as `get` does: an exact id, a name, or an unambiguous start of at least
+        3 characters; an empty or blank ref removes nothing (LibraryError)."""
         record = self.get(ref)
         freed = 0
         path = Path(record.path)
-        if record.origin != "linked" and path.is_file() and self.paths.models in path.parents:
+        if record.origin != "linked" and is_regular_file(path) and self.paths.models in path.parents:
             for part in split_parts(path):
                 freed += part.stat().st_size
                 part.unlink()
-            try:
-                path.parent.rmdir()  # the model's own folder, if nothing else is in it
-            except OSError:
-                pass
+            _remove_empty(path.parent)  # the model's own folder, if nothing else is in it
         self.store.remove_model(record.id)
         return record, freed
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (something else lives there) or already gone: left as it is

@@ -704,5 +704,10 @@ class Store:
     def touch_model(self, model_id: str) -> None:
         self._write("UPDATE models SET last_used_at = ? WHERE id = ?", (time.time(), model_id))
 
+    def set_model_path(self, model_id: str, path: str, origin: str) -> ModelRecord:
+        """Where a model's file is now (after the user located a moved file), and its origin."""
+        self._write("UPDATE models SET path = ?, origin = ? WHERE id = ?", (path, origin, model_id))
+        return self.model(model_id)
+
     def remove_model(self, model_id: str) -> None:
         self._write("DELETE FROM models WHERE id = ?", (model_id,))

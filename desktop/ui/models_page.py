@@ -713,7 +713,7 @@ class ModelsPage(QWidget):
         self.found.clear()
         known = {Path(m.path) for m in self.services.library.models()}
         try:
-            self._found = await asyncio.to_thread(elsewhere.scan, known)
+            self._found = (await asyncio.to_thread(elsewhere.scan, known)).new
         finally:
             self.scan_button.setEnabled(True)
         if not self._found:

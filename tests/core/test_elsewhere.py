@@ -35,7 +35,8 @@ def test_models_of_other_apps_are_found_and_offered_once(tmp_path, monkeypatch, 
         {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:9a8b"},
         {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:ffff"}]}))
 
-    found = elsewhere.scan(set(), home=home)
+    scan = elsewhere.scan(set(), home=home)
+    found = scan.found
     assert sorted((f.app, f.name) for f in found) == [
         ("GPT4All", "Phi-3-mini-4k-instruct.Q4_0.gguf"),
         ("Hugging Face cache", "mistral-Q4_K_M.gguf"),
@@ -49,5 +50,103 @@ def test_models_of_other_apps_are_found_and_offered_once(tmp_path, monkeypatch, 
     assert record.origin == "linked" and record.id == "llama3-2-latest"
     hf = next(f for f in found if f.app == "Hugging Face cache")
     assert services.library.import_file(hf.path, link=True).id == "mistral-q4_k_m"
-    known = {__import__("pathlib").Path(m.path) for m in services.library.models()}
-    assert {f.app for f in elsewhere.scan(known, home=home)} == {"GPT4All", "LM Studio"}
+    known = {__import__("pathlib").Path(m.path): m.id for m in services.library.models()}
+    again = elsewhere.scan(known, home=home)
+    assert {f.app for f in again.new} == {"GPT4All", "LM Studio"}
+    assert {f.app: f.in_hearth for f in again.found if f.in_hearth} == {
+        "Ollama": "llama3-2-latest", "Hugging Face cache": "mistral-q4_k_m"}
+    # what was left out, and why
+    assert {(s.path.name, s.reason) for s in scan.skipped} == {
+        ("mmproj-model-f16.gguf", "a vision projector that goes with a model, not a model"),
+        ("broken.gguf", "not a usable model: “broken.gguf” is not a GGUF model file. Hearth runs models in "
+                        "GGUF format; look for a file ending in .gguf on the model's download page."),
+    }
+
+
+def _scan_within(seconds, *args, **kwargs):
+    """scan() in a daemon thread: a scan that hangs fails the test instead of hanging it."""
+    import threading
+
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("scan", elsewhere.scan(*args, **kwargs)), daemon=True)
+    started = __import__("time").monotonic()
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"the scan was still running after {seconds} s"
+    return box["scan"], __import__("time").monotonic() - started
+
+
+def test_pipes_devices_sockets_and_link_loops_are_skipped_with_a_reason_never_read(tmp_path, monkeypatch):
+    import os
+    import socket
+
+    home = tmp_path / "home"
+    for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS", "LOCALAPPDATA"):
+        monkeypatch.delenv(var, raising=False)
+    models = home / ".lmstudio/models/someone"
+    good = tiny(models / "good-Q4_0.gguf", "Good")
+    os.mkfifo(models / "fifo.gguf")
+    (models / "zero.gguf").symlink_to("/dev/zero")
+    (models / "loop-a.gguf").symlink_to(models / "loop-b.gguf")
+    (models / "loop-b.gguf").symlink_to(models / "loop-a.gguf")
+    (models / "gone.gguf").symlink_to(models / "nowhere.gguf")
+    monkeypatch.chdir(models)  # a socket's path must be short: bind it by its relative name
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("socket.gguf")
+    (models / "dir-link").symlink_to(models)  # a folder that contains itself: not followed
+    deep = models
+    for i in range(10):
+        deep = deep / f"d{i}"
+    tiny(deep / "deep.gguf", "Deep")
+    locked = models / "locked"
+    tiny(locked / "inside.gguf", "Inside")
+    locked.chmod(0)
+    # Ollama: manifests that are a pipe, a link to /dev/zero, huge, and not JSON
+    ollama = home / ".ollama/models"
+    manifests = ollama / "manifests/registry.ollama.ai/library/bad"
+    manifests.mkdir(parents=True)
+    os.mkfifo(manifests / "fifo")
+    (manifests / "zero").symlink_to("/dev/zero")
+    (manifests / "huge").write_bytes(b" " * (elsewhere.MAX_MANIFEST_BYTES + 10))
+    (manifests / "text").write_text("hello")
+    (manifests / "pipe-blob").write_text(json.dumps({"layers": [
+        {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:abcd"}]}))
+    (ollama / "blobs").mkdir()
+    os.mkfifo(ollama / "blobs/sha256-abcd")
+    try:
+        scan, took = _scan_within(20, set(), home=home)
+    finally:
+        locked.chmod(0o755)
+        sock.close()
+    readable_anyway = [locked / "inside.gguf"] if os.geteuid() == 0 else []  # root reads any folder
+    assert [f.path for f in scan.found] == [good, *readable_anyway]
+    reasons = {p.name: r for p, r in ((s.path, s.reason) for s in scan.skipped)}
+    assert reasons["fifo.gguf"] == "not a regular file: it is a pipe (FIFO)"
+    assert reasons["zero.gguf"] == "not a regular file: it is a device"
+    assert reasons["socket.gguf"] == "not a regular file: it is a socket"
+    assert reasons["loop-a.gguf"] == reasons["loop-b.gguf"] == "a link that loops back on itself"
+    assert reasons["gone.gguf"] == "a link to a file that is not there"
+    assert reasons["d5"] == "more than 6 folders deep"
+    if not readable_anyway:
+        assert reasons["locked"] == "Hearth may not open this folder (permissions)"
+    assert reasons["fifo"] == "not a regular file: it is a pipe (FIFO)"
+    assert reasons["zero"] == "not a regular file: it is a device"
+    assert reasons["huge"] == "not an Ollama manifest: larger than 1024 KiB"
+    assert reasons["text"] == "not an Ollama manifest: not valid JSON"
+    assert reasons["sha256-abcd"] == "the model file of bad:pipe-blob: not a regular file: it is a pipe (FIFO)"
+    assert took < 10
+
+
+def test_a_scan_stops_after_its_entry_budget_and_says_where(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS", "LOCALAPPDATA"):
+        monkeypatch.delenv(var, raising=False)
+    folder = home / ".lmstudio/models/many"
+    folder.mkdir(parents=True)
+    for i in range(50):
+        (folder / f"note-{i:02d}.txt").write_text("x")
+    monkeypatch.setattr(elsewhere, "MAX_ENTRIES", 20)
+    scan, _ = _scan_within(20, set(), home=home)
+    assert scan.found == []
+    assert [s.reason for s in scan.skipped] == [
+        "the search stopped here: it had looked at 20 entries or for 30 s"]

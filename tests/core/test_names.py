@@ -1,0 +1,151 @@
+"""Model names from outside (file names, other apps, the hub): letters of every script kept,
+never a path, bounded in bytes, duplicates judged by content, and a model picked only by a
+reference that names it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import pytest
+
+from desktop.core.library import (
+    MAX_NAME_BYTES,
+    AlreadyInstalled,
+    LibraryError,
+    file_problem,
+    model_id_for,
+    safe_component,
+    shown,
+)
+from tests.gguf_forge import write_gguf
+
+
+def forge(path, name="m", width=16):
+    """A small valid GGUF; a different `width` gives different bytes (so a different sha256)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_gguf(path, {"general.architecture": "llama", "general.name": name, "general.file_type": 0},
+                      [("token_embd.weight", [64, width], 0)])
+
+
+def test_models_named_in_other_scripts_get_distinct_ids_and_keep_their_names(services, tmp_path):
+    russian = forge(tmp_path / "Модель A.gguf", width=16)
+    japanese = forge(tmp_path / "日本語モデル.gguf", width=17)
+    a = services.library.import_file(russian)
+    b = services.library.import_file(japanese)  # not "already installed": a different model
+    assert (a.id, a.name) == ("model-a", "Модель A")
+    assert (b.id, b.name) == ("ribenyumoderu", "日本語モデル")
+    assert os.path.basename(a.path) == "Модель A.gguf" and os.path.basename(b.path) == "日本語モデル.gguf"
+    # a name typed in its own script picks the model too
+    assert services.library.get("日本語モデル").id == "ribenyumoderu"
+    assert services.library.get("Модель A").id == "model-a"
+
+
+def test_duplicates_are_judged_by_content_not_by_name(services, tmp_path):
+    first = services.library.import_file(forge(tmp_path / "a" / "Модель.gguf", width=16))
+    with pytest.raises(AlreadyInstalled) as err:  # the same bytes under another name
+        services.library.import_file(shutil.copy(first.path, tmp_path / "copy-of-it.gguf"))
+    assert err.value.record.id == first.id
+    other = services.library.import_file(forge(tmp_path / "b" / "Модель.gguf", width=18))  # same name, other bytes
+    assert other.id == "model-2" and other.path != first.path
+    assert [m.name for m in services.library.models()] == ["Модель", "Модель"]
+    linked = services.library.import_file(forge(tmp_path / "c" / "Модель.gguf", width=19), link=True)
+    assert linked.id == "model-3"
+
+
+@pytest.mark.parametrize("length", [251, 252, 253, 254, 255])
+def test_a_file_name_of_up_to_255_bytes_imports_under_a_shortened_name(services, tmp_path, length):
+    stem = "я" * ((length - 5) // 2) + "x" * ((length - 5) % 2)  # two bytes a letter
+    source = forge(tmp_path / f"{stem}.gguf")
+    assert len(source.name.encode()) == length
+    record = services.library.import_file(source)
+    stored = os.path.basename(record.path)
+    assert stored.endswith(".gguf") and len(stored.encode()) <= MAX_NAME_BYTES
+    assert stem.startswith(stored[:-5])  # cut between letters, never inside one
+    assert record.name == stem  # the name shown is the whole original
+    assert len(record.id) <= 80
+    folder = services.paths.models / "local"
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == [stored]  # no .part left
+
+
+def test_a_failed_copy_leaves_no_folder_and_no_temporary_file(services, tmp_path, monkeypatch):
+    source = forge(tmp_path / ("長い名前" * 20 + ".gguf"))
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(LibraryError, match="The disk filled up while copying"):
+        services.library.import_file(source)
+    monkeypatch.undo()
+    assert services.library.models() == []
+    local = services.paths.models / "local"
+    assert not local.exists() or list(local.iterdir()) == []
+
+
+def test_a_pipe_named_like_a_model_is_refused_at_once(services, tmp_path):
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    box = {}
+
+    def attempt():
+        try:
+            services.library.import_file(fifo, link=True)
+        except LibraryError as exc:
+            box["error"] = str(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "importing a pipe hung"
+    assert box["error"] == "“model.gguf” is not a model file: it is a folder, a device or a pipe."
+
+
+def test_removal_needs_an_id_or_an_unambiguous_start_of_three_characters(services, tmp_path):
+    only = services.library.import_file(forge(tmp_path / "qwen-small.gguf"), link=True)
+    for blank in ("", "  "):
+        with pytest.raises(LibraryError, match="No model was named"):
+            services.library.remove(blank)
+    with pytest.raises(LibraryError, match="too short to pick a model: give at least 3 characters"):
+        services.library.remove("qw")
+    assert [m.id for m in services.library.models()] == [only.id]
+    services.library.import_file(forge(tmp_path / "qwen-large.gguf", width=20), link=True)
+    with pytest.raises(LibraryError, match="could mean several models: .*qwen-large.*qwen-small"):
+        services.library.remove("qwen")
+    removed, _ = services.library.remove("qwen-s")
+    assert removed.id == "qwen-small"
+    assert [m.id for m in services.library.models()] == ["qwen-large"]
+
+
+def test_names_from_outside_never_become_paths_and_stay_within_bounds():
+    assert safe_component("../../etc/passwd") == "_etc_passwd"
+    assert safe_component("..") == "_"
+    assert safe_component("") == "_"
+    assert safe_component("a\\b:c*d?e\"f<g>h|i") == "a_b_c_d_e_f_g_h_i"
+    assert safe_component("evil\u202egguf.exe") == "evil_gguf.exe"  # right-to-left override
+    assert safe_component("line\nbreak\x00\x1b[31m.gguf") == "line_break_[31m.gguf"
+    assert safe_component("NUL.gguf") == "_NUL.gguf"
+    assert safe_component("Модель 日本語.gguf") == "Модель 日本語.gguf"
+    split = safe_component("ж" * 200 + "-00002-of-00003.gguf")
+    assert split.endswith("ж-00002-of-00003.gguf") and len(split.encode()) <= MAX_NAME_BYTES
+    assert model_id_for("Qwen2.5-7B-Instruct-Q4_K_M.gguf") == "qwen2-5-7b-instruct-q4_k_m"
+    assert model_id_for("\u202e.gguf").startswith("model-") and model_id_for("\u202e.gguf") != model_id_for(
+        "\u200b.gguf")
+    assert shown("a\nb\tc\x1b[2J\u202e") == "a\\nb\\tc\\x1b[2J\\u202e"
+
+
+def test_a_moved_file_is_marked_missing_and_found_again_only_if_it_is_the_same(services, tmp_path):
+    original = forge(tmp_path / "here" / "travels.gguf")
+    record = services.library.import_file(original, link=True)
+    moved = tmp_path / "there" / "travels.gguf"
+    moved.parent.mkdir()
+    original.rename(moved)
+    record = services.library.get(record.id)
+    assert file_problem(record) == "File missing"
+    impostor = forge(tmp_path / "impostor.gguf", width=30)
+    with pytest.raises(LibraryError, match="is not the file of travels: its content differs"):
+        services.library.locate(record.id, impostor)
+    assert services.library.get(record.id).path == str(original)
+    found = services.library.locate(record.id, moved)
+    assert found.path == str(moved) and file_problem(found) == ""
