@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 
 from desktop import __version__
 
@@ -62,7 +63,15 @@ def _build_parser() -> argparse.ArgumentParser:
     mimport.add_argument("--link", action="store_true",
                          help="use the file where it is instead of copying it")
     mrm = msub.add_parser("rm", help="remove a model (deletes its file unless it was linked)")
-    mrm.add_argument("id")
+    mrm.add_argument("id", help="its id, or an unambiguous start of it (at least 3 characters)")
+    mfound = msub.add_parser("found", help="GGUF models other apps keep on this computer (LM Studio, GPT4All, "
+                             "Jan, Ollama, the Hugging Face cache); add one with `models import --link PATH`")
+    mfound.add_argument("--json", action="store_true", help="machine-readable output, with what was skipped")
+    mfound.add_argument("--verbose", "-v", action="store_true", help="also list what was skipped, and why")
+    mlocate = msub.add_parser("locate", help="point a model whose file was moved at the file again "
+                              "(accepted only if it is the same file)")
+    mlocate.add_argument("id")
+    mlocate.add_argument("path")
 
     compare = sub.add_parser("compare", help="ask 2 to 4 models the same thing, side by side")
     compare.add_argument("-m", "--model", action="append", required=True, dest="targets", metavar="TARGET",
@@ -275,6 +284,13 @@ def _chat(services, args: argparse.Namespace) -> int:
     prompt = _prompt(args)
     target = resolve(services, args.model)
     remote = services.providers.target(target)
+    if remote is None:
+        from desktop.core.library import ModelFileMissing
+
+        try:
+            services.library.require_file(services.library.resolve(args.model))
+        except ModelFileMissing as exc:
+            return _fail(f"{exc} (hearth models locate {exc.record.id} PATH, or hearth models rm {exc.record.id})")
     if remote is not None:
         print(f"hearth: sending to {remote.provider.label} ({remote.provider.processed_on})", file=sys.stderr)
     _tell_waits(services.chat)
@@ -311,19 +327,33 @@ def _models(services, args: argparse.Namespace) -> int:
 
     library = services.library
     if args.models_command == "list":
+        from desktop.core.library import file_problem, shown
+
         models = library.models()
         if args.json:
-            print(json.dumps([asdict(m) for m in models], indent=2))
+            print(json.dumps([dict(asdict(m), file_problem=file_problem(m)) for m in models], indent=2))
             return 0
         if not models:
             print("No models installed. Add one with: hearth models import PATH.gguf")
             return 0
         rows = [("ID", "NAME", "PARAMS", "QUANT", "SIZE", "CONTEXT", "ORIGIN")]
-        rows += [(m.id, m.name, human_count(m.parameters), m.quantization, human_bytes(m.size),
-                  str(m.context_length or "?"), m.origin) for m in models]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        rows += [(m.id, shown(m.name), human_count(m.parameters), shown(m.quantization), human_bytes(m.size),
+                  str(m.context_length or "?"), m.origin + (f" · {file_problem(m)}" if file_problem(m) else ""))
+                 for m in models]
+        _print_table(rows)
+        missing = [m for m in models if file_problem(m)]
+        if missing:
+            print(f"hearth: {len(missing)} model{'s' if len(missing) > 1 else ''} cannot be used: find the file "
+                  "again with `hearth models locate ID PATH`, or remove it with `hearth models rm ID`.",
+                  file=sys.stderr)
+        return 0
+    if args.models_command == "found":
+        return _found(services, args)
+    if args.models_command == "locate":
+        from desktop.core.library import shown
+
+        record = library.locate(args.id, args.path)
+        print(f"Found {shown(record.name)} again at {shown(record.path)}.")
         return 0
     if args.models_command == "info":
         if "/" in args.id and not any(m.id == args.id for m in library.models()):
@@ -366,15 +396,73 @@ def _models(services, args: argparse.Namespace) -> int:
         print(f"Downloaded {record.name} ({record.quantization}, {human_bytes(record.size)}) as “{record.id}”.")
         return 0
     if args.models_command == "import":
-        record = library.import_file(args.path, link=args.link, progress=_progress_printer())
-        print(f"Added {record.name} ({record.quantization}, {human_bytes(record.size)}) as “{record.id}”.")
+        from desktop.core import elsewhere
+        from desktop.core.library import shown
+
+        label = (elsewhere.ollama_name(args.path) or None) if args.link else None  # Ollama's blobs: no name
+        record = library.import_file(args.path, link=args.link, progress=_progress_printer(), label=label)
+        print(f"Added {shown(record.name)} ({record.quantization}, {human_bytes(record.size)}) as “{record.id}”.")
         return 0
     if args.models_command == "rm":
-        record, freed = library.remove(args.id)
+        from desktop.core.errors import HearthError
+
+        try:
+            record, freed = library.remove(args.id)
+        except HearthError as exc:
+            return _fail(f"Nothing was removed. {exc}")
         note = f", freed {human_bytes(freed)}" if freed else " (the linked file was left where it is)"
         print(f"Removed {record.id}{note}.")
         return 0
     raise AssertionError(args.models_command)
+
+
+def _width(text: str) -> int:
+    """Columns a terminal gives `text`: East Asian wide letters take two, combining marks none."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    """Rows as aligned columns; cells must already be printable (library.shown)."""
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _found(services, args: argparse.Namespace) -> int:
+    """`hearth models found`: what the models page's "Look for them" finds, and what it skipped."""
+    from desktop.core import elsewhere
+    from desktop.core.library import shown
+    from desktop.core.units import human_bytes
+
+    known = {Path(m.path): m.id for m in services.library.models()}
+    scan = elsewhere.scan(known)
+    if args.json:
+        print(json.dumps({
+            "found": [{"app": f.app, "name": f.name, "path": str(f.path), "size": f.size,
+                       "architecture": f.architecture, "quantization": f.quantization,
+                       "in_hearth": f.in_hearth} for f in scan.found],
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in scan.skipped],
+        }, indent=2))
+        return 0
+    if not scan.found:
+        print("No GGUF models from other apps were found on this computer.")
+    else:
+        rows = [("APP", "NAME", "SIZE", "IN HEARTH", "PATH")]
+        rows += [(f.app, shown(f.name), human_bytes(f.size), f.in_hearth or "no", shown(str(f.path)))
+                 for f in scan.found]
+        _print_table(rows)
+        if scan.new:
+            print("Add one without copying it: hearth models import --link PATH")
+    if args.verbose:
+        for s in scan.skipped:
+            print(f"skipped {shown(str(s.path))}: {s.reason}")
+    elif scan.skipped:
+        print(f"hearth: {len(scan.skipped)} entr{'ies were' if len(scan.skipped) > 1 else 'y was'} skipped "
+              "(--verbose says which and why).", file=sys.stderr)
+    return 0
 
 
 def _hub_token() -> str | None:

@@ -241,6 +241,26 @@ def _ollama(home: Path, budget: _Budget, scan: Scan) -> list[tuple[Path, str]]:
     return found
 
 
+def ollama_name(blob: Path) -> str:
+    """Ollama's `model:tag` for one of its blobs (`…/models/blobs/sha256-…`), read from its
+    manifests with the same care as a scan; "" if the path is not a blob any manifest names."""
+    blob = Path(blob).absolute()
+    if blob.parent.name != "blobs" or not blob.name.startswith("sha256-"):
+        return ""
+    root = blob.parent.parent
+    scan = Scan()
+    for manifest in _walk(root / "manifests", _Budget(scan), scan, want=""):
+        try:
+            layers = json.loads(_read_small(manifest, MAX_MANIFEST_BYTES))["layers"]
+            digests = [str(layer.get("digest", "")) for layer in layers
+                       if layer.get("mediaType") == "application/vnd.ollama.image.model"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if any(d.replace(":", "-", 1) == blob.name for d in digests):
+            return f"{manifest.parent.name}:{manifest.name}"
+    return ""
+
+
 def scan(known_paths: set[Path] | dict[Path, str], home: Path | None = None) -> Scan:
     """GGUF files other apps keep under `home` (default: the user's home folder), each marked with
     the id of the Hearth model that already uses it. `known_paths` are the files of installed

@@ -46,6 +46,21 @@ def _stem(filename: str) -> str:
     return filename[:-5] if filename.lower().endswith(".gguf") else filename
 
 
+class ModelFileMissing(LibraryError):
+    """An installed model whose file is gone or cannot be read; `problem` is "File missing" or
+    "File unreadable", as lists show it."""
+
+    def __init__(self, record: ModelRecord, problem: str) -> None:
+        if problem == "File missing":
+            text = (f"The file of “{shown(record.name)}” is missing: it was at {shown(record.path)}. Locate it "
+                    "again (only the same file is accepted) or remove the model.")
+        else:
+            text = (f"Hearth may not read the file of “{shown(record.name)}” ({shown(record.path)}): check its "
+                    "permissions, or locate it again.")
+        super().__init__(text)
+        self.record, self.problem = record, problem
+
+
 def model_id_for(filename: str) -> str:
     """The id a model file gets: lower-case ASCII letters, digits, `_` and `-`, at most 80 characters.
 
@@ -256,6 +271,14 @@ class Library:
             info = gguf.read_info(candidate)
             return self._record(candidate.resolve(), info, origin="linked", sha256="")
         return self.get(ref)
+
+    def require_file(self, record: ModelRecord) -> ModelRecord:
+        """`record`, if its file is there and readable; else ModelFileMissing (a LibraryError) with
+        a sentence. Cheap: one stat and one access check, nothing is read."""
+        problem = file_problem(record)
+        if problem:
+            raise ModelFileMissing(record, problem)
+        return record
 
     def _record(self, path: Path, info: gguf.GGUFInfo, origin: str, sha256: str,
                 label: str | None = None) -> ModelRecord:
