@@ -1,12 +1,15 @@
 """A stand-in for the Hugging Face hub's file endpoint on 127.0.0.1, for tests.
 
-Serves real bytes at /{repo}/resolve/{revision}/{filename} with HEAD, GET and Range, the headers
-the hub sends (ETag, X-Repo-Commit, X-Linked-Size, X-Linked-Etag) and faults switched on per
-test: a dropped connection, 5xx answers, a stall, wrong bytes, 401/404. Counts the bytes served.
+Serves real bytes at /{repo}/resolve/{revision}/{filename} with HEAD, GET, Range and If-Range, the
+headers the hub sends (ETag, X-Repo-Commit, X-Linked-Size, X-Linked-Etag) and faults switched on per
+test: a dropped connection, 5xx answers, a stall, wrong bytes, 401/404, a Content-Range that is
+not what was asked, a gzip body on a range, If-Range ignored; `replace()` changes a file as a
+new upload to the hub would. Counts the bytes served and keeps each request's headers.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
 import json
@@ -32,6 +35,14 @@ class Faults:
     throttle: float = 0.0  # seconds to sleep per 64 KiB chunk
     status: int | None = None  # every request answers this (401, 403, 404)
     ignore_range: bool = False  # answer ranged GETs with the whole file, as some proxies do
+    # The next N ranged answers (use a large N for "every one"):
+    wrong_start: int = 0  # start RANGE_SKEW bytes before the byte asked for (and say so in Content-Range)
+    wrong_total: int = 0  # say the file has RANGE_SKEW bytes more than it has in Content-Range
+    gzip_range: int = 0  # gzip the body (Content-Encoding: gzip) whatever Accept-Encoding asked
+    ignore_if_range: bool = False  # serve the range even when If-Range names another version
+
+
+RANGE_SKEW = 1000
 
 
 @dataclass
@@ -59,6 +70,7 @@ class Hub:
         self.faults = Faults()
         self.bytes_served = 0
         self.requests: list[tuple[str, str, str]] = []  # (method, path, range header)
+        self.headers: list[dict[str, str]] = []  # each request's headers, names in lower case
         self.revision = "0123456789abcdef0123456789abcdef01234567"
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -81,6 +93,14 @@ class Hub:
         entry.update(meta)
         entry["files"][filename] = self.files[f"/{repo}/resolve/main/{filename}"]
         return f"{self.url}/{repo}/resolve/main/{filename}"
+
+    def replace(self, repo: str, filename: str, path: Path) -> HubFile:
+        """A new upload of `filename`: from now on `path` is served, with its own sha256 and ETag."""
+        old = self.files[f"/{repo}/resolve/main/{filename}"]
+        self.add(repo, filename, path)
+        new = self.files[f"/{repo}/resolve/main/{filename}"]
+        assert new.etag != old.etag, "the replacement has the same bytes"
+        return new
 
     def _repo_json(self, repo: str, with_files: bool) -> dict:
         entry = self.repos[repo]
@@ -111,16 +131,19 @@ class Hub:
             def log_message(self, *args) -> None:
                 pass
 
-            def _headers_for(self, f: HubFile, status: int, start: int, end: int) -> None:
+            def _headers_for(self, f: HubFile, status: int, start: int, end: int, length: int | None = None,
+                             content_range: str = "", encoding: str = "") -> None:
                 self.send_response(status)
-                self.send_header("Content-Length", str(end - start))
+                self.send_header("Content-Length", str(end - start if length is None else length))
+                if encoding:
+                    self.send_header("Content-Encoding", encoding)
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("ETag", f.etag)
                 self.send_header("X-Linked-Etag", f.etag)
                 self.send_header("X-Linked-Size", str(f.size))
                 self.send_header("X-Repo-Commit", hub.revision)
                 if status == 206:
-                    self.send_header("Content-Range", f"bytes {start}-{end - 1}/{f.size}")
+                    self.send_header("Content-Range", content_range or f"bytes {start}-{end - 1}/{f.size}")
                 self.end_headers()
 
             def _find(self) -> HubFile | None:
@@ -174,6 +197,7 @@ class Hub:
             def do_GET(self) -> None:  # noqa: N802
                 wanted = self.headers.get("Range", "")
                 hub.requests.append(("GET", self.path, wanted))
+                hub.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if self.path.startswith("/api/"):
                     self._api()
                     return
@@ -190,12 +214,34 @@ class Hub:
                 if f is None:
                     return
                 start, end = 0, f.size
-                match = None if hub.faults.ignore_range else re.match(r"bytes=(\d+)-(\d*)", wanted)
+                faults = hub.faults
+                match = None if faults.ignore_range else re.match(r"bytes=(\d+)-(\d*)", wanted)
+                if_range = self.headers.get("If-Range")
+                if match and if_range is not None and if_range != f.etag and not faults.ignore_if_range:
+                    match = None  # RFC 9110 §13.1.5: another version is asked about, so send it all
+                content_range = ""
                 if match:
                     start = int(match.group(1))
                     end = min(int(match.group(2)) + 1, f.size) if match.group(2) else f.size
-                self._headers_for(f, 206 if match else 200, start, end)
-                faults = hub.faults
+                    if faults.wrong_start:
+                        faults.wrong_start -= 1
+                        start = max(0, start - RANGE_SKEW)
+                    if faults.wrong_total:
+                        faults.wrong_total -= 1
+                        content_range = f"bytes {start}-{end - 1}/{f.size + RANGE_SKEW}"
+                    if faults.gzip_range:
+                        faults.gzip_range -= 1
+                        with open(f.path, "rb") as fh:
+                            fh.seek(start)
+                            body = gzip.compress(fh.read(end - start), compresslevel=1)
+                        self._headers_for(f, 206, start, end, len(body), content_range, "gzip")
+                        try:
+                            self.wfile.write(body)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return  # the client refused it, as it should
+                        hub.bytes_served += len(body)
+                        return
+                self._headers_for(f, 206 if match else 200, start, end, content_range=content_range)
                 with open(f.path, "rb") as fh:
                     fh.seek(start)
                     sent = 0

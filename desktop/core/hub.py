@@ -169,9 +169,10 @@ async def read_head(endpoint_url: str, repo: str, revision: str, filename: str, 
 
 def _read_head(endpoint_url: str, repo: str, revision: str, filename: str, token: str | None, local_only: bool):
     from desktop.core import gguf, net
+    from desktop.core.downloads import IDENTITY, content_range, refused_encoding
 
     url = file_url(endpoint_url, repo, revision, filename)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = dict({"Authorization": f"Bearer {token}"} if token else {}, **IDENTITY)
     info = None
     with net.client(local_only=local_only, timeout=20.0) as client:
         for size in HEAD_BYTES:
@@ -180,6 +181,14 @@ def _read_head(endpoint_url: str, repo: str, revision: str, filename: str, token
                 with client.stream("GET", url, headers=dict(headers, Range=f"bytes=0-{size - 1}")) as resp:
                     if resp.status_code >= 400:
                         raise HubError(f"The hub answered {resp.status_code} for “{filename}”.")
+                    # Only the file's own first bytes are a header: not a compressed body, not
+                    # bytes from elsewhere in the file (a 200 is the whole file from its start).
+                    why = refused_encoding(resp)
+                    if not why and resp.status_code == 206:
+                        checked = content_range(resp, 0, None)
+                        why = checked if isinstance(checked, str) else ""
+                    if why:
+                        raise HubError(f"Could not read the start of “{filename}”: {why}.")
                     for chunk in resp.iter_raw():
                         data += chunk
                         if len(data) >= size:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -164,3 +165,162 @@ def test_a_download_killed_halfway_continues_without_fetching_again(hub, remote,
     fetched_again = hub.bytes_served - served_before - (remote.size - on_disk)
     assert fetched_again <= 0.01 * remote.size, f"{fetched_again} bytes were fetched twice"
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == remote.sha256
+
+
+# -- what comes back from a resume is checked before it is written ------------------------------
+
+def paused_at(remote, dest, model_file, have=30_000_000, etag=None):
+    """A download paused after `have` bytes, as the app leaves it: the .part and its sidecar."""
+    part, sidecar = part_paths(dest)
+    with open(model_file, "rb") as fh:
+        part.write_bytes(fh.read(have))
+    sidecar.write_text(json.dumps(dict(dataclasses.asdict(remote), etag=remote.etag if etag is None else etag)))
+    return part
+
+
+def file_gets(hub):
+    return [h for h in hub.headers if "/resolve/" in hub.requests[hub.headers.index(h)][1]]
+
+
+def test_every_file_request_asks_for_the_bytes_as_stored_and_a_resume_names_the_version(hub, remote, tmp_path):
+    hub.faults.drop_after = 30_000_000
+    fetch(remote, tmp_path / "m.gguf")
+    first, resume = file_gets(hub)
+    assert first["accept-encoding"] == resume["accept-encoding"] == "identity"
+    assert "if-range" not in first and resume["if-range"] == remote.etag == f'"{remote.sha256}"'
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("wrong_start", "the server sent bytes from 29,999,000 when Hearth asked for bytes from 30,000,000"),
+    ("wrong_total", "the server said the file has 98,363,432 bytes where the hub lists 98,362,432"),
+    ("gzip_range", "the server sent the file compressed (gzip) although Hearth asked for it as stored"),
+])
+def test_a_wrong_answer_to_a_resume_never_touches_the_part(hub, remote, tmp_path, model_file, fault, words):
+    assert remote.size == 98_362_432  # the starter model, as the sentences above count
+    dest = tmp_path / "m.gguf"
+    part = paused_at(remote, dest, model_file)
+    before = part.read_bytes()
+    setattr(hub.faults, fault, 1_000)  # every answer
+    with pytest.raises(DownloadError, match=re.escape(f"kept failing ({words}). What arrived (30.0 MB) is kept")):
+        fetch(remote, dest, max_attempts=3)
+    assert part.read_bytes() == before and not dest.exists()
+    assert [r for m, _, r in hub.requests if m == "GET"] == ["bytes=30000000-"] * 3  # asked again, each time
+
+
+@pytest.mark.parametrize("fault", ["wrong_start", "wrong_total", "gzip_range"])
+def test_after_one_wrong_answer_a_fresh_request_finishes_the_file(hub, remote, tmp_path, model_file, fault):
+    dest = tmp_path / "m.gguf"
+    paused_at(remote, dest, model_file)
+    setattr(hub.faults, fault, 1)
+    assert fetch(remote, dest).read_bytes() == model_file.read_bytes()
+    assert [r for m, _, r in hub.requests if m == "GET"] == ["bytes=30000000-"] * 2
+
+
+def changed_copy(model_file, tmp_path, extra=4096):
+    """The same model uploaded again with other bytes (and another size): a new sha256 and ETag."""
+    data = bytearray(model_file.read_bytes())
+    data[-100:] = bytes(255 - b for b in data[-100:])
+    new = tmp_path / "uploaded-again" / model_file.name
+    new.parent.mkdir()
+    new.write_bytes(bytes(data) + b"\0" * extra)
+    return new
+
+
+def pause_after(remote, dest, nbytes, **kw):
+    """Start a download and pause it (cancel the task, as the queue's Pause does) after `nbytes`."""
+    part, _ = part_paths(dest)
+    seen = []
+
+    async def run():
+        task = asyncio.create_task(download(remote, dest, local_only=True, on_progress=seen.append, **kw))
+        while not part.exists() or part.stat().st_size < nbytes:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    return seen
+
+
+@pytest.mark.parametrize("server_honours_if_range", [True, False])
+def test_a_file_that_changed_while_paused_starts_again_and_says_so(hub, remote, tmp_path, model_file,
+                                                                 server_honours_if_range):
+    hub.faults.throttle = 0.002
+    dest = tmp_path / "m.gguf"
+    pause_after(remote, dest, 20_000_000)
+    new = changed_copy(model_file, tmp_path)
+    hub.replace("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", model_file.name, new)
+    hub.faults.throttle, hub.faults.ignore_if_range = 0, not server_honours_if_range
+    seen = []
+    fetch(remote, dest, on_progress=seen.append)  # resumed with what the app knew before the pause
+    assert dest.read_bytes() == new.read_bytes()  # the server's file as it is now, nothing of the old one
+    assert [p.notice for p in seen if p.notice] == [downloads.FILE_CHANGED]
+    assert seen[-1].done == seen[-1].total == new.stat().st_size
+    assert not part_paths(dest)[0].exists() and not part_paths(dest)[1].exists()
+
+
+def test_the_old_part_stays_until_the_new_file_arrives(hub, remote, tmp_path, model_file):
+    dest = tmp_path / "m.gguf"
+    part = paused_at(remote, dest, model_file)
+    before = part.read_bytes()
+    hub.replace("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", model_file.name, changed_copy(model_file, tmp_path))
+    hub.faults.drop_after = 0  # the new file's answer breaks off before its first byte
+    with pytest.raises(DownloadError, match="kept failing"):
+        fetch(remote, dest, max_attempts=1)
+    assert part.read_bytes() == before  # nothing was lost for an answer that never came
+
+
+def test_a_part_of_an_older_version_is_replaced_with_a_sentence(hub, remote, tmp_path, model_file):
+    # The hub is asked again after the pause (as `hearth models pull` does): it lists a new sha256.
+    dest = tmp_path / "m.gguf"
+    paused_at(remote, dest, model_file)
+    new = hub.replace("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", model_file.name, changed_copy(model_file, tmp_path))
+    seen = []
+    fetch(dataclasses.replace(remote, size=new.size, sha256=new.sha256, etag=""), dest, on_progress=seen.append)
+    assert dest.read_bytes() == new.path.read_bytes()
+    assert [p.notice for p in seen if p.notice] == [downloads.FILE_CHANGED]
+    assert [r for m, _, r in hub.requests if m == "GET"] == [""]  # no range of the old file was asked for
+
+
+def test_a_server_that_ignores_the_range_says_the_download_starts_over(hub, remote, tmp_path, model_file):
+    dest = tmp_path / "m.gguf"
+    paused_at(remote, dest, model_file)
+    hub.faults.ignore_range = True
+    seen = []
+    assert fetch(remote, dest, on_progress=seen.append).read_bytes() == model_file.read_bytes()
+    assert [p.notice for p in seen if p.notice] == [
+        "The server sent “m.gguf” from the beginning again instead of the rest; starting again from the beginning."]
+
+
+def test_a_complete_part_is_checked_not_fetched_again(hub, remote, tmp_path, model_file):
+    dest = tmp_path / "m.gguf"
+    paused_at(remote, dest, model_file, have=remote.size)  # the app died between the last byte and the rename
+    assert fetch(remote, dest).read_bytes() == model_file.read_bytes()
+    assert hub.requests == []
+
+
+def test_a_complete_part_with_the_wrong_bytes_is_said_to_be_damaged(hub, remote, tmp_path, model_file):
+    dest = tmp_path / "m.gguf"
+    part = paused_at(remote, dest, model_file, have=remote.size)
+    with open(part, "r+b") as fh:
+        fh.write(b"\0" * 16)
+    with pytest.raises(HashMismatch, match="“m.gguf” arrived damaged: its SHA-256 checksum does not match the one "
+                                           "the hub lists for it, so it was deleted. Download it again."):
+        fetch(remote, dest)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_header_of_a_hub_file_is_read_as_stored_or_not_at_all(hub, model_file):
+    from desktop.core import hub as hub_module
+
+    def read():
+        return asyncio.run(hub_module.read_head(hub.url, "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "main",
+                                                model_file.name, local_only=True))
+
+    assert read().architecture == "llama"
+    assert all(h["accept-encoding"] == "identity" for h in hub.headers)
+    hub.faults.gzip_range = 1
+    with pytest.raises(hub_module.HubError, match=f"Could not read the start of “{model_file.name}”: the server "
+                                                  "sent the file compressed \\(gzip\\)"):
+        read()
