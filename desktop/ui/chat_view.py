@@ -667,17 +667,54 @@ class MessageList(QScrollArea):
 
 
 class ComposerInput(QPlainTextEdit):
-    """Enter sends; Shift+Enter starts a new line. Grows with its text up to a few lines."""
+    """Enter sends; Shift+Enter starts a new line. Grows with its text up to a few lines.
+
+    A very long run of characters with no space (a pasted minified file, a base64 blob, a 100,000-
+    character line) is broken anywhere rather than at word ends: Qt's word wrapping searches such a
+    run for a break on every layout, so each key typed after it held the window for a second or
+    more. The text stays in the box, editable, and is sent exactly as it is."""
 
     submitted = Signal()
+    # Characters without a space past which lines break anywhere; far longer than any word.
+    LONG_RUN = 1_000
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ComposerInput")
         self.setPlaceholderText("Message the model…   (Enter sends, Shift+Enter for a new line)")
         self.setTabChangesFocus(True)
+        self._fit: tuple[int, bool] | None = None
+        self.document().contentsChange.connect(self._watch_long_runs)
         self.document().contentsChanged.connect(self._fit_height)
         self._fit_height()
+
+    def insertFromMimeData(self, source) -> None:  # noqa: N802 (Qt's name)
+        """A paste: a long run is known before Qt lays it out, so it is laid out once, not twice."""
+        from PySide6.QtGui import QTextOption
+
+        if source.hasText() and _has_long_run(source.text(), self.LONG_RUN):
+            self.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
+        super().insertFromMimeData(source)
+
+    def _watch_long_runs(self, position: int, _removed: int, added: int) -> None:
+        from PySide6.QtGui import QTextOption
+
+        document = self.document()
+        anywhere = self.wordWrapMode() == QTextOption.WrapMode.WrapAnywhere
+        if anywhere:
+            if document.characterCount() <= self.LONG_RUN:  # the long run is gone (sent, cleared)
+                self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+            return
+        if added < self.LONG_RUN and document.findBlock(position).length() <= self.LONG_RUN:
+            return  # a key typed in an ordinary line: nothing to look at
+        block, end = document.findBlock(position), document.findBlock(position + added)
+        while block.isValid():
+            if block.length() > self.LONG_RUN and _has_long_run(block.text(), self.LONG_RUN):
+                self.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
+                return
+            if block == end:
+                return
+            block = block.next()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
@@ -689,10 +726,24 @@ class ComposerInput(QPlainTextEdit):
     def _fit_height(self) -> None:
         wanted = int(self.document().size().height())  # in lines, for a plain-text document
         lines = max(1, min(MAX_INPUT_LINES, wanted))
+        fit = (lines, wanted > MAX_INPUT_LINES)
+        if fit == self._fit:
+            return  # the same height as before: no relayout of the window around it
+        self._fit = fit
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if wanted > MAX_INPUT_LINES
                                         else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         line_height = self.fontMetrics().lineSpacing()
         self.setFixedHeight(lines * line_height + 14)
+
+
+def _has_long_run(text: str, length: int) -> bool:
+    """Whether `text` holds more than `length` characters in a row with no whitespace."""
+    run = 0
+    for part in text.split():
+        run = max(run, len(part))
+        if run > length:
+            return True
+    return False
 
 
 class Composer(QFrame):
