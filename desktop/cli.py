@@ -629,6 +629,8 @@ def _download_printer():
     last = [-1]
 
     def show(p) -> None:
+        if p.notice:  # e.g. the file changed on the hub since the pull was stopped
+            sys.stderr.write(("\r" if sys.stderr.isatty() else "") + f"hearth: {p.notice}\n")
         eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
         line = (f"{human_bytes(p.done)} of {human_bytes(p.total)} ({p.done * 100 // max(p.total, 1)} %), "
                 f"{human_bytes(p.bytes_per_s)}/s{eta}")

@@ -41,6 +41,7 @@ class Job:
     done: int = 0
     speed: float = 0.0
     error: str = ""
+    notice: str = ""  # a sentence about the running transfer (downloads.FILE_CHANGED), shown with its progress
     model_id: str = ""
     added: float = field(default_factory=time.time)
 
@@ -141,7 +142,7 @@ class DownloadQueue:
     def resume(self, job_id: int) -> None:
         job = self.jobs[job_id]
         if job.state in (PAUSED, FAILED):
-            job.state, job.error = QUEUED, ""
+            job.state, job.error, job.notice = QUEUED, "", ""
             self._changed(job)
             self._pump()
 
@@ -191,7 +192,9 @@ class DownloadQueue:
     async def _run(self, job: Job) -> None:
         def progress(p: downloads.Progress) -> None:
             job.done, job.speed = p.done, p.bytes_per_s
-            self._changed(job, save=False)
+            if p.notice:
+                job.notice = p.notice
+            self._changed(job, save=bool(p.notice))
 
         # The keyring may be slow to answer (it starts up, or asks another process): not on the GUI thread.
         endpoint, token, local_only = self.endpoint_url(), await asyncio.to_thread(self.token), self.local_only()

@@ -142,3 +142,31 @@ def test_a_split_model_downloads_as_one_model_that_answers_and_goes_as_one(serve
     gone = hearth("models", "rm", model["id"])
     assert gone.returncode == 0, gone.stderr
     assert "freed 98.4 MB" in gone.stdout and not folder.exists()
+
+
+def test_a_pull_resumed_after_the_file_changed_on_the_hub_says_so_and_gets_the_new_file(server, home, model_file,
+                                                                                      tmp_path):
+    server.faults.throttle = 0.004
+    folder = home / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct-GGUF"
+    part = folder / (model_file.name + ".part")
+    app = subprocess.Popen([sys.executable, "-m", "desktop", "models", "pull", REPO],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 20_000_000):
+        time.sleep(0.05)
+    app.send_signal(signal.SIGINT)
+    app.wait(timeout=30)
+    data = bytearray(model_file.read_bytes())  # uploaded again: other bytes in the last tensor
+    data[-100:] = bytes(255 - b for b in data[-100:])
+    new = tmp_path / "new" / model_file.name
+    new.parent.mkdir()
+    new.write_bytes(bytes(data))
+    server.replace(REPO, model_file.name, new)
+    server.faults.throttle = 0
+
+    out = hearth("models", "pull", REPO)
+    assert out.returncode == 0, out.stderr
+    assert ("hearth: The file changed on the server since the download was paused; starting again from the "
+            "beginning.\n") in out.stderr and "Traceback" not in out.stderr
+    assert (folder / model_file.name).read_bytes() == new.read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == [model_file.name]
