@@ -185,6 +185,8 @@ class DownloadRow(QFrame):
                 text += f" · {human_bytes(job.speed)}/s"
             if job.eta_s is not None:
                 text += f" · {human_duration(job.eta_s)} left"
+            if job.notice:  # e.g. the file changed on the hub since the pause: why it starts over
+                text = f"{job.notice}\n{text}"
         elif job.state == dq.QUEUED:
             text = f"Waiting for a free slot · {amount}"
         elif job.state == dq.PAUSED:
