@@ -23,9 +23,10 @@ from PySide6.QtWidgets import (
 from desktop.core.reasoning import thinking_phrase
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
+from desktop.ui.answer_view import AnswerView
 from desktop.ui.icons import app_icon, icon, tool_button
 from desktop.ui.links import guard_label
-from desktop.ui.markdown import LiveMarkdown, breakable, to_html
+from desktop.ui.markdown import breakable
 from desktop.ui.theme import Theme
 
 QWIDGETSIZE_MAX = (1 << 24) - 1
@@ -119,10 +120,13 @@ class MessageWidget(QFrame):
         self.theme = theme
         self.message: Message | None = None
         self._text = ""
-        self._live: LiveMarkdown | None = None  # while the answer is being written
+        self._live = False  # while the answer is being written: only its last block is drawn again
         self.on_thaw: Callable[[MessageWidget], None] | None = None  # the list's, once in one
         self._frozen_width = 0  # >0: height fixed for this column width (see freeze)
-        self.body = _text_label(rich=role != "user", cls=_BubbleLabel if role == "user" else QLabel)
+        # A question is the user's own plain text; an answer is a stack of blocks (prose, code
+        # that scrolls sideways with its own copy button, tables that scroll sideways).
+        self.body: _BubbleLabel | AnswerView = (_text_label(rich=False, cls=_BubbleLabel) if role == "user"
+                                                else AnswerView(theme))
         self.body.setObjectName("MessageBody")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 6, 0, 6)
@@ -201,7 +205,7 @@ class MessageWidget(QFrame):
             return
         self.thaw()
         section = self.thinking_section
-        section.show_thinking(thinking, phase, thinking_ms, live=self._live is not None)
+        section.show_thinking(thinking, phase, thinking_ms, live=self._live)
         section.show()
 
     @property
@@ -252,14 +256,12 @@ class MessageWidget(QFrame):
             self.body.natural_width = widest + 4
             self.body.updateGeometry()
         else:
-            colours = {"code_bg": self.theme.code_bg, "muted": self.theme.muted}
-            html = self._live.render(text) if self._live is not None else to_html(text, **colours)
-            self.body.setText(html if text else "")
+            self.body.set_markdown(text, live=self._live)
         self.body.setVisible(bool(text))
 
     def write_live(self) -> None:
         """The text will grow a few words at a time until `show_message`: render only its end."""
-        self._live = LiveMarkdown(code_bg=self.theme.code_bg, muted=self.theme.muted)
+        self._live = True
 
     def start_streaming(self, model_name: str, note: str = "Thinking…") -> None:
         self.thaw()
@@ -271,7 +273,7 @@ class MessageWidget(QFrame):
     def show_message(self, message: Message) -> None:
         """Show a saved message with its figures and how it ended."""
         self.thaw()
-        self._live = None  # the finished text is rendered whole
+        self._live = False  # the finished text is rendered whole
         self.message = message
         self.set_thinking(message.thinking, "done", message.thinking_ms)
         self.set_text(message.content)
@@ -337,7 +339,6 @@ class ThinkingSection(QFrame):
         self._text = ""
         self._phase = ""
         self._opened_by_reader: bool | None = None  # the reader's own choice wins over the automatic one
-        self._live: LiveMarkdown | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 6)
         layout.setSpacing(4)
@@ -348,9 +349,10 @@ class ThinkingSection(QFrame):
         self.toggle.setCheckable(True)
         self.toggle.clicked.connect(self._toggled)
         layout.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignLeft)
-        self.body = _text_label(rich=True)
+        self.body = AnswerView(theme)
         self.body.setObjectName("ThinkingBody")
-        self.body.setOpenExternalLinks(False)
+        self.body.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)  # for its border
+        self.body.layout().setContentsMargins(12, 0, 0, 0)
         layout.addWidget(self.body)
 
     @property
@@ -363,14 +365,9 @@ class ThinkingSection(QFrame):
 
     def show_thinking(self, text: str, phase: str, thinking_ms: float | None, *, live: bool) -> None:
         self.toggle.setText(thinking_line(phase, thinking_ms))
-        if live and self._live is None:
-            self._live = LiveMarkdown(code_bg=self.theme.code_bg, muted=self.theme.muted)
-        elif not live:
-            self._live = None
-        if text != self._text:
+        if text != self._text or (not live and self.body.is_live):
             self._text = text
-            colours = {"code_bg": self.theme.code_bg, "muted": self.theme.muted}
-            self.body.setText(self._live.render(text) if self._live is not None else to_html(text, **colours))
+            self.body.set_markdown(text, live=live)
         if phase != self._phase:
             self._phase = phase
             self._set_open(self._opened_by_reader if self._opened_by_reader is not None else phase == "thinking")

@@ -63,7 +63,8 @@ class ColumnView(QFrame):
         super().__init__(parent)
         self.setObjectName("CompareColumn")
         self.muted_color = theme.muted
-        self.colours = {"code_bg": theme.code_bg, "muted": theme.muted}  # as the chat draws answers
+        # As the chat draws answers, but code lines kept whole: this view scrolls sideways.
+        self.colours = {"code_bg": theme.code_bg, "muted": theme.muted, "code_wrap": False}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 10, 12, 10)
         layout.setSpacing(6)

@@ -12,19 +12,28 @@ never make Qt read a file, fetch from the network or start a program:
 And it shows the text as written: entities follow CommonMark (`&lt;` is "<", an unknown `&foo;`
 stays as typed), and math in `\\( \\)`, `\\[ \\]`, `$$ $$` and `$ $` keeps every backslash and
 line break, in a math style (it is not typeset). Fenced code blocks become shaded, monospaced
-boxes that wrap instead of widening the window.
+boxes coloured by pygments, in a light or a dark style chosen from the code background.
+
+`split_blocks` cuts an answer into prose, fenced code and tables, so the chat can draw each in
+a widget of its own (`answer_view.py`): code and tables scroll sideways there.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
 import mistune
 from mistune.util import striptags
 from mistune.util import unescape as unescape_entities
+from pygments.lexers import get_lexer_by_name
+from pygments.styles import get_style_by_name
+from pygments.token import _TokenType
+from pygments.util import ClassNotFound
+
 
 MONO = "'JetBrains Mono', 'DejaVu Sans Mono', 'Menlo', 'Consolas', monospace"
 # Text serifs, not the math fonts: those carry huge line heights that would open gaps in a line.
@@ -129,11 +138,81 @@ def _math_plugin(md: mistune.Markdown) -> None:
         md.block.insert_rule(rules, "dm_math", before="list")
 
 
+# -- code colours -----------------------------------------------------------------------------
+# pygments' own styles, one for each theme; only their text colours and weights are used (the
+# block keeps the theme's code background). Chosen for contrast on #f2f1f4 and #2c2b33.
+LIGHT_CODE_STYLE = "default"
+DARK_CODE_STYLE = "github-dark"
+HIGHLIGHT_LIMIT = 20_000  # characters of code coloured inside rich text; longer stays plain
+
+
+def is_dark(colour: str) -> bool:
+    """Whether a "#rrggbb" (or "#rgb") background is dark (relative luminance under 0.4);
+    False for anything else."""
+    digits = colour.lstrip("#")
+    digits = "".join(c * 2 for c in digits) if len(digits) == 3 else digits
+    try:
+        r, g, b = (int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    except ValueError:
+        return False
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.4
+
+
+def code_style_name(code_bg: str) -> str:
+    """The pygments style whose colours read well on the code background `code_bg`."""
+    return DARK_CODE_STYLE if is_dark(code_bg) else LIGHT_CODE_STYLE
+
+
+def code_language(info: str | None) -> str:
+    """The language word of a fence's info string ("python {.numberLines}" -> "python")."""
+    return (info or "").split()[0] if info and info.strip() else ""
+
+
+@lru_cache(maxsize=64)
+def lexer_for(language: str):
+    """A pygments lexer for a fence's language name or alias, or None when pygments has none
+    (the code is then shown plain; the language is never guessed from the code)."""
+    if not language or len(language) > 40:
+        return None
+    try:
+        return get_lexer_by_name(language.lower(), stripnl=False, ensurenl=False, stripall=False)
+    except ClassNotFound:
+        return None
+
+
+@lru_cache(maxsize=2048)
+def token_style(style_name: str, token: _TokenType) -> tuple[str, bool, bool]:
+    """(colour "#rrggbb" or "", bold, italic) of a pygments token type in a style."""
+    found = get_style_by_name(style_name).style_for_token(token)
+    return (f"#{found['color']}" if found.get("color") else "", bool(found.get("bold")), bool(found.get("italic")))
+
+
+def highlighted_html(code: str, language: str, code_bg: str, *, wrap: bool = False) -> str | None:
+    """`code` as escaped rich text with a coloured span per token (with `breakable`'s places to
+    wrap when `wrap`); None when the language is unknown or the code is longer than
+    HIGHLIGHT_LIMIT characters."""
+    lexer = lexer_for(language)
+    if lexer is None or len(code) > HIGHLIGHT_LIMIT:
+        return None
+    style = code_style_name(code_bg)
+    out = []
+    for token, value in lexer.get_tokens(code):
+        colour, bold, italic = token_style(style, token)
+        text = html.escape(breakable(value) if wrap else value, quote=False)
+        if colour or bold or italic:
+            css = (f"color:{colour};" if colour else "") + ("font-weight:600;" if bold else "") + (
+                "font-style:italic;" if italic else "")
+            text = f'<span style="{css}">{text}</span>'
+        out.append(text)
+    return "".join(out)
+
+
 class _QtRenderer(mistune.HTMLRenderer):
-    def __init__(self, code_bg: str, muted: str) -> None:
+    def __init__(self, code_bg: str, muted: str, code_wrap: bool = True) -> None:
         super().__init__(escape=True)
         self.code_bg = code_bg
         self.muted = muted
+        self.code_wrap = code_wrap
 
     def text(self, text: str) -> str:
         # Entities and numeric references become their characters (CommonMark 6.2, with its
@@ -142,13 +221,19 @@ class _QtRenderer(mistune.HTMLRenderer):
         return html.escape(breakable(unescape_entities(text)), quote=False)
 
     def block_code(self, code: str, info: str | None = None) -> str:
-        lang = (info or "").split()[0] if info else ""
+        """A shaded box with the language above the code, coloured when pygments knows the
+        language. Wrapped (with places to break long runs) where the view cannot scroll
+        sideways; kept as written (`white-space: pre`) where it can."""
+        lang = code_language(info)
         label = (f'<div style="color:{self.muted}; font-size:8pt; margin-bottom:4px;">'
                  f"{html.escape(lang)}</div>") if lang else ""
-        body = html.escape(breakable(code.rstrip("\n")))
+        code = code.rstrip("\n")
+        body = (highlighted_html(code, lang, self.code_bg, wrap=self.code_wrap)
+                or html.escape(breakable(code) if self.code_wrap else code))
+        space = "pre-wrap" if self.code_wrap else "pre"
         return (f'<table width="100%" cellspacing="0" cellpadding="10" style="margin: 6px 0;" '
                 f'bgcolor="{self.code_bg}"><tr><td>{label}'
-                f'<pre style="font-family:{MONO}; white-space: pre-wrap; margin:0;">{body}</pre>'
+                f'<pre style="font-family:{MONO}; white-space: {space}; margin:0;">{body}</pre>'
                 "</td></tr></table>")
 
     def codespan(self, text: str) -> str:
@@ -191,15 +276,20 @@ class _QtRenderer(mistune.HTMLRenderer):
                 f'{_lines(text)}<span style="color:{self.muted};">{html.escape(closer)}</span></td></tr></table>\n')
 
 
-@lru_cache(maxsize=4)
-def _parser(code_bg: str, muted: str) -> mistune.Markdown:
-    return mistune.create_markdown(renderer=_QtRenderer(code_bg, muted),
+@lru_cache(maxsize=8)
+def _parser(code_bg: str, muted: str, code_wrap: bool = True) -> mistune.Markdown:
+    return mistune.create_markdown(renderer=_QtRenderer(code_bg, muted, code_wrap),
                                    plugins=["strikethrough", "table", "url", _math_plugin])
 
 
-def to_html(text: str, *, code_bg: str = "#f2f1f4", muted: str = "#6e6e76") -> str:
-    """The rich text for a model's Markdown `text`, in the colours given (the theme's)."""
-    return str(_parser(code_bg, muted)(text))
+def to_html(text: str, *, code_bg: str = "#f2f1f4", muted: str = "#6e6e76", code_wrap: bool = True) -> str:
+    """The rich text for a model's Markdown `text`, in the colours given (the theme's).
+    `code_wrap=False` keeps code lines whole, for a view that scrolls sideways (Compare's)."""
+    rich = str(_parser(code_bg, muted, code_wrap)(text))
+    if "<table>\n<thead>" in rich:  # a Markdown table: padded cells under a shaded heading row
+        rich = rich.replace("<table>\n<thead>\n<tr>", f'<table cellspacing="0" cellpadding="5" style="margin: 6px 0;">'
+                            f'\n<thead>\n<tr bgcolor="{code_bg}">')
+    return rich
 
 
 _FENCE = re.compile(r" {0,3}(```|~~~)")
@@ -284,3 +374,80 @@ def _pieces(text: str) -> list[tuple[str, bool]]:
     if at > start:
         pieces.append((text[start:at], joins))
     return pieces
+
+
+# -- blocks -----------------------------------------------------------------------------------
+PROSE, CODE, TABLE = "prose", "code", "table"
+_FENCE_OPEN = re.compile(r"( {0,3})(`{3,}|~{3,})([^\n]*)$")
+_TABLE_DELIMITER = re.compile(r" {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One part of an answer: `kind` PROSE or TABLE with its Markdown `text`, or CODE with the
+    code itself as `text` (fences taken off), its `language` ("" when none) and whether its
+    closing fence has arrived (`closed`: False while a block streams in, or when never closed)."""
+
+    kind: str
+    text: str
+    language: str = ""
+    closed: bool = True
+
+
+def _cells(line: str) -> int:
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return len(re.split(r"(?<!\\)\|", inner))
+
+
+def split_blocks(text: str) -> list[Block]:
+    """Cut a model's Markdown into prose, fenced code blocks and tables, in order, following
+    CommonMark's fences (three or more backticks or tildes, up to three spaces in, closed by a
+    fence of the same character at least as long; an unclosed one runs to the end) and GFM's
+    tables (a row with pipes, then a delimiter row of as many cells; rows up to a blank line).
+    Fences and tables nested in lists or quotes stay in their prose. Joining the prose and the
+    tables' texts with the code blocks' fences gives back the answer."""
+    lines = text.splitlines(keepends=True)
+    blocks: list[Block] = []
+    prose: list[str] = []
+
+    def flush() -> None:
+        if prose and "".join(prose).strip():
+            blocks.append(Block(PROSE, "".join(prose)))
+        prose.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.rstrip("\n").rstrip("\r")
+        fence = _FENCE_OPEN.match(stripped)
+        if fence and not (fence.group(2)[0] == "`" and "`" in fence.group(3)):
+            indent, marks = len(fence.group(1)), fence.group(2)
+            closer = re.compile(rf" {{0,3}}{re.escape(marks[0])}{{{len(marks)},}}[ \t]*$")
+            body: list[str] = []
+            j = i + 1
+            while j < len(lines) and not closer.match(lines[j].rstrip("\n").rstrip("\r")):
+                body.append(re.sub(rf"^ {{0,{indent}}}", "", lines[j]) if indent else lines[j])
+                j += 1
+            flush()
+            code = "".join(body)
+            closed = j < len(lines)
+            blocks.append(Block(CODE, code[:-1] if code.endswith("\n") else code,
+                                code_language(fence.group(3)), closed))
+            i = j + 1
+            continue
+        if ("|" in stripped and i + 1 < len(lines) and not line.startswith("    ")
+                and _TABLE_DELIMITER.match(lines[i + 1].rstrip("\n").rstrip("\r"))
+                and _cells(stripped) == _cells(lines[i + 1])):
+            j = i + 2
+            while j < len(lines) and lines[j].strip() and not _FENCE_OPEN.match(lines[j].rstrip("\n")):
+                j += 1
+            flush()
+            blocks.append(Block(TABLE, "".join(lines[i:j])))
+            i = j
+            continue
+        prose.append(line)
+        i += 1
+    flush()
+    return blocks

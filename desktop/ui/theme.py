@@ -102,7 +102,14 @@ def stylesheet(t: Theme) -> str:
     #MessageMeta {{ color: {t.muted}; font-size: 8.5pt; }}
     #ThinkingToggle {{ color: {t.muted}; border: none; background: transparent; padding: 2px 0; font-size: 9pt; }}
     #ThinkingToggle:hover {{ color: {t.text}; }}
-    #ThinkingBody {{ color: {t.muted}; border: none; border-left: 2px solid {t.border}; padding-left: 10px; }}
+    #ThinkingBody {{ border: none; border-left: 2px solid {t.border}; }}
+    #ThinkingBody QLabel, #ThinkingBody #LongProse, #ThinkingBody #TableBlock {{ color: {t.muted}; }}
+    #CodeBlock {{ background: {t.code_bg}; border-radius: 8px; }}
+    #CodeView, #LongProse, #TableBlock {{ background: transparent; border: none; padding: 0; }}
+    #CodeView {{ color: {t.text}; }}
+    #CodeLanguage {{ color: {t.muted}; font-size: 8.5pt; }}
+    QToolButton#CodeCopy {{ color: {t.muted}; font-size: 8.5pt; padding: 2px 8px; }}
+    QToolButton#CodeCopy:hover {{ color: {t.text}; }}
     #MessageAuthor {{ font-weight: 600; }}
     #MessageError {{ color: {t.error}; background: {t.error_bg}; border-radius: 8px; padding: 8px 10px; }}
     #Banner {{ background: {t.error_bg}; color: {t.error}; border-radius: 10px; padding: 8px 12px; }}
@@ -147,7 +154,10 @@ def stylesheet(t: Theme) -> str:
     QStatusBar QLabel {{ color: {t.muted}; padding: 0 8px; }}
     QScrollBar:vertical {{ background: transparent; width: 10px; margin: 2px; }}
     QScrollBar::handle:vertical {{ background: {t.border}; border-radius: 4px; min-height: 30px; }}
-    QScrollBar::add-line, QScrollBar::sub-line {{ height: 0; }}
+    QScrollBar:horizontal {{ background: transparent; height: 10px; margin: 2px; }}
+    QScrollBar::handle:horizontal {{ background: {t.border}; border-radius: 4px; min-width: 30px; }}
+    #CodeBlock QScrollBar::handle:horizontal, #TableBlock QScrollBar::handle:horizontal {{ background: {t.muted}; }}
+    QScrollBar::add-line, QScrollBar::sub-line {{ height: 0; width: 0; }}
     QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
     """
 

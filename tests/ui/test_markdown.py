@@ -14,7 +14,9 @@ def test_fenced_code_becomes_a_shaded_monospaced_block_with_its_language():
     html = to_html("Try this:\n\n```python\nprint('<hi>')\n```\n", code_bg="#123456")
     assert 'bgcolor="#123456"' in html
     assert "<pre" in html and "monospace" in html
-    assert "print(&#x27;&lt;hi&gt;&#x27;)" in html or "print('&lt;hi&gt;')" in html
+    document = QTextDocument()
+    document.setHtml(html)
+    assert "print('<hi>')" in document.toPlainText()  # coloured by pygments, still as written
     assert ">python</div>" in html
 
 
