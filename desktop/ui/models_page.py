@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QHeaderView,
@@ -36,6 +38,7 @@ from desktop.core import catalog, fit, runtime, secrets
 from desktop.core import download_queue as dq
 from desktop.core.errors import HearthError
 from desktop.core.hub import RepoFiles, RepoSummary, Variant
+from desktop.core.library import ModelFileMissing, file_problem, shown
 from desktop.core.services import Services
 from desktop.core.store import ModelRecord
 from desktop.core.units import human_bytes, human_count
@@ -383,13 +386,19 @@ class ModelsPage(QWidget):
         layout.addWidget(self.installed, 2)
         actions = QHBoxLayout()
         self.installed_fit = muted()
+        self.installed_fit.setMinimumHeight(self.installed_fit.fontMetrics().lineSpacing() * 3 + 4)  # wraps to 3 lines
         actions.addWidget(self.installed_fit, 1)
         self.use_button = QPushButton("Use in chat")
         self.use_button.setObjectName("Primary")
         self.use_button.clicked.connect(self._use_selected)
+        self.locate_button = QPushButton(icon("search", self.theme.text), "Locate…")
+        self.locate_button.setToolTip("Pick the model's file where it is now: only the same file is accepted")
+        self.locate_button.clicked.connect(self._locate_selected)
+        self.locate_button.hide()
         self.delete_button = QPushButton(icon("trash", self.theme.text), "Delete…")
         self.delete_button.clicked.connect(self._delete_selected)
         actions.addWidget(self.use_button)
+        actions.addWidget(self.locate_button)
         actions.addWidget(self.delete_button)
         layout.addLayout(actions)
 
@@ -639,12 +648,19 @@ class ModelsPage(QWidget):
             origin = {"downloaded": m.repo or "the hub", "linked": "linked (left where it is)",
                       "imported": "imported"}.get(m.origin, m.origin)
             used = time.strftime("%d %b %Y", time.localtime(m.last_used_at)) if m.last_used_at else "never"
-            cells = [m.name, m.quantization, human_bytes(m.size), m.architecture,
-                     f"{m.context_length:,}" if m.context_length else "?", m.license or "—", origin, used]
+            problem = file_problem(m)
+            name = f"⚠ {shown(m.name)}" if problem else shown(m.name)
+            cells = [name, shown(m.quantization), human_bytes(m.size), shown(m.architecture),
+                     f"{m.context_length:,}" if m.context_length else "?", shown(m.license) or "—",
+                     problem or origin, used]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, m.id)
-                item.setToolTip(m.path if col in (0, 6) else text)
+                item.setToolTip(shown(m.path) if col in (0, 6) else text)
+                if problem and col in (0, 6):
+                    item.setForeground(QColor(self.theme.error))
+                    item.setToolTip(f"{problem} ({origin}): {shown(m.path)}. Locate… picks it again; Remove… "
+                                    "forgets it.")
                 self.installed.setItem(row, col, item)
         self._installed_selection()
 
@@ -659,11 +675,22 @@ class ModelsPage(QWidget):
 
     def _installed_selection(self) -> None:
         record = self.selected_installed()
-        self.use_button.setEnabled(record is not None)
+        problem = file_problem(record) if record is not None else ""
+        self.use_button.setEnabled(record is not None and not problem)
         self.delete_button.setEnabled(record is not None)
+        self.delete_button.setText("Remove…" if problem else "Delete…")
+        self.locate_button.setVisible(bool(problem))
         if record is None:
             self.installed_fit.setText("")
             return
+        if problem:
+            where = self.installed_fit.fontMetrics().elidedText(shown(record.path), Qt.TextElideMode.ElideMiddle, 240)
+            what = "is missing" if problem == "File missing" else "cannot be read"
+            self.installed_fit.setText(f"The file of “{shown(record.name)}” {what} (it was at {where}). Locate… "
+                                       "picks the same file again; Remove… forgets the model.")
+            self.installed_fit.setToolTip(str(ModelFileMissing(record, problem)))
+            return
+        self.installed_fit.setToolTip("")
         from desktop.core import gguf, templates
 
         try:
@@ -681,15 +708,44 @@ class ModelsPage(QWidget):
         if record is not None:
             self.use_requested.emit(record.id)
 
+    def _locate_selected(self) -> None:
+        record = self.selected_installed()
+        if record is None:
+            return
+        start = Path(record.path).parent
+        path, _ = QFileDialog.getOpenFileName(self, f"Locate the file of {shown(record.name)}",
+                                              str(start if start.is_dir() else Path.home()),
+                                              "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.spawn(self.locate_model(record.id, path))
+
+    async def locate_model(self, model_id: str, path: str) -> None:
+        """Point a model whose file went missing at `path` (hashed off the GUI thread); a different
+        file is refused with a sentence and nothing changes."""
+        self.locate_button.setEnabled(False)
+        try:
+            record = await asyncio.to_thread(self.services.library.locate, model_id, path)
+        except HearthError as exc:
+            self.message.emit(str(exc), "error")
+            return
+        finally:
+            self.locate_button.setEnabled(True)
+        self.refresh_installed()
+        self.models_changed.emit()
+        self.message.emit(f"Found {shown(record.name)} again; it is ready to use.", "info")
+
     def _delete_selected(self) -> None:
         record = self.selected_installed()
         if record is None:
             return
-        linked = record.origin == "linked"
-        confirm(self, "ConfirmDeleteModel", "Delete model", f"Remove “{record.name}” ({record.quantization}) from Hearth?",
+        linked = record.origin == "linked" or bool(file_problem(record))
+        confirm(self, "ConfirmDeleteModel", "Delete model",
+                f"Remove “{shown(record.name)}” ({record.quantization}) from Hearth?",
+                "Its file is missing; only Hearth's entry goes." if file_problem(record) else
                 "Its file stays where it is (it was linked)." if linked else
                 f"This deletes its file and frees {human_bytes(record.size)}.",
-                "Delete", lambda: self.spawn(self.delete_model(record.id)), destructive=True)
+                "Remove" if file_problem(record) else "Delete", lambda: self.spawn(self.delete_model(record.id)),
+                destructive=True)
 
     async def delete_model(self, model_id: str) -> None:
         engine = self.services.engine
@@ -698,8 +754,8 @@ class ModelsPage(QWidget):
         record, freed = self.services.library.remove(model_id)
         self.refresh_installed()
         self.models_changed.emit()
-        self.message.emit(f"Deleted {record.name}; {human_bytes(freed)} freed." if freed else
-                          f"Removed {record.name} from Hearth; its file was left where it is.", "info")
+        self.message.emit(f"Deleted {shown(record.name)}; {human_bytes(freed)} freed." if freed else
+                          f"Removed {shown(record.name)} from Hearth; its file was left where it is.", "info")
 
     def _import_file(self) -> None:
         window = self.window()
@@ -707,40 +763,52 @@ class ModelsPage(QWidget):
             window.import_model()
 
     async def scan_elsewhere(self) -> None:
-        import asyncio
-
+        """"Look for them": other apps' models, each with Link (or "In Hearth"), and a line saying
+        how many entries were skipped, whose tooltip says which and why."""
         from desktop.core import elsewhere
 
         self.scan_button.setEnabled(False)
         self.found.clear()
-        known = {Path(m.path) for m in self.services.library.models()}
+        known = {Path(m.path): m.id for m in self.services.library.models()}
         try:
-            self._found = (await asyncio.to_thread(elsewhere.scan, known)).new
+            scan = await asyncio.to_thread(elsewhere.scan, known)
         finally:
             self.scan_button.setEnabled(True)
-        if not self._found:
+        self._found = scan.found
+        if not scan.found:
             self.found.addItem("No GGUF models from other apps were found on this computer.")
-            return
-        for f in self._found:
+        for f in scan.found:
             card = QWidget()
             row = QHBoxLayout(card)
             row.setContentsMargins(10, 6, 6, 6)
-            label = QLabel(f"<b>{f.name}</b>  <span>· {f.app} · {f.architecture} · {f.quantization} · "
-                           f"{human_bytes(f.size)}</span>")
-            label.setToolTip(str(f.path))
+            label = QLabel()
+            label.setTextFormat(Qt.TextFormat.PlainText)  # names come from other programs' folders
+            label.setText(f"{shown(f.name)}  ·  {f.app} · {shown(f.architecture)} · {shown(f.quantization)} · "
+                          f"{human_bytes(f.size)}")
+            label.setToolTip(shown(str(f.path)))
             row.addWidget(label, 1)
             link = QPushButton(icon("link", self.theme.text), "Link")
             link.setToolTip("Use this file where it is: nothing is copied")
             link.clicked.connect(lambda _=False, f=f, b=link: self.spawn(self.link_found(f, b)))
+            if f.in_hearth:
+                link.setText("In Hearth")
+                link.setEnabled(False)
+                link.setToolTip(f"Already in Hearth as “{f.in_hearth}”")
             row.addWidget(link)
             item = QListWidgetItem()
             item.setSizeHint(card.sizeHint())
             self.found.addItem(item)
             self.found.setItemWidget(item, card)
+        if scan.skipped:
+            count = len(scan.skipped)
+            item = QListWidgetItem(f"{count} entr{'ies' if count > 1 else 'y'} skipped (not a model file, or not "
+                                   "readable): point here to see which and why.")
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            item.setToolTip("\n".join(f"{shown(str(s.path))}: {s.reason}" for s in scan.skipped[:30])
+                            + (f"\n… and {count - 30} more" if count > 30 else ""))
+            self.found.addItem(item)
 
     async def link_found(self, found, button: QPushButton) -> None:
-        import asyncio
-
         button.setEnabled(False)
         button.setText("Linking…")
         label = found.name if found.app == "Ollama" else None
@@ -753,7 +821,7 @@ class ModelsPage(QWidget):
         button.setText("Linked")
         self.refresh_installed()
         self.models_changed.emit()
-        self.message.emit(f"Linked {record.name} from {found.app}; nothing was copied.", "info")
+        self.message.emit(f"Linked {shown(record.name)} from {found.app}; nothing was copied.", "info")
 
     def edit_token(self) -> None:
         TokenDialog(self).exec()

@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton
 
 from desktop.core import download_queue as dq
+from desktop.core.units import human_bytes
 from tests.gguf_forge import write_gguf
 from tests.hub_server import Hub
 
@@ -179,3 +180,103 @@ def test_models_other_apps_keep_are_linked_and_deleting_frees_the_disk(qtbot, hu
     assert not __import__("pathlib").Path(copied.path).exists()
     assert "98.4 MB freed" in page.banner.label.text()
     assert json.dumps([m.id for m in services.library.models()]) == json.dumps(["tiny-f32"])
+
+
+def test_a_model_whose_file_is_gone_is_marked_and_can_be_located_or_removed(qtbot, services, make_window,
+                                                                           tmp_path, monkeypatch, shots_dir):
+    from PySide6.QtWidgets import QFileDialog
+
+    def forge(path, width):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_gguf(path, {"general.architecture": "llama", "general.name": path.stem},
+                          [("token_embd.weight", [64, width], 0)])
+
+    travels = forge(tmp_path / "here" / "Путник-F32.gguf", 64)
+    gone = forge(tmp_path / "here" / "gone-F32.gguf", 65)
+    kept = services.library.import_file(travels, link=True)
+    lost = services.library.import_file(gone, link=True)
+    moved = tmp_path / "elsewhere" / "renamed.gguf"
+    moved.parent.mkdir()
+    travels.rename(moved)
+    gone.unlink()
+
+    window = make_window()
+    labels = [window.model_combo.itemText(i) for i in range(window.model_combo.count())]
+    assert sorted(labels) == ["gone   ·   F32   ·   File missing", "Путник   ·   F32   ·   File missing"]
+    window.use_model(kept.id)  # choosing it to chat: one sentence, no engine started
+    qtbot.waitUntil(window.banner.isVisible, timeout=5_000)
+    assert window.banner.label.text().startswith("The file of “Путник” is missing: it was at ")
+    assert window.banner.label.text().endswith("Open Models (Locate… or Remove).")
+    assert window.services.engine.pid is None
+
+    window.show_models()
+    page = window.models_page
+    page.tabs.setCurrentIndex(1)
+    names = {page.installed.item(r, 0).data(Qt.ItemDataRole.UserRole): page.installed.item(r, 0).text()
+             for r in range(page.installed.rowCount())}
+    assert names == {kept.id: "⚠ Путник", lost.id: "⚠ gone"}
+    assert {page.installed.item(r, 6).text() for r in range(2)} == {"File missing"}
+    row = next(r for r in range(page.installed.rowCount()) if page.installed.item(r, 0).text() == "⚠ Путник")
+    page.installed.selectRow(row)
+    assert page.locate_button.isVisible() and not page.use_button.isEnabled()
+    assert page.delete_button.text() == "Remove…"
+    assert page.installed_fit.text().startswith("The file of “Путник” is missing (it was at ")
+    assert page.installed_fit.text().endswith("Locate… picks the same file again; Remove… forgets the model.")
+    window.grab().save(str(shots_dir / "models-file-missing-light.png"))
+    dark = make_window(dark=True)
+    dark.show_models()
+    dark.models_page.tabs.setCurrentIndex(1)
+    dark.models_page.installed.selectRow(row)
+    dark.grab().save(str(shots_dir / "models-file-missing-dark.png"))
+    dark.close()
+
+    # Locate…: another file is refused and nothing changes; the same file (renamed) is accepted
+    impostor = forge(tmp_path / "impostor.gguf", 80)
+    picked = [str(impostor), str(moved)]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (picked.pop(0), ""))
+    qtbot.mouseClick(page.locate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "its content differs" in page.banner.label.text(), timeout=10_000)
+    assert services.library.get(kept.id).path == str(travels)
+    qtbot.mouseClick(page.locate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Found Путник again" in page.banner.label.text(), timeout=10_000)
+    assert services.library.get(kept.id).path == str(moved)
+    assert "Путник" in [page.installed.item(r, 0).text() for r in range(page.installed.rowCount())]
+    picker = [window.model_combo.itemText(i) for i in range(window.model_combo.count())]
+    assert [t for t in picker if t.startswith("Путник")] == [f"Путник   ·   F32   ·   {human_bytes(moved.stat().st_size)}"]
+
+    # Remove: the lost one goes from Hearth with one confirmation
+    row = next(r for r in range(page.installed.rowCount()) if page.installed.item(r, 0).text() == "⚠ gone")
+    page.installed.selectRow(row)
+    qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
+    box = page.findChild(QMessageBox, "ConfirmDeleteModel")
+    assert box.informativeText() == "Its file is missing; only Hearth's entry goes."
+    qtbot.mouseClick(next(b for b in box.buttons() if b.text() == "Remove"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.installed.rowCount() == 1, timeout=10_000)
+    assert [m.id for m in services.library.models()] == [kept.id]
+
+
+def test_look_for_them_marks_models_already_in_hearth_and_says_what_it_skipped(qtbot, services, make_window,
+                                                                              tmp_path, monkeypatch):
+    import os
+
+    home = tmp_path / "user"
+    folder = home / ".lmstudio" / "models" / "someone" / "Tiny-GGUF"
+    folder.mkdir(parents=True)
+    tiny = write_gguf(folder / "tiny-F32.gguf", {"general.architecture": "llama"}, [("token_embd.weight", [64, 64], 0)])
+    os.mkfifo(folder / "stuck.gguf")
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    record = services.library.import_file(tiny, link=True)
+    window = make_window()
+    window.show_models()
+    page = window.models_page
+    page.tabs.setCurrentIndex(1)
+    qtbot.mouseClick(page.scan_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.found.count() == 2, timeout=10_000)
+    button = page.found.itemWidget(page.found.item(0)).findChild(QPushButton)
+    assert button.text() == "In Hearth" and not button.isEnabled() and record.id in button.toolTip()
+    skipped = page.found.item(1)
+    assert skipped.text().startswith("1 entry skipped")
+    assert skipped.toolTip() == f"{folder / 'stuck.gguf'}: not a regular file: it is a pipe (FIFO)"
