@@ -11,26 +11,46 @@ HEAVY_MODULES = ("llama_cpp", "huggingface_hub", "anthropic", "numpy", "fastapi"
 
 
 def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
-    import qasync
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from desktop.core.errors import HearthError
-    from desktop.core.services import open_services, setup_logging
-    from desktop.ui.icons import app_icon
-    from desktop.ui.main_window import MainWindow
-    from desktop.ui.theme import apply_theme
+    from desktop.core.paths import app_paths
+    from desktop.ui.single_instance import AppInstance, after_first_paint, bring_forward
 
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Hearth")
     app.setDesktopFileName("hearth")
+    try:
+        paths = app_paths()
+    except OSError as exc:
+        QMessageBox.critical(None, "Hearth cannot start", f"Hearth cannot make its data folders ({exc}).")
+        return 1
+    instance = AppInstance(paths.data)
+    if not instance.claim():  # a window is open on this data folder: it comes forward instead
+        busy = instance.hand_over()
+        if busy is None:
+            return 0
+        print(busy, file=sys.stderr)
+        if app.platformName() not in ("offscreen", "minimal"):  # no screen to show a dialog on
+            QMessageBox.information(None, "Hearth is already open", busy)
+        return 1
+    # Only now the rest of the app: a second launch hands over without loading it.
+    import qasync
+
+    from desktop.core.errors import HearthError
+    from desktop.core.services import open_services, setup_logging
+    from desktop.ui.collector import MainThreadCollector
+    from desktop.ui.error_hook import install_error_hook
+    from desktop.ui.icons import app_icon
+    from desktop.ui.main_window import MainWindow
+    from desktop.ui.theme import apply_theme
+
     app.setWindowIcon(app_icon())
     theme = apply_theme(app)
-    from desktop.ui.collector import MainThreadCollector
-
     collector = MainThreadCollector(app)  # Qt objects are only ever freed on this thread
     try:
-        services = open_services()
+        services = open_services(paths)
     except HearthError as exc:
+        instance.release()
         QMessageBox.critical(None, "Hearth cannot start", str(exc))
         return 1
     setup_logging(services.paths)
@@ -38,6 +58,9 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(services, theme, preload_model=not (self_test or quit_when_shown))
+    uninstall_error_hook = install_error_hook(window)
+    instance.show_requested.connect(lambda: bring_forward(window))
+    after_first_paint(window, instance.listen)  # QtNetwork's import waits until the window is drawn
     window.show()
     code = 0
     if quit_when_shown:  # start-up timing
@@ -50,7 +73,9 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
         loop.run_forever()
     if self_test:
         code = result.code
+    uninstall_error_hook()
     services.close()
+    instance.release()
     collector.stop()
     return code
 
