@@ -149,3 +149,15 @@ def test_a_moved_file_is_marked_missing_and_found_again_only_if_it_is_the_same(s
     assert services.library.get(record.id).path == str(original)
     found = services.library.locate(record.id, moved)
     assert found.path == str(moved) and file_problem(found) == ""
+
+
+def test_hub_file_names_are_made_harmless_and_bounded_like_any_other_name():
+    from desktop.core import hub
+    from desktop.core.downloads import part_paths
+
+    assert hub.safe_filename("sub/évil\x1b[2J\u202ename.gguf") == "évil_[2J_name.gguf"
+    long = hub.safe_filename("Ж" * 200 + "-00001-of-00002.gguf")
+    assert long.endswith("Ж-00001-of-00002.gguf") and len(long.encode()) <= MAX_NAME_BYTES
+    assert all(len(p.name.encode()) <= 255 for p in part_paths(__import__("pathlib").Path(long)))
+    with pytest.raises(hub.HubError):
+        hub.safe_filename("../x.gguf")

@@ -60,6 +60,10 @@ def test_an_empty_or_short_reference_removes_nothing_and_says_so(env, tmp_path):
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
     assert len(json.loads(hearth("models", "list", "--json", env=env).stdout)) == 2
+    for args in (("chat", "-m", " ", "Hello?"), ("models", "info", "")):  # the same rule wherever a model is named
+        result = hearth(*args, env=env)
+        assert result.returncode == 1 and result.stderr == ("hearth: No model was named: give an installed "
+                                                            "model's id (`hearth models list` shows them).\n")
     assert hearth("models", "rm", "qwen-s", env=env).stdout.startswith("Removed qwen-small")
 
 
