@@ -40,6 +40,7 @@ class Faults:
     wrong_total: int = 0  # say the file has RANGE_SKEW bytes more than it has in Content-Range
     gzip_range: int = 0  # gzip the body (Content-Encoding: gzip) whatever Accept-Encoding asked
     ignore_if_range: bool = False  # serve the range even when If-Range names another version
+    plain: bool = False  # no X-Linked-* headers, as a plain web server or mirror: only the ETag names the version
 
 
 RANGE_SKEW = 1000
@@ -139,8 +140,9 @@ class Hub:
                     self.send_header("Content-Encoding", encoding)
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("ETag", f.etag)
-                self.send_header("X-Linked-Etag", f.etag)
-                self.send_header("X-Linked-Size", str(f.size))
+                if not hub.faults.plain:
+                    self.send_header("X-Linked-Etag", f.etag)
+                    self.send_header("X-Linked-Size", str(f.size))
                 self.send_header("X-Repo-Commit", hub.revision)
                 if status == 206:
                     self.send_header("Content-Range", content_range or f"bytes {start}-{end - 1}/{f.size}")
@@ -223,6 +225,12 @@ class Hub:
                 if match:
                     start = int(match.group(1))
                     end = min(int(match.group(2)) + 1, f.size) if match.group(2) else f.size
+                    if start >= f.size:  # RFC 9110 §15.5.17: nothing of the file is at or after that byte
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{f.size}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     if faults.wrong_start:
                         faults.wrong_start -= 1
                         start = max(0, start - RANGE_SKEW)

@@ -260,6 +260,21 @@ def test_a_file_that_changed_while_paused_starts_again_and_says_so(hub, remote, 
     assert not part_paths(dest)[0].exists() and not part_paths(dest)[1].exists()
 
 
+@pytest.mark.parametrize("server_honours_if_range", [True, False])
+def test_a_changed_file_whose_checksum_nobody_states_is_not_glued_on(hub, remote, tmp_path, model_file,
+                                                                    server_honours_if_range):
+    # A plain server (no X-Linked-Etag): only its ETag says the file is another one now.
+    hub.faults.plain, hub.faults.ignore_if_range = True, not server_honours_if_range
+    dest = tmp_path / "m.gguf"
+    part = paused_at(remote, dest, model_file)
+    before = part.read_bytes()
+    hub.replace("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", model_file.name, changed_copy(model_file, tmp_path))
+    with pytest.raises(DownloadError, match="“m.gguf” changed on the server since the download started, and the "
+                                            "server does not say what the new file's checksum is"):
+        fetch(remote, dest)
+    assert part.read_bytes() == before and not dest.exists()
+
+
 def test_the_old_part_stays_until_the_new_file_arrives(hub, remote, tmp_path, model_file):
     dest = tmp_path / "m.gguf"
     part = paused_at(remote, dest, model_file)
@@ -298,6 +313,16 @@ def test_a_complete_part_is_checked_not_fetched_again(hub, remote, tmp_path, mod
     paused_at(remote, dest, model_file, have=remote.size)  # the app died between the last byte and the rename
     assert fetch(remote, dest).read_bytes() == model_file.read_bytes()
     assert hub.requests == []
+
+
+def test_a_complete_part_answered_with_416_is_checked_not_failed(hub, remote, tmp_path, model_file):
+    # The sidecar expects more bytes than the hub's file has: the server answers the resume with
+    # "416 Range Not Satisfiable, bytes */SIZE". The .part is that whole file, and its sha256 says so.
+    listed = dataclasses.replace(remote, size=remote.size + 1000)
+    dest = tmp_path / "m.gguf"
+    paused_at(listed, dest, model_file, have=remote.size)
+    assert fetch(listed, dest).read_bytes() == model_file.read_bytes()
+    assert [r for m, _, r in hub.requests if m == "GET"] == [f"bytes={remote.size}-"]
 
 
 def test_a_complete_part_with_the_wrong_bytes_is_said_to_be_damaged(hub, remote, tmp_path, model_file):
