@@ -25,6 +25,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QLabel, QMenu, QMessageBox, QTextBrowser, QToolTip, QWidget
 
 from desktop.ui.markdown import LIVE_SCHEMES, image_address, is_live_link, plain_copy
+from desktop.ui.math_render import issued_image
 from desktop.ui.widgets import confirm
 
 OPEN_LINK_QUESTION = "Open this link in your browser?"
@@ -150,8 +151,12 @@ class AnswerBrowser(QTextBrowser):
 
     def loadResource(self, kind: int, name: QUrl) -> object:  # noqa: N802 (Qt's name)
         # An empty value is not enough: Qt's document then reads the file itself. A null image
-        # (or an empty style sheet) is an answer, so nothing is read.
-        return QImage() if kind == QTextDocument.ResourceType.ImageResource.value else ""
+        # (or an empty style sheet) is an answer, so nothing is read. The one exception: a
+        # formula typeset by Hearth's own renderer, from memory (`math_render.issued_image`).
+        if kind != QTextDocument.ResourceType.ImageResource.value:
+            return ""
+        formula = issued_image(name.toString(QUrl.ComponentFormattingOption.FullyEncoded))
+        return formula if formula is not None else QImage()
 
     # Copies are made here rather than in createMimeDataFromSelection: a QMimeData made in Python
     # and handed to Qt's clipboard was freed twice when the app closed (a crash at exit).

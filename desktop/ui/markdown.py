@@ -10,9 +10,11 @@ never make Qt read a file, fetch from the network or start a program:
   `file:`, a relative link, `javascript:`, `data:`…) is shown as plain text beside the link text.
 
 And it shows the text as written: entities follow CommonMark (`&lt;` is "<", an unknown `&foo;`
-stays as typed), and math in `\\( \\)`, `\\[ \\]`, `$$ $$` and `$ $` keeps every backslash and
-line break, in a math style (it is not typeset). Fenced code blocks become shaded, monospaced
-boxes coloured by pygments, in a light or a dark style chosen from the code background.
+stays as typed), and math in `\\( \\)`, `\\[ \\]`, `$$ $$` and `$ $` is typeset (`math_render`:
+pictures made in memory by this renderer, the only images an answer ever shows); a formula
+that cannot be typeset keeps every backslash and line break, in a math style. Fenced code
+blocks become shaded, monospaced boxes coloured by pygments, in a light or a dark style chosen
+from the code background.
 
 `split_blocks` cuts an answer into prose, fenced code and tables, so the chat can draw each in
 a widget of its own (`answer_view.py`): code and tables scroll sideways there.
@@ -34,6 +36,7 @@ from pygments.styles import get_style_by_name
 from pygments.token import _TokenType
 from pygments.util import ClassNotFound
 
+from desktop.ui.math_render import html_img, text_colour
 
 MONO = "'JetBrains Mono', 'DejaVu Sans Mono', 'Menlo', 'Consolas', monospace"
 # Text serifs, not the math fonts: those carry huge line heights that would open gaps in a line.
@@ -266,11 +269,19 @@ class _QtRenderer(mistune.HTMLRenderer):
                 f"&nbsp;Image:&nbsp;{alt}&nbsp;</a>")
 
     def im_math(self, text: str, opener: str, closer: str) -> str:
+        """A formula in the text: typeset (an image made by `math_render`, on the text's
+        baseline), or where it cannot be, as written with its delimiters in a math style."""
+        typeset = html_img(text, display=False, colour=text_colour(self.muted))
+        if typeset is not None:
+            return typeset
         return (f'<span style="font-family:{MATH};"><span style="color:{self.muted};">{html.escape(opener)}</span>'
                 f"{_lines(text)}<span style=\"color:{self.muted};\">{html.escape(closer)}</span></span>")
 
     def dm_math(self, text: str, opener: str, closer: str) -> str:
-        """A display formula on its own, centred, its lines as written."""
+        """A display formula on its own, centred: typeset, or its lines as written."""
+        typeset = html_img(text, display=True, colour=text_colour(self.muted))
+        if typeset is not None:
+            return f'<p align="center" style="margin: 8px 0;">{typeset}</p>\n'
         return (f'<table align="center" cellspacing="0" cellpadding="2" style="margin: 6px 0;"><tr>'
                 f'<td style="font-family:{MATH};"><span style="color:{self.muted};">{html.escape(opener)}</span>'
                 f'{_lines(text)}<span style="color:{self.muted};">{html.escape(closer)}</span></td></tr></table>\n')
