@@ -256,7 +256,7 @@ def test_a_model_whose_file_is_gone_is_marked_and_can_be_located_or_removed(qtbo
 
 
 def test_look_for_them_marks_models_already_in_hearth_and_says_what_it_skipped(qtbot, services, make_window,
-                                                                              tmp_path, monkeypatch):
+                                                                              tmp_path, monkeypatch, shots_dir):
     import os
 
     home = tmp_path / "user"
@@ -280,3 +280,4 @@ def test_look_for_them_marks_models_already_in_hearth_and_says_what_it_skipped(q
     skipped = page.found.item(1)
     assert skipped.text().startswith("1 entry skipped")
     assert skipped.toolTip() == f"{folder / 'stuck.gguf'}: not a regular file: it is a pipe (FIFO)"
+    window.grab().save(str(shots_dir / "models-found-skipped.png"))
