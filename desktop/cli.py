@@ -359,10 +359,13 @@ def _models(services, args: argparse.Namespace) -> int:
         if "/" in args.id and not any(m.id == args.id for m in library.models()):
             return _hub_info(args)
         from desktop.core import gguf, templates
+        from desktop.core.library import file_problem, shown
 
         record = library.get(args.id)
-        details = asdict(record)
+        details = dict(asdict(record), file_problem=file_problem(record))
         try:
+            if details["file_problem"]:  # never opened: it may now be a pipe or a device
+                raise gguf.GGUFError(f"{details['file_problem']}: {record.path}.")
             info = gguf.read_info(record.path)
             details["prompt_format"] = templates.describe(info.chat_template, info.architecture,
                                                           info.markup_tokens, record.chat_format)
@@ -372,7 +375,7 @@ def _models(services, args: argparse.Namespace) -> int:
             print(json.dumps(details, indent=2))
             return 0
         for key, value in details.items():
-            print(f"{key:18} {value}")
+            print(f"{key:18} {shown(str(value))}")
         return 0
     if args.models_command == "search":
         from desktop.core import hub
