@@ -123,6 +123,10 @@ def test_a_model_whose_file_is_gone_is_marked_and_found_again(env, tmp_path):
     listed = hearth("models", "list", env=env)
     assert "linked · File missing" in listed.stdout
     assert json.loads(hearth("models", "list", "--json", env=env).stdout)[0]["file_problem"] == "File missing"
+    os.mkfifo(original)  # where the file was, now a pipe: info must not open it
+    info = hearth("models", "info", "travels", "--json", env=env, timeout=30)
+    assert json.loads(info.stdout)["file_problem"] == "File missing"
+    original.unlink()
     chat = hearth("chat", "-m", "travels", "Hello?", env=env)
     assert chat.returncode == 1 and "Traceback" not in chat.stderr
     assert chat.stderr.startswith("hearth: The file of “travels” is missing: it was at ")
