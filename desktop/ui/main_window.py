@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from desktop.core.errors import HearthError
 from desktop.core.library import ModelFileMissing, file_problem, shown
 from desktop.core.services import Services
 from desktop.core.settings import LoadOptions, Sampling
-from desktop.core.store import Conversation, Message
+from desktop.core.store import Conversation, DatabaseBusy, Message
 from desktop.core.units import human_bytes
 from desktop.ui.chat_view import (
     COLUMN_WIDTH,
@@ -61,6 +61,8 @@ PAGE = EARLIER_PAGE  # messages added by "Show earlier messages" (scrolling up a
 LOCAL_NOTE = "Runs on this computer. Answers can be wrong: check what matters."
 FLUSH_INTERVAL_MS = 33  # text reaches the screen at most ~30 times a second...
 MAX_FLUSH_INTERVAL_MS = 200  # ...and at least 5 times a second
+DATABASE_BUSY = "Hearth's database is in use by another program; your change will be saved when it is free."
+SAVE_RETRY_MS = 1000  # a change the database could not take is tried again this often
 # ...and drawing may take about 1/RENDER_BUDGET of the time, so that on a small machine the
 # window does not take the CPU the model needs (painting costs about as much as the layout
 # measured here, hence the factor 2 below).
@@ -129,6 +131,13 @@ class MainWindow(QMainWindow):
         self._memory_timer = QTimer(self, interval=2000)
         self._memory_timer.timeout.connect(self._update_memory)
         self._memory_timer.start()
+        # Changes the database could not take while another program held it locked, in the order
+        # made, each with what to do once written; shown as made meanwhile (titles, deletions).
+        self._unsaved: list[tuple[Callable[[], Any], Callable[[], Any] | None]] = []
+        self._unsaved_titles: dict[int, str] = {}
+        self._unsaved_deletions: set[int] = set()
+        self._save_timer = QTimer(self, singleShot=True, interval=SAVE_RETRY_MS)
+        self._save_timer.timeout.connect(self._save_unsaved)
 
         QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.sidebar.search.setFocus)
@@ -357,6 +366,50 @@ class MainWindow(QMainWindow):
         task.add_done_callback(done)
         return task
 
+    def save(self, change: Callable[[], Any], then: Callable[[], Any] | None = None) -> bool:
+        """Write a change to the database from the window's thread, holding it at most the store's
+        busy timeout (100 ms): while another program holds the database locked (DatabaseBusy), the
+        change waits in line with a sentence, is tried again every SAVE_RETRY_MS, and is written
+        when the lock goes; `then()` runs once it is written. Returns whether it was written now."""
+        if not self._unsaved:
+            try:
+                change()
+            except DatabaseBusy:
+                pass
+            else:
+                if then is not None:
+                    then()
+                return True
+        self._unsaved.append((change, then))  # after the changes already waiting: in the order made
+        self.banner.show_text(DATABASE_BUSY, level="info")
+        self._save_timer.start()
+        return False
+
+    def _clear_banner(self) -> None:
+        """A new message clears the last sentence, unless changes still wait for the database."""
+        if self._unsaved:
+            self.banner.show_text(DATABASE_BUSY, level="info")
+        else:
+            self.banner.hide()
+
+    def _save_unsaved(self) -> None:
+        while self._unsaved:
+            change, then = self._unsaved[0]
+            try:
+                change()
+            except DatabaseBusy:
+                self._save_timer.start()
+                return
+            except (HearthError, KeyError) as exc:  # e.g. the chat was deleted meanwhile: this one is moot
+                log.info("a change waiting for the database was dropped: %s", exc)
+            else:
+                if then is not None:
+                    then()
+            self._unsaved.pop(0)
+        log.info("the changes that waited for the database are saved")
+        if self.banner.label.text() == DATABASE_BUSY:
+            self.banner.show_text("The database is free again: your changes are saved.", level="info")
+
     def notify(self, text: str, level: str = "error") -> None:
         """A sentence on the page the user is looking at."""
         page = self.pages.currentWidget()
@@ -482,7 +535,7 @@ class MainWindow(QMainWindow):
         model_id = self.selected_model_id()
         if not model_id or self.cloud_target() is not None:
             return
-        self.services.store.set_chat_format(model_id, choice)
+        self.save(lambda: self.services.store.set_chat_format(model_id, choice))
         self.banner.show_text("The new chat format applies from your next message (the model reloads).",
                               level="info")
 
@@ -492,7 +545,8 @@ class MainWindow(QMainWindow):
         if not model_id:
             return
         if self.current_id is not None:
-            self.services.store.update_conversation(self.current_id, model=model_id)
+            conversation_id = self.current_id
+            self.save(lambda: self.services.store.update_conversation(conversation_id, model=model_id))
         self.empty_state.set_model(self.selected_model_name())
         self._show_where()
         if self.cloud_target() is None:  # new chats start on the last local model, never a cloud one
@@ -599,7 +653,12 @@ class MainWindow(QMainWindow):
     # -- conversations ---------------------------------------------------------------------------
     def refresh_conversations(self) -> None:
         if not self.sidebar.searching:
-            self.sidebar.set_conversations(self.services.store.conversations(), self.current_id)
+            self.sidebar.set_conversations(self._conversations(), self.current_id)
+
+    def _conversations(self) -> list[Conversation]:
+        """The chats as the user left them: changes still waiting for the database shown as made."""
+        return [replace(c, title=self._unsaved_titles.get(c.id, c.title)) for c in self.services.store.conversations()
+                if c.id not in self._unsaved_deletions]
 
     def _search(self, text: str) -> None:
         if text:
@@ -616,13 +675,18 @@ class MainWindow(QMainWindow):
         except KeyError:
             return
         if conversation.title == NEW_CHAT and not self.services.store.messages(conversation_id):
-            self.services.store.delete_conversation(conversation_id)
+            self._delete(conversation_id)
 
     def new_chat(self) -> None:
         self._flush_settings()
         previous = self.current_id
         chosen = self.selected_model_id() if self.cloud_target() is None else ""
-        conversation = self.services.chat.new_conversation(model_id=chosen)
+        try:
+            conversation = self.services.chat.new_conversation(model_id=chosen)
+        except DatabaseBusy:
+            self.banner.show_text("Hearth's database is in use by another program; a new chat can start "
+                                  "once it is free.", level="info")
+            return
         if previous != conversation.id:
             self._drop_if_empty(previous)
         self.open_conversation(conversation.id)
@@ -721,7 +785,13 @@ class MainWindow(QMainWindow):
         versions = self._versions_of(widget.message)
         index = [v.id for v in versions].index(widget.message.id) + step
         if 0 <= index < len(versions):
-            widget.show_message(self.services.store.choose_version(versions[index].id))
+            try:
+                chosen = self.services.store.choose_version(versions[index].id)
+            except DatabaseBusy:
+                self.banner.show_text("Hearth's database is in use by another program; switch versions "
+                                      "once it is free.", level="info")
+                return
+            widget.show_message(chosen)
             widget.set_versions(index, len(versions))
             self._update_context()
 
@@ -733,10 +803,17 @@ class MainWindow(QMainWindow):
             widget.set_regenerate_visible(not busy and i == len(widgets) - 1 and widget.role == "assistant")
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        conversation = self.services.store.update_conversation(conversation_id, title=title)
+        title = title.strip() or NEW_CHAT  # as the store keeps it
+        self._unsaved_titles[conversation_id] = title
         if conversation_id == self.current_id:
-            self.setWindowTitle(f"{conversation.title} — Hearth")
-        QTimer.singleShot(0, self.refresh_conversations)
+            self.setWindowTitle(f"{title} — Hearth")
+
+        def written() -> None:
+            if self._unsaved_titles.get(conversation_id) == title:
+                del self._unsaved_titles[conversation_id]
+            QTimer.singleShot(0, self.refresh_conversations)
+
+        self.save(lambda: self.services.store.update_conversation(conversation_id, title=title), then=written)
 
     def confirm_delete(self, conversation_id: int) -> None:
         try:
@@ -751,20 +828,30 @@ class MainWindow(QMainWindow):
         live = self.services.chat.live_answer()
         if live and conversation_id == self.current_id:
             self.stop()
-        self.services.store.delete_conversation(conversation_id)
+        self._delete(conversation_id)
         if conversation_id == self.current_id:
             self.current_id = None
-            remaining = self.services.store.conversations()
+            remaining = self._conversations()
             if remaining:
                 self.open_conversation(remaining[0].id)
             else:
                 self.new_chat()
+            if self.current_id is None:  # no new chat while the database is locked: an empty page
+                self.message_list.clear()
+                self.stack.setCurrentWidget(self.empty_state)
+                self.setWindowTitle("Hearth")
         self.refresh_conversations()
+
+    def _delete(self, conversation_id: int) -> None:
+        self._unsaved_deletions.add(conversation_id)
+        self.save(lambda: self.services.store.delete_conversation(conversation_id),
+                  then=lambda: self._unsaved_deletions.discard(conversation_id))
 
     def _save_chat_settings(self, system_prompt: str, sampling: dict) -> None:
         if self.current_id is not None:
-            self.services.store.update_conversation(self.current_id, system_prompt=system_prompt,
-                                                    sampling=sampling)
+            conversation_id = self.current_id
+            self.save(lambda: self.services.store.update_conversation(conversation_id, system_prompt=system_prompt,
+                                                                      sampling=sampling))
 
     def _save_load_options(self, options: LoadOptions) -> None:
         self.services.save_settings(replace(self.services.settings, load=options))
@@ -792,8 +879,10 @@ class MainWindow(QMainWindow):
         self._flush_settings()
         if self.current_id is None:
             self.new_chat()
-        assert self.current_id is not None
-        self.banner.hide()
+        if self.current_id is None:  # no chat could be made (the database is locked): the text stays
+            self.composer.input.setPlainText(text)
+            return
+        self._clear_banner()
         user = self._add_widget("user")
         user.set_text(text)
         self.stack.setCurrentWidget(self.message_list)
@@ -813,7 +902,7 @@ class MainWindow(QMainWindow):
         if widgets and widgets[-1].role == "assistant":
             # Its new version is written in its place; should that fail, it comes back.
             self.message_list.remove(widgets[-1])
-        self.banner.hide()
+        self._clear_banner()
         conversation_id = self.current_id
         self._begin_answer(conversation_id)
         self.spawn(self._generate(conversation_id, chat.regenerate(conversation_id, on_text=self._on_text)))
@@ -956,5 +1045,20 @@ class MainWindow(QMainWindow):
         if self._cloud_page is not None:
             self._cloud_page.halt()
         self._drop_if_empty(self.current_id)
+        self._save_before_closing()
         self.services.engine.stop_now()
         super().closeEvent(event)
+
+    def _save_before_closing(self, wait_s: float = 3.0) -> None:
+        """Changes still waiting for a locked database get a last few seconds (the window is going)."""
+        self._save_timer.stop()
+        deadline = time.monotonic() + wait_s
+        while self._unsaved:
+            self._save_unsaved()
+            self._save_timer.stop()
+            if not self._unsaved or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if self._unsaved:
+            log.warning("%d changes were not saved: another program held the database locked until Hearth closed",
+                        len(self._unsaved))
