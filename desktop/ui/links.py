@@ -25,7 +25,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QLabel, QMenu, QMessageBox, QTextBrowser, QToolTip, QWidget
 
 from desktop.ui.markdown import LIVE_SCHEMES, image_address, is_live_link, plain_copy
-from desktop.ui.math_render import issued_image
+from desktop.ui.math_render import issued_image, selection_as_written
 from desktop.ui.widgets import confirm
 
 OPEN_LINK_QUESTION = "Open this link in your browser?"
@@ -82,7 +82,17 @@ class _AnswerLabelGuard(QObject):
 
     def copy(self) -> None:
         if self.label.hasSelectedText():
-            QGuiApplication.clipboard().setText(plain_copy(self.label.selectedText()))
+            QGuiApplication.clipboard().setText(plain_copy(self._selected()))
+
+    def _selected(self) -> str:
+        """The selected text, each typeset formula in it as the model wrote it."""
+        text = self.label.selectedText()
+        if "\ufffc" not in text:
+            return text
+        document = QTextDocument()
+        document.setHtml(self.label.text())
+        start = self.label.selectionStart()
+        return selection_as_written(document, start, start + len(text))
 
     def select_all(self) -> None:
         label = self.label
@@ -97,7 +107,7 @@ class _AnswerLabelGuard(QObject):
     def _copy_selection(self) -> None:
         clipboard = QGuiApplication.clipboard()
         if clipboard.supportsSelection() and self.label.hasSelectedText():
-            clipboard.setText(plain_copy(self.label.selectedText()), QClipboard.Mode.Selection)
+            clipboard.setText(plain_copy(self._selected()), QClipboard.Mode.Selection)
 
     def _menu(self, event: QContextMenuEvent) -> None:
         menu = QMenu(self.label)
@@ -161,7 +171,10 @@ class AnswerBrowser(QTextBrowser):
     # Copies are made here rather than in createMimeDataFromSelection: a QMimeData made in Python
     # and handed to Qt's clipboard was freed twice when the app closed (a crash at exit).
     def copy(self) -> None:
-        text = self.textCursor().selection().toPlainText()
+        cursor = self.textCursor()
+        text = cursor.selection().toPlainText()
+        if "\ufffc" in text:  # a typeset formula: copied as the model wrote it
+            text = selection_as_written(self.document(), cursor.selectionStart(), cursor.selectionEnd())
         if text:
             QGuiApplication.clipboard().setText(plain_copy(text))
 

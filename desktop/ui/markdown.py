@@ -271,7 +271,7 @@ class _QtRenderer(mistune.HTMLRenderer):
     def im_math(self, text: str, opener: str, closer: str) -> str:
         """A formula in the text: typeset (an image made by `math_render`, on the text's
         baseline), or where it cannot be, as written with its delimiters in a math style."""
-        typeset = html_img(text, display=False, colour=text_colour(self.muted))
+        typeset = html_img(text, display=False, colour=text_colour(self.muted), written=f"{opener}{text}{closer}")
         if typeset is not None:
             return typeset
         return (f'<span style="font-family:{MATH};"><span style="color:{self.muted};">{html.escape(opener)}</span>'
@@ -279,7 +279,7 @@ class _QtRenderer(mistune.HTMLRenderer):
 
     def dm_math(self, text: str, opener: str, closer: str) -> str:
         """A display formula on its own, centred: typeset, or its lines as written."""
-        typeset = html_img(text, display=True, colour=text_colour(self.muted))
+        typeset = html_img(text, display=True, colour=text_colour(self.muted), written=f"{opener}{text}{closer}")
         if typeset is not None:
             return f'<p align="center" style="margin: 8px 0;">{typeset}</p>\n'
         return (f'<table align="center" cellspacing="0" cellpadding="2" style="margin: 6px 0;"><tr>'

@@ -29,7 +29,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, Qt
-from PySide6.QtGui import QFont, QFontMetrics, QFontMetricsF, QGuiApplication, QImage, QPainter, QPalette
+from PySide6.QtGui import (
+    QFont,
+    QFontMetrics,
+    QFontMetricsF,
+    QGuiApplication,
+    QImage,
+    QPainter,
+    QPalette,
+    QTextDocument,
+    QTextFormat,
+)
 from PySide6.QtSvg import QSvgRenderer
 
 from desktop.ui.theme import DARK, LIGHT
@@ -297,10 +307,11 @@ def issued_image(url: str) -> QImage | None:
     return _issued.get(png)
 
 
-def html_img(latex: str, *, display: bool, colour: str) -> str | None:
+def html_img(latex: str, *, display: bool, colour: str, written: str = "") -> str | None:
     """The `<img>` that draws `latex` in an answer's rich text, or None when it cannot be typeset
-    (see `render`) or no QGuiApplication runs. Its alt text and title are the LaTeX as written,
-    for copies and hovering."""
+    (see `render`) or no QGuiApplication runs. Its alt text is the LaTeX; its title (shown on
+    hover, and what a copy of the selection carries: `selection_as_written`) is `written`, the
+    formula as the model wrote it with its delimiters (the LaTeX alone if empty)."""
     if QGuiApplication.instance() is None:
         return None
     em, half_x = text_metrics()
@@ -309,5 +320,30 @@ def html_img(latex: str, *, display: bool, colour: str) -> str | None:
         return None
     _issue(image.png, image.image)
     source = html.escape(latex.strip(), quote=True)
+    title = html.escape(written or latex.strip(), quote=True)
     return (f'<img src="{image.data_url}" width="{image.width:g}" height="{image.height:g}" '
-            f'style="vertical-align: {image.valign};" alt="{source}" title="{source}">')
+            f'style="vertical-align: {image.valign};" alt="{source}" title="{title}">')
+
+
+def selection_as_written(document: QTextDocument, start: int, end: int) -> str:
+    """The plain text of `document` between positions `start` and `end` (a selection), with
+    each typeset formula as the model wrote it (its picture's title) instead of the object
+    character Qt puts there, and paragraph breaks as newlines."""
+    out: list[str] = []
+    block = document.findBlock(start)
+    while block.isValid() and block.position() < end:
+        if out:
+            out.append("\n")
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            first = fragment.position()
+            lo, hi = max(first, start), min(first + fragment.length(), end)
+            if lo < hi:
+                piece = fragment.text()[lo - first:hi - first]
+                fmt = fragment.charFormat()
+                title = fmt.stringProperty(QTextFormat.Property.ImageTitle) if fmt.isImageFormat() else ""
+                out.append(piece.replace("\ufffc", title) if title else piece)
+            it += 1
+        block = block.next()
+    return "".join(out)

@@ -12,12 +12,12 @@ import sys
 import time
 
 import pytest
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QColor, QImage, QTextDocument, QTextFormat
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QTextCursor, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QLabel
 
 from desktop.ui import math_render
-from desktop.ui.links import AnswerBrowser
+from desktop.ui.links import AnswerBrowser, guard_label
 from desktop.ui.markdown import LiveMarkdown, to_html
 from desktop.ui.theme import DARK, LIGHT
 
@@ -253,3 +253,36 @@ def test_a_slow_formula_holds_the_window_no_longer_than_the_deadline_and_shows_o
     for future in list(math_render._running.values()):
         future.exception()  # the worker finishes it in the background
     assert math_render.render(latex, True, "#000000", 13.33, 3.5, 1.0) is not None  # the next render has it
+
+
+def test_copying_a_selection_gives_each_formula_as_written(qtbot):
+    text = "Area \\( x^2 \\) grows, as $E=mc^2$ says.\n\n$$\\sum_{i=1}^n i$$\n\nDone."
+    html = html_of(text)
+    assert len(formulas(html)) == 3
+    expected = "Area \\( x^2 \\) grows, as $E=mc^2$ says.\n$$\\sum_{i=1}^n i$$\nDone."
+    clipboard = QGuiApplication.clipboard()
+
+    label = QLabel()
+    qtbot.addWidget(label)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    guard_label(label)
+    label.setText(html)
+    label.show()
+    label.setSelection(0, len(shown(html)))
+    qtbot.keyClick(label, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert clipboard.text().rstrip() == expected  # (Qt ends the last paragraph with a space)
+
+    browser = AnswerBrowser()
+    qtbot.addWidget(browser)
+    browser.setHtml(html)
+    browser.selectAll()
+    clipboard.clear()
+    browser.copy()
+    assert clipboard.text().rstrip() == expected
+    cursor = browser.textCursor()  # part of a line: the formula inside it whole, as written
+    cursor.setPosition(5)
+    cursor.setPosition(12, QTextCursor.MoveMode.KeepAnchor)
+    browser.setTextCursor(cursor)
+    browser.copy()
+    assert clipboard.text() == "\\( x^2 \\) grows"
