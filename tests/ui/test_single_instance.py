@@ -108,3 +108,20 @@ def test_the_command_line_works_beside_the_open_window(env):
         assert first.poll() is None
     finally:
         end(first)
+
+
+def test_two_launches_at_once_open_one_window(env):
+    """A double click twice: the second may find the first still starting (its lock taken, its window
+    not drawn yet) and waits for it to answer rather than calling it unresponsive."""
+    first = subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)  # the first has the folder's lock, not yet its window
+        second = launch(env)
+        assert second.returncode == 0, second.stderr
+        assert first.poll() is None
+        log = log_text(env)
+        assert log.count(OPEN) == 1 and f"(process {first.pid}); {OPEN}" in log
+        assert log.count(SHOWN) == 1
+    finally:
+        end(first)
