@@ -55,7 +55,7 @@ MAX_COMMANDS = 250  # backslash commands
 # Widest picture (logical px) that fits the chat's column at the window's smallest size; a
 # wider formula is drawn smaller, down to MIN_SHRINK, else shown as written (text wraps).
 MAX_INLINE_WIDTH = 400
-MAX_DISPLAY_WIDTH = 440
+MAX_DISPLAY_WIDTH = 400
 MIN_SHRINK = 0.7
 MAX_HEIGHT = 600  # px (logical)
 

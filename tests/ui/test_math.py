@@ -20,6 +20,7 @@ from desktop.ui import math_render
 from desktop.ui.links import AnswerBrowser, guard_label
 from desktop.ui.markdown import LiveMarkdown, to_html
 from desktop.ui.theme import DARK, LIGHT
+from tests.ui.conftest import send, window_on_standin
 
 IMG = re.compile(r'<img src="(data:image/png;base64,[A-Za-z0-9+/=]+)"[^>]*alt="([^"]*)"')
 
@@ -286,3 +287,29 @@ def test_copying_a_selection_gives_each_formula_as_written(qtbot):
     browser.setTextCursor(cursor)
     browser.copy()
     assert clipboard.text() == "\\( x^2 \\) grows"
+
+
+WIDE = ("A long one inline, \\( f(x) = a_0 + a_1 x + a_2 x^2 + a_3 x^3 + a_4 x^4 + a_5 x^5 \\), and on its own:\n\n"
+        "$$\\sum_{k=0}^{n} \\binom{n}{k} x^k y^{n-k} = (x + y)^n = x^n + n x^{n-1} y + \\frac{n(n-1)}{2} x^{n-2} y^2 + \\cdots$$\n\n"
+        "$$1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14 + 15 + 16 + 17 + 18 + 19 + 20 + 21 + 22 + 23 + 24$$\n\n"
+        "That is all.")
+
+
+def test_in_the_narrowest_window_no_formula_is_cut_off_or_widens_it(qtbot, make_window, standin, shots_dir):
+    window = window_on_standin(make_window)
+    window.resize(760, 700)  # the window's minimum width
+    standin.next = ["drip:0.01"]
+    standin.scripts = [[{"content": WIDE[i:i + 40]} for i in range(0, len(WIDE), 40)]]
+    answer = send(qtbot, window, "Some wide maths.")
+    qtbot.waitUntil(lambda: not window.answering, timeout=60_000)
+    for _ in range(5):
+        qtbot.wait(40)
+    assert window.width() == 760
+    listing = window.message_list
+    viewport = listing.viewport()
+    assert listing.horizontalScrollBar().maximum() == 0 or not listing.horizontalScrollBar().isVisible()
+    body = answer.body
+    for block in (body.blocks if hasattr(body, "blocks") else [body]):
+        right = block.mapTo(viewport, block.rect().topRight()).x()
+        assert right <= viewport.width(), (type(block).__name__, right, viewport.width())
+    window.grab().save(str(shots_dir / "math-760px.png"))
