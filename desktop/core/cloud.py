@@ -154,12 +154,46 @@ class Providers:
             return []
         known = {f for f in Provider.__dataclass_fields__}
         providers = []
-        for p in raw:
+        moved = False
+        for p in raw if isinstance(raw, list) else ():
             if isinstance(p, dict):
                 data = {k: v for k, v in p.items() if k in known}
                 data["models"] = tuple(str(m) for m in data.get("models") or ())
-                providers.append(Provider(**data))
+                provider = Provider(**data)
+                clean, kept_safe = self._without_secrets(provider)
+                moved |= kept_safe
+                providers.append(clean)
+        if moved:
+            self._save(providers)
         return providers
+
+    @staticmethod
+    def _without_secrets(provider: Provider) -> tuple[Provider, bool]:
+        """A provider saved by an older Hearth with a secret in its address (a password, an
+        `api-key=`): the address without it, and whether the file may now be rewritten without it
+        (the key went to the keyring, or the keyring already holds one). Until then the file keeps
+        its text, so nothing is lost; the address shown and used never carries the secret."""
+        try:
+            address = clean_address(provider.base_url)
+        except ProviderSetupError:
+            return provider, False
+        if not address.found:
+            return provider, False
+        clean = replace(provider, base_url=address.url)
+        held = secrets.kept(provider.name)
+        if held == address.secret:
+            return clean, True  # the keyring holds this key: the address had a copy
+        if held is None and len(address.found) == 1:
+            return clean, secrets.put(provider.name, address.secret)  # False: memory only, keep the file
+        if held is None:
+            log.warning("provider %s: its address carries several secrets; give its key again", provider.name)
+        else:
+            log.warning("provider %s: its address carries a key other than the one kept for it", provider.name)
+        return clean, False
+        if secrets.get(provider.name) == address.secret:
+            return clean, True  # the keyring already holds this key: the address had a copy
+        log.warning("provider %s: its address carries a key other than the one kept for it", provider.name)
+        return clean, False
 
     def get(self, name: str) -> Provider:
         for p in self.all():

@@ -40,19 +40,23 @@ def keyring_available() -> bool:
 
 
 def get(name: str) -> str | None:
+    """The secret NAME: from `HEARTH_KEY_<NAME>`, else the keyring, else this run's memory."""
     value = os.environ.get(env_name(name))
     if value:
         return value
+    return kept(name) or _memory.get(name)
+
+
+def kept(name: str) -> str | None:
+    """The secret NAME as the system keyring holds it (what survives a restart), or None."""
     ring = _keyring()
-    if ring is not None:
-        try:
-            value = ring.get_password(SERVICE, name)
-        except Exception as exc:  # noqa: BLE001 - a locked or broken keyring is not fatal
-            log.warning("keyring lookup of %s failed: %s", name, type(exc).__name__)
-            value = None
-        if value:
-            return value
-    return _memory.get(name)
+    if ring is None:
+        return None
+    try:
+        return ring.get_password(SERVICE, name) or None
+    except Exception as exc:  # noqa: BLE001 - a locked or broken keyring is not fatal
+        log.warning("keyring lookup of %s failed: %s", name, type(exc).__name__)
+        return None
 
 
 def put(name: str, value: str) -> bool:

@@ -115,3 +115,72 @@ def test_masking_keeps_ordinary_words_and_hides_key_like_strings():
                            "with Authorization: Bearer abcdefghijklmnop; token=deadbeefdeadbeefdeadbeef")
     assert shown == ("OpenAI said: Incorrect API key provided: sk-proj-…. Missing key: model. "
                      "Try https://me:…@host/v1?api-version=1&key=… with Authorization: Bearer …; token=…")
+
+
+@pytest.fixture
+def ring():
+    import keyring
+
+    from tests.core.test_secrets import MemoryKeyring
+
+    before = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(before)
+
+
+def test_an_address_an_older_hearth_saved_with_its_key_is_cleaned_and_the_key_kept(services, server, ring):
+    """providers.json from before addresses were cleaned: the key moves to the keyring, the file is
+    rewritten without it, the query setting stays, and the provider still answers."""
+    path = services.paths.config / "providers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = [{"name": "azure", "label": "Azure", "kind": "openai", "own": False,
+            "base_url": server.url + f"/v1?api-version=2024-05-01&api-key={QUERY_KEY}", "models": ["gpt-4o-mini"]}]
+    path.write_text(__import__("json").dumps(old))
+
+    provider = services.providers.get("azure")
+    assert provider.base_url == server.url + "/v1?api-version=2024-05-01"
+    assert secrets.get("azure") == QUERY_KEY
+    assert QUERY_KEY not in path.read_text() and "api-version=2024-05-01" in path.read_text()
+    assert ask(services, "azure/gpt-4o-mini").status == "complete"
+    assert server.seen[-1].headers["authorization"] == f"Bearer {QUERY_KEY}"
+    assert ring.items == {("Hearth", "azure"): QUERY_KEY}
+
+
+@pytest.fixture
+def no_ring():
+    import keyring
+    from keyring.backends import fail
+
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(before)
+
+
+def test_without_a_keyring_an_old_address_keeps_its_key_in_the_file_but_never_shows_it(services, server, no_ring):
+    """With nowhere safe to move it, the key stays where the user left it (else it would be gone
+    after this run); it is still never shown, and requests go to the right place."""
+    path = services.paths.config / "providers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = __import__("json").dumps([{"name": "azure", "label": "Azure", "kind": "openai", "models": ["gpt-4o-mini"],
+                                      "base_url": server.url + f"/v1?api-version=2024-05-01&api-key={QUERY_KEY}"}])
+    path.write_text(text)
+    assert services.providers.get("azure").base_url == server.url + "/v1?api-version=2024-05-01"
+    assert path.read_text() == text
+    assert ask(services, "azure/gpt-4o-mini").status == "complete"
+    assert server.seen[-1].path.startswith("/v1/chat/completions?api-version=2024-05-01")
+
+
+def test_an_old_address_with_a_key_other_than_the_kept_one_is_not_rewritten(services, server, ring):
+    """Two different keys (one kept, one in the old address): nothing is thrown away, nothing shown."""
+    path = services.paths.config / "providers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secrets.put("box", "the-kept-key-123456")
+    text = __import__("json").dumps([{"name": "box", "label": "Box", "kind": "openai",
+                                      "base_url": with_userinfo(server.url, f"me:{PASSWORD}") + "/v1"}])
+    path.write_text(text)
+    assert services.providers.get("box").base_url == server.url + "/v1"
+    assert path.read_text() == text
+    assert secrets.get("box") == "the-kept-key-123456"
