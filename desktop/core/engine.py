@@ -95,7 +95,8 @@ def plan_load(model: ModelRecord, options: LoadOptions, *, releasable: int = 0) 
     path = Path(model.path)
     if not path.exists():
         raise EngineError(f"The file for “{model.name}” is missing: {path}. It may have been moved "
-                          "or deleted; remove the model and add it again.")
+                          "or deleted: find it again with Locate… in Models (or hearth models locate ID PATH), "
+                          "or remove the model.")
     info = gguf.read_info(path)
     if runtime.knows_architecture(info.architecture) is False:
         raise EngineError(runtime.unknown_architecture_reason(info.architecture, model.name))

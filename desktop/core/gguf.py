@@ -7,6 +7,8 @@ format) with a sentence a person understands, before llama.cpp ever sees the fil
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,8 +241,17 @@ def read_info(path: str | Path) -> GGUFInfo:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            size = path.stat().st_size
+        # O_NONBLOCK: opening a FIFO named .gguf must not wait for a writer; only regular files
+        # are read (a device such as /dev/zero never ends).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(info.st_mode):
+                raise NotGGUFError(f"“{path.name}” is not a file but a pipe, device or socket, so Hearth "
+                                   "will not read it as a model.")
+            size = info.st_size
             if size < 4 or fh.read(4) != MAGIC:
                 raise NotGGUFError(
                     f"“{path.name}” is not a GGUF model file. Hearth runs models in GGUF format; "

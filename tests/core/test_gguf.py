@@ -120,3 +120,34 @@ def test_llama_cpps_word_on_misplaced_tensors_becomes_the_damaged_sentence():
 
     log = "gguf_init_from_file_impl: tensor 'blk.0.attn_q.weight' has offset 30081024, expected 43450368\n"
     assert explain_exit(log, 1, "Model").startswith("“Model” is damaged")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_pipe_a_device_or_a_folder_named_gguf_is_refused_at_once(tmp_path, kind):
+    """A model whose file was swapped for a FIFO (which would wait for a writer forever) or a link
+    to /dev/zero (which never ends) is refused with a sentence before anything is read."""
+    import os
+    import threading
+
+    path = tmp_path / "model.gguf"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(_error_of(path)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert outcome, "reading it hung"
+    assert isinstance(outcome[0], gguf.NotGGUFError)
+    assert ("folder" if kind == "folder" else "pipe, device or socket") in str(outcome[0])
+
+
+def _error_of(path):
+    try:
+        gguf.read_info(path)
+    except gguf.GGUFError as exc:
+        return exc
+    return None
