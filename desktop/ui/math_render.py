@@ -8,8 +8,10 @@ drawing a formula reads no file and fetches nothing. Only this module writes suc
 renderer escapes every `<img>` and Markdown image a model writes.
 
 A formula that cannot be typeset (an unknown command, a parse error, too long, too deep, too
-wide) gives None, and the caller shows it as written. Results, failures included, are cached,
-so an answer that re-renders 30 times a second while it streams typesets each formula once.
+wide, or not within TYPESET_SECONDS: ziamath runs in a worker thread) gives None, and the
+caller shows it as written. Results, failures included, are cached, so an answer that
+re-renders 30 times a second while it streams typesets each formula once. Each picture carries
+its formula as written (alt text and title), which is what a copy of the selection gives.
 """
 
 from __future__ import annotations
