@@ -76,7 +76,8 @@ finally:
 """
 
 WORKLOADS = ("chat", "regenerate", "import", "pull")
-FAULTS = ("kill_app", "kill_engine", "pause", "lock", "disk_full")
+FAULTS = ("kill_app", "kill_engine", "pause", "lock", "disk_full", "two_windows")
+WINDOW_OPEN = "other launches hand over to it"  # what the window logs once it answers other launches
 
 
 @dataclass
@@ -219,6 +220,9 @@ class Lab:
         if fault == "disk_full":
             r.injected, problems = self._disk_full(workload, rng)
             r.problems += problems
+        elif fault == "two_windows":
+            r.injected, problems = self._two_windows(workload, rng, after_id)
+            r.problems += problems
         else:
             proc = self.start(workload, rng)
             killed = self._inject(proc, fault, delay, after_id, r)
@@ -311,6 +315,72 @@ class Lab:
         finally:
             db.close()
         return bool(row and row[0] == "complete" and row[1])
+
+    def _window(self) -> subprocess.Popen | None:
+        """The app's window (offscreen), once it answers other launches; None if it never does."""
+        env = dict(hearth_env(self.home), QT_QPA_PLATFORM="offscreen")
+        proc = subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while f"(process {proc.pid}); {WINDOW_OPEN}" not in self._log():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                return None
+            time.sleep(0.05)
+        return proc
+
+    def _log(self) -> str:
+        log = self.home / "logs" / "hearth.log"
+        return log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+
+    def _two_windows(self, workload: str, rng: random.Random, after_id: int) -> tuple[bool, list[str]]:
+        """A window is open while the workload runs beside it from the command line; Hearth is
+        started again twice at once (both must hand over to the open window and leave), then the
+        window is killed and started again (its lock must not keep the folder closed)."""
+        problems: list[str] = []
+        first = self._window()
+        if first is None:
+            return False, ["the window never opened"]
+        proc = self.start(workload, rng)
+        env = dict(hearth_env(self.home), QT_QPA_PLATFORM="offscreen")
+        again = [subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for second in again:
+            try:
+                out, err = second.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                second.kill()
+                out, err = second.communicate()
+                problems.append("a second launch did not leave")
+            if second.returncode != 0 or err.strip():
+                problems.append(f"a second launch exited {second.returncode}: {err.strip()[-300:]}")
+        if first.poll() is not None:
+            problems.append("the open window closed when Hearth was started again")
+        time.sleep(rng.uniform(0.0, 1.5))
+        engines = engines_of(first)
+        self.engines_seen.update(e.pid for e in engines)
+        first.kill()
+        first.wait()
+        psutil.wait_procs(engines, timeout=15)
+        third = self._window()
+        if third is None:
+            problems.append("after the window was killed, Hearth could not be started again")
+        else:
+            self.engines_seen.update(e.pid for e in engines_of(third))
+            third.kill()
+            third.wait()
+        try:
+            _, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            problems.append("the command beside the window did not finish")
+        if proc.returncode != 0 or "Traceback" in err:
+            problems.append(f"the command beside the window failed: {err.strip()[-300:]}")
+        elif workload in ("chat", "regenerate") and not self._newest_answer_complete(after_id, workload):
+            problems.append("the answer written beside the window was not saved complete")
+        return True, problems
 
     def _disk_full(self, workload: str, rng: random.Random) -> tuple[bool, list[str]]:
         """The disk fills up while a chat streams its answer or an import copies (HEARTH_HOME on

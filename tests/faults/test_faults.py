@@ -25,6 +25,7 @@ ROUNDS = [
     ("pull", "kill_app"),
     ("chat", "disk_full"),
     ("import", "disk_full"),
+    ("chat", "two_windows"),
 ]
 
 
