@@ -15,7 +15,7 @@ import html
 import math
 import time
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -130,8 +130,29 @@ class _DocumentView(AnswerBrowser):
             event.ignore()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        super().resizeEvent(event)
-        self.verticalScrollBar().setValue(0)
+        # QTextEdit lays the whole text out again on every resize, even to the same width (a
+        # QTextDocument's setTextWidth always does): here it is laid out only when its width
+        # changes, and the scroll bars are set from the laid-out size.
+        self._fit_text()
+        viewport, size = self.viewport(), self.document().size()
+        bar = self.horizontalScrollBar()
+        bar.setRange(0, max(0, math.ceil(size.width()) - viewport.width()))
+        bar.setPageStep(viewport.width())
+        bar.setSingleStep(20)
+        self.verticalScrollBar().setRange(0, 0)
+
+    def _fit_text(self) -> None:
+        """Lay the text out for the view's width, if it needs it."""
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        # Placed in the window, the view is told its font again (the same one): QTextEdit would
+        # lay the whole text out once more for it.
+        if event.type() == QEvent.Type.FontChange and self.document().defaultFont() == self.font():
+            QWidget.changeEvent(self, event)
+            return
+        if event.type() == QEvent.Type.FontChange:
+            self._heights.clear()
+        super().changeEvent(event)
 
 
 class LongProse(_DocumentView):
@@ -143,11 +164,16 @@ class LongProse(_DocumentView):
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
         height = self._heights.get(width)
-        if height is None:
-            document = self.document()
+        if height is not None:
+            return height
+        document = self.document()
+        if document.textWidth() != width:
             document.setTextWidth(max(1, width))
-            height = self._heights[width] = math.ceil(document.size().height()) + 2
+        height = self._heights[width] = math.ceil(document.size().height()) + 2
         return height
+
+    def _fit_text(self) -> None:
+        self.heightForWidth(self.viewport().width())
 
 
 class TableBlock(_DocumentView):
@@ -396,6 +422,9 @@ class AnswerView(QWidget):
         policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
+        # Sized once by hand, so showing it never makes Qt measure it at a guessed width first
+        # (a long answer would be laid out twice); its layout gives it its real size.
+        self.resize(parent.width() if parent is not None else 800, self.height())
 
     @property
     def blocks(self) -> list[QWidget]:
@@ -474,6 +503,11 @@ class AnswerView(QWidget):
             widget: QWidget = CodeBlock(self.theme)
         elif block.kind == TABLE or len(block.text) > LONG_PROSE:
             widget = TableBlock() if block.kind == TABLE else LongProse()
+            # At about the width it will get: laid out first at a new widget's 100 px, a long
+            # text makes thousands of lines.
+            widget.resize(max(self.width(), 600), 100)
+            widget.setParent(self)  # styled (font, colours) before its text is laid out, not after
+            widget.ensurePolished()
             widget.link_hovered.connect(self.linkHovered)
         else:
             widget = answer_label()

@@ -128,6 +128,10 @@ class MessageWidget(QFrame):
         self.body: _BubbleLabel | AnswerView = (_text_label(rich=False, cls=_BubbleLabel) if role == "user"
                                                 else AnswerView(theme))
         self.body.setObjectName("MessageBody")
+        # As wide as the column usually is (not a new widget's 640 px), so a long answer
+        # measured before it is placed is laid out at the width it will get, once.
+        self.resize(COLUMN_WIDTH, self.height())
+        self.body.resize(COLUMN_WIDTH, self.body.height())
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 6, 0, 6)
         outer.setSpacing(4)
@@ -576,6 +580,9 @@ class MessageList(QScrollArea):
         return list(self._widgets)
 
     def add(self, widget: MessageWidget) -> None:
+        # Measured first at the column's width, not a new widget's 640 px: a long answer is
+        # then laid out once, at the width it gets.
+        widget.resize(self.column.width(), widget.height())
         self.layout_.insertWidget(self.layout_.count(), widget)
         self._widgets.append(widget)
         self._refreeze(widget)
@@ -603,6 +610,7 @@ class MessageList(QScrollArea):
             self.layout_.insertWidget(self.layout_.indexOf(self.earlier_button) + 1, page)
             self._pages.append(page)
         for offset, widget in enumerate(widgets):
+            widget.resize(self.column.width(), widget.height())
             page.layout().insertWidget(offset, widget)
         self._widgets[:0] = widgets
         for widget in widgets:

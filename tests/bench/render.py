@@ -2,10 +2,10 @@
 (a) a 100,000-character answer on one line, (b) a 500-line Python code block and (c) a table of
 30 columns and 20 rows, each beside a reference: a bare widget showing the same text (a wrapping
 QLabel, a QPlainTextEdit, a QLabel with the table). Each draw is a new message widget added to
-the list, as when the answer first shows or the chat is opened again. A 10 ms timer on the GUI
-thread measures how late it fires while the message is built, laid out and drawn, until the
-list has been quiet for a while; the figure is the longest stall of each draw (median of the
-runs, with the spread). Target: under 50 ms.
+the list, as when the answer first shows or the chat is opened again. The figure is the longest
+pass of the GUI thread's event loop while the message is built, laid out and drawn (until the
+list has been quiet for a while), the longest stall of each draw; median of the runs, with the
+spread. Target: under 50 ms.
 
 Usage: python tests/bench/render.py [--runs N] [--quick]
 """
@@ -53,19 +53,24 @@ def table_answer() -> str:
 
 def stall(app, build, quiet_s: float = 0.25) -> tuple[float, object]:
     """The longest the GUI thread was held (ms) while `build` runs from the event loop and the
-    list lays out and draws what it made."""
+    list lays out and draws what it made: the longest single pass of the event loop (every
+    event that was waiting, handled back to back, as a click would wait behind them), and no
+    less than how late a 10 ms timer fired meanwhile."""
+    from PySide6.QtCore import QTimer
+
     probe = Lateness()
     probe.start()
     holder: list = []
-    from PySide6.QtCore import QTimer
-
     QTimer.singleShot(20, lambda: holder.append(build()))
+    longest = 0.0
     end = time.perf_counter() + quiet_s + 0.05
     while time.perf_counter() < end or not holder:
+        started = time.perf_counter()
         app.processEvents()
+        longest = max(longest, (time.perf_counter() - started) * 1000)
         time.sleep(0.001)
     late = probe.stop()
-    return max(late) if late else 0.0, holder[0]
+    return max([longest, *late]), holder[0]
 
 
 def main() -> int:
