@@ -50,6 +50,8 @@ SAVE_INTERVAL_S = 0.5  # an answer in progress is written at least this often
 # retried: the next one writes all of it.
 LOCK_WAIT_S = 10.0
 LOCK_PAUSE_S = (0.05, 1.0)  # the first pause, doubled up to the last
+LOCK_TELL_S = 1.0  # a lock that lasts this long is said, once
+DATABASE_WAIT = "Another program is using Hearth's database; {what} will be saved as soon as it is free."
 T = TypeVar("T")
 PER_MESSAGE_TOKENS = 8  # the chat template's tokens around each message, a generous guess
 TITLE_LENGTH = 48
@@ -231,12 +233,17 @@ class ChatService:
     async def _save(self, write: Callable[[], T], what: str) -> T:
         """Run a write; one that meets a lock held by another program is tried again, with a
         growing pause in which the window stays free, until LOCK_WAIT_S have passed."""
-        deadline = time.monotonic() + LOCK_WAIT_S
+        started = time.monotonic()
+        deadline = started + LOCK_WAIT_S
         pause = LOCK_PAUSE_S[0]
+        told = False
         while True:
             try:
                 return write()
             except DatabaseBusy as exc:
+                if not told and time.monotonic() - started >= LOCK_TELL_S:
+                    told = True  # said once: the reader knows why the answer waits
+                    self._tell(DATABASE_WAIT.format(what=what))
                 if time.monotonic() >= deadline:
                     raise StoreError(
                         f"Another program kept Hearth's database ({self.store.path}) locked for "

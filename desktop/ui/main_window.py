@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core import hardware
-from desktop.core.chat import NEW_CHAT, RESTART_HINT, MessageNotSaved, title_from
+from desktop.core.chat import DATABASE_WAIT, NEW_CHAT, RESTART_HINT, MessageNotSaved, title_from
 from desktop.core.errors import HearthError
 from desktop.core.library import ModelFileMissing, file_problem, shown
 from desktop.core.services import Services
@@ -149,7 +149,7 @@ class MainWindow(QMainWindow):
 
         services.engine.on_state = self._on_engine_state
         services.chat.on_wait = self._on_wait
-        services.chat.on_notice = lambda text: self.banner.show_text(text, level="info")
+        services.chat.on_notice = self._on_chat_notice
         self._on_engine_state(services.engine.state, "")
         self.refresh_models()
         conversations = services.store.conversations()
@@ -384,6 +384,12 @@ class MainWindow(QMainWindow):
         self.banner.show_text(DATABASE_BUSY, level="info")
         self._save_timer.start()
         return False
+
+    def _on_chat_notice(self, text: str) -> None:
+        """A sentence from the chat service (a chat template replaced, the database busy)."""
+        if self._unsaved and text.startswith(DATABASE_WAIT.split(";")[0]):
+            return  # the banner already says the database is in use, and that changes wait
+        self.banner.show_text(text, level="info")
 
     def _clear_banner(self) -> None:
         """A new message clears the last sentence, unless changes still wait for the database."""
