@@ -15,7 +15,7 @@ import html
 import math
 import time
 
-from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -25,8 +25,11 @@ from PySide6.QtGui import (
     QTextCharFormat,
     QTextDocument,
     QTextOption,
+    QWheelEvent,
 )
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -70,6 +73,23 @@ def answer_label(*, wrap: bool = True) -> QLabel:
     guard_label(label)
     label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
     return label
+
+
+def pass_wheel_on(widget: QWidget, event: QWheelEvent) -> None:
+    """Hand an up-and-down wheel turn over a block to the scrolling view around it (the chat),
+    so a tall code block or table never traps the reader's wheel."""
+    area = widget.parentWidget()
+    while area is not None and not isinstance(area, QAbstractScrollArea):
+        area = area.parentWidget()
+    if area is None:
+        event.ignore()
+        return
+    viewport = area.viewport()
+    at = viewport.mapFromGlobal(event.globalPosition().toPoint())
+    QApplication.sendEvent(viewport, QWheelEvent(QPointF(at), event.globalPosition(), event.pixelDelta(),
+                                                 event.angleDelta(), event.buttons(), event.modifiers(),
+                                                 event.phase(), event.inverted()))
+    event.accept()
 
 
 def mono_font() -> QFont:
@@ -127,7 +147,7 @@ class _DocumentView(AnswerBrowser):
         if abs(delta.x()) > abs(delta.y()) and self.horizontalScrollBar().maximum() > 0:
             super().wheelEvent(event)
         else:
-            event.ignore()
+            pass_wheel_on(self, event)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         # QTextEdit lays the whole text out again on every resize, even to the same width (a
@@ -264,7 +284,7 @@ class CodeView(QPlainTextEdit):
         if abs(delta.x()) > abs(delta.y()) and self.horizontalScrollBar().maximum() > 0:
             super().wheelEvent(event)
         else:
-            event.ignore()
+            pass_wheel_on(self, event)
 
     def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
         return True

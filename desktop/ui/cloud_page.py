@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -73,6 +74,9 @@ class ColumnView(QFrame):
         self.where = muted(wrap=True)
         self.body = AnswerBrowser()  # loads nothing; a link opens only after the reader agrees
         self.body.setObjectName("CompareText")
+        # Lines break between words only: a table wider than the column scrolls sideways instead
+        # of being broken letter by letter (long runs carry their own places to break).
+        self.body.setWordWrapMode(QTextOption.WrapMode.WordWrap)
         self.figures = muted(wrap=True)
         self.figures.setMinimumHeight(self.figures.fontMetrics().lineSpacing() * 2 + 4)  # never clipped
         self.body.setMinimumHeight(80)

@@ -6,8 +6,8 @@ nothing of any message out of reach."""
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QGuiApplication, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from desktop.ui.answer_view import CodeBlock, LongProse, TableBlock
@@ -153,3 +153,32 @@ def test_a_very_long_answer_is_drawn_by_a_view_that_lays_it_out_once(qtbot, make
     assert view.width() <= window.message_list.column.width()
     assert view.height() > 2000  # as tall as its text: the chat scrolls it, not a box of its own
 
+
+
+def test_turning_the_wheel_over_code_or_a_table_scrolls_the_chat(qtbot, make_window, standin):
+    window = window_on_standin(make_window)
+    window.resize(1000, 600)
+    long_code = "```python\n" + "".join(f"line_{i} = {i}  # " + "x" * 150 + "\n" for i in range(60)) + "```\n"
+    standin.scripts = [[{"content": long_code + "\n" + WIDE_TABLE + "\n" + "More words. " * 200}]]
+    answer = send(qtbot, window, "Lots, please.")
+    qtbot.waitUntil(lambda: not window.answering, timeout=60_000)
+    _settle(qtbot)
+    listing = window.message_list
+    [block] = answer.body.code_blocks()
+    [table] = answer.body.table_blocks()
+    for view in (block.view, table):
+        listing.ensureWidgetVisible(view, 0, 0)
+        _settle(qtbot)
+        bar = listing.verticalScrollBar()
+        before, sideways = bar.value(), view.horizontalScrollBar().value()
+        viewport = view.viewport()
+        at = QPointF(viewport.rect().center())
+        QApplication.sendEvent(viewport, QWheelEvent(
+            at, QPointF(viewport.mapToGlobal(at.toPoint())), QPoint(), QPoint(0, -240), Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False))
+        assert bar.value() > before, type(view).__name__  # the chat moved on
+        assert view.horizontalScrollBar().value() == sideways and view.verticalScrollBar().value() == 0
+        QApplication.sendEvent(viewport, QWheelEvent(
+            at, QPointF(viewport.mapToGlobal(at.toPoint())), QPoint(), QPoint(-240, 0), Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False))
+        assert view.horizontalScrollBar().value() > sideways  # a sideways turn scrolls the block
