@@ -341,6 +341,9 @@ class CodeBlock(QFrame):
         self._lexing = None  # the tokens still to colour: (generator, line, column)
         self._lex_timer = QTimer(self, singleShot=True, interval=0)
         self._lex_timer.timeout.connect(self._lex_some)
+        self._again_timer = QTimer(self, singleShot=True, interval=150)
+        self._again_timer.timeout.connect(self._start_lexing)
+        self._lexed_code = ""  # the code the last colouring pass read
         policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -354,11 +357,17 @@ class CodeBlock(QFrame):
             return
         self.code = block.text
         self.view.set_code(block.text)
-        lexer = lexer_for(block.language)
-        if lexer is not None:
-            self._lexing = (lexer.get_tokens(block.text), 0, 0, {})
-            self._lex_some()
+        if self._lexing is None and not self._again_timer.isActive():
+            self._start_lexing()
+        # else: a block still streaming in is coloured again once the pass under way ends
         self.updateGeometry()
+
+    def _start_lexing(self) -> None:
+        lexer = lexer_for(self.language)
+        if lexer is not None:
+            self._lexing = (lexer.get_tokens(self.code), 0, 0, {})
+            self._lexed_code = self.code
+            self._lex_some()
 
     def _format(self, token) -> QTextCharFormat | None:
         colour, bold, italic = token_style(code_style_name(self.theme.code_bg), token)
@@ -403,6 +412,10 @@ class CodeBlock(QFrame):
             block = block.next()
         if not done:
             self._lex_timer.start()
+        elif self._lexed_code != self.code:
+            # The code grew meanwhile (it streams in): colour it again after a pause, so a long
+            # block being written costs the GUI thread a slice now and then, not all its time.
+            self._again_timer.start()
 
     def copy_code(self) -> None:
         """Put the code on the clipboard, exactly as the model wrote it, and say "Copied"."""

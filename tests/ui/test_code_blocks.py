@@ -139,6 +139,10 @@ def test_a_code_block_streams_in_and_ends_coloured(qtbot, make_window, standin):
     assert block.code == "".join(f"x{i} = {i}  # n\n" for i in range(40)).rstrip("\n")
     assert block.view.toPlainText() == block.code
     assert "Done." in answer.body.text()
+    # Coloured to its last line once it has all come in (the comment in a colour of its own).
+    qtbot.waitUntil(lambda: block._lexing is None and not block._again_timer.isActive(), timeout=5_000)
+    last = block.view.document().lastBlock()
+    assert any(last.text()[f.start:f.start + f.length] == "# n" for f in last.layout().formats())
 
 
 def test_a_very_long_answer_is_drawn_by_a_view_that_lays_it_out_once(qtbot, make_window, standin):
