@@ -350,10 +350,13 @@ class CodeBlock(QFrame):
 
     def show_block(self, block: Block) -> None:
         """Show a code block's language and code (again, as it grows)."""
-        if block.language != self.language or not self.language_label.text():
+        relabelled = block.language != self.language or not self.language_label.text()
+        if relabelled:  # also while the fence's first line is still coming in ("py" -> "python")
             self.language = block.language
             self.language_label.setText(block.language or "code")
-        if block.text == self.code:
+            self._lexing = None
+            self._again_timer.stop()
+        if block.text == self.code and not relabelled:
             return
         self.code = block.text
         self.view.set_code(block.text)
@@ -364,7 +367,10 @@ class CodeBlock(QFrame):
 
     def _start_lexing(self) -> None:
         lexer = lexer_for(self.language)
-        if lexer is not None:
+        if lexer is None:
+            self.colours.lines = {}
+            self.colours.rehighlight()
+        else:
             self._lexing = (lexer.get_tokens(self.code), 0, 0, {})
             self._lexed_code = self.code
             self._lex_some()
