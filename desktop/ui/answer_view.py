@@ -154,6 +154,9 @@ class _DocumentView(AnswerBrowser):
         # QTextDocument's setTextWidth always does): here it is laid out only when its width
         # changes, and the scroll bars are set from the laid-out size.
         self._fit_text()
+        self._set_bars()
+
+    def _set_bars(self) -> None:
         viewport, size = self.viewport(), self.document().size()
         bar = self.horizontalScrollBar()
         bar.setRange(0, max(0, math.ceil(size.width()) - viewport.width()))
@@ -211,6 +214,7 @@ class TableBlock(_DocumentView):
         self.setHtml(html)
         size = self.document().size()
         self._natural = QSize(math.ceil(size.width()) + 2, math.ceil(size.height()) + 2)
+        self._set_bars()  # a table growing row by row may not change the view's size
         self.updateGeometry()
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
