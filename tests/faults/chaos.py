@@ -450,6 +450,15 @@ class Lab:
         return problems
 
 
+# Every version of an answer: back to the first along `replaces`, then every later one.
+FAMILY = """
+WITH RECURSIVE back(id) AS (
+    SELECT ? UNION SELECT m.replaces FROM messages m JOIN back ON m.id = back.id WHERE m.replaces IS NOT NULL),
+root(id) AS (SELECT MIN(id) FROM back),
+family(id) AS (SELECT id FROM root UNION SELECT m.id FROM messages m JOIN family f ON m.replaces = f.id)
+"""
+
+
 def check_database(home: Path, before: dict[int, tuple[str, str, str]]) -> list[str]:
     problems = []
     db = sqlite3.connect(db_path(home), timeout=30)
@@ -474,11 +483,13 @@ def check_database(home: Path, before: dict[int, tuple[str, str, str]]) -> list[
             elif status == "complete" and now[2] != "complete":
                 problems.append(f"complete answer {message_id} became {now[2]}")
             elif role == "assistant" and now[3]:
-                # Superseded only by a newer version that is itself complete.
-                newer = db.execute("SELECT status FROM messages WHERE replaces = ? AND NOT superseded",
-                                   (message_id,)).fetchone()
-                if not newer or newer[0] != "complete":
-                    problems.append(f"complete answer {message_id} was hidden behind an unfinished one")
+                # Superseded only by a version that is itself complete: the one shown now, among
+                # every version of this answer (each regenerate replaces the one shown before it).
+                shown = db.execute(FAMILY + " SELECT status FROM messages WHERE id IN (SELECT id FROM family)"
+                                   " AND NOT superseded", (message_id,)).fetchall()
+                if [r[0] for r in shown] != ["complete"]:
+                    problems.append(f"complete answer {message_id} was hidden behind an unfinished one "
+                                    f"(shown now: {[r[0] for r in shown]})")
         left = db.execute("SELECT id FROM messages WHERE status = 'streaming'").fetchall()
         if left:
             problems.append(f"answers {[r[0] for r in left]} are still 'streaming' with no writer")
