@@ -36,9 +36,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--seed", type=int, default=int(time.time()))
-    parser.add_argument("--quick", action="store_true", help="4 rounds, nothing saved (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, nothing saved (smoke test)")
     args = parser.parse_args()
-    rounds = 4 if args.quick else args.rounds
+    rounds = 2 if args.quick else args.rounds
     print(machine_line())
     model = Path(os.environ["HEARTH_STARTER_MODEL"])
     pairs = PAIRS if can_mount() else [p for p in PAIRS if p[1] != "disk_full"]
