@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -34,10 +34,10 @@ from desktop.core.errors import HearthError
 from desktop.core.services import Services
 from desktop.core.store import Message
 from desktop.core.units import human_bytes
+from desktop.ui import export_html
+from desktop.ui.answer_view import AnswerView, answer_label
 from desktop.ui.chat_view import Composer, money, stats_line, thinking_line, waiting_note, where_line
 from desktop.ui.icons import icon
-from desktop.ui.links import AnswerBrowser
-from desktop.ui.markdown import to_html
 from desktop.ui.theme import Theme
 from desktop.ui.widgets import confirm, data_table, muted, page_frame
 
@@ -45,6 +45,8 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 FLUSH_MS = 33
 NONE = ""
 CUSTOM = "custom"
+MARKDOWN_FILTER = "Markdown (*.md)"
+HTML_FILTER = "Web page (*.html)"
 
 
 def item(text: str, tip: str = "", align_right: bool = False) -> QTableWidgetItem:
@@ -58,25 +60,40 @@ def item(text: str, tip: str = "", align_right: bool = False) -> QTableWidgetIte
 
 class ColumnView(QFrame):
     """One column of a comparison: who answered (or a letter, while blind), the conversation so
-    far, and the figures of the last answer."""
+    far, and the figures of the last answer. Answers are drawn by the chat's `AnswerView` (code
+    blocks with their own Copy button, tables and long code lines that scroll sideways, typeset
+    math, image chips, links that ask first); the conversation scrolls up and down as a whole."""
 
     def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("CompareColumn")
+        self.theme = theme
         self.muted_color = theme.muted
-        # As the chat draws answers, but code lines kept whole: this view scrolls sideways.
-        self.colours = {"code_bg": theme.code_bg, "muted": theme.muted, "code_wrap": False}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 10, 12, 10)
         layout.setSpacing(6)
         self.title = QLabel()
         self.title.setObjectName("CardTitle")
         self.where = muted(wrap=True)
-        self.body = AnswerBrowser()  # loads nothing; a link opens only after the reader agrees
+        self.body = QScrollArea()
         self.body.setObjectName("CompareText")
-        # Lines break between words only: a table wider than the column scrolls sideways instead
-        # of being broken letter by letter (long runs carry their own places to break).
-        self.body.setWordWrapMode(QTextOption.WrapMode.WordWrap)
+        self.body.setWidgetResizable(True)
+        self.body.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # blocks scroll sideways
+        self.body.setFrameShape(QFrame.Shape.NoFrame)
+        self.body.setStyleSheet("QScrollArea#CompareText, #CompareTurns { background: transparent; }")
+        self.body.viewport().setAutoFillBackground(False)
+        holder = QWidget()
+        holder.setObjectName("CompareTurns")
+        self._stack = QVBoxLayout(holder)
+        self._stack.setContentsMargins(0, 0, 6, 0)
+        self._stack.setSpacing(6)
+        self._stack.addStretch(1)
+        self.body.setWidget(holder)
+        self._turns: list[_Turn] = []  # one per message, top to bottom
+        self._stick = True  # follow the end of the conversation unless the reader scrolled up
+        bar = self.body.verticalScrollBar()
+        bar.valueChanged.connect(lambda value: setattr(self, "_stick", value >= bar.maximum() - 24))
+        bar.rangeChanged.connect(lambda _low, high: self._stick and bar.setValue(high))
         self.figures = muted(wrap=True)
         self.figures.setMinimumHeight(self.figures.fontMetrics().lineSpacing() * 2 + 4)  # never clipped
         self.body.setMinimumHeight(80)
@@ -87,25 +104,38 @@ class ColumnView(QFrame):
 
     def show_turns(self, label: str, messages: list[Message], live: LiveAnswer | None = None, *,
                    hide_figures: bool = False, note: str = "") -> None:
+        """Show the conversation of this column. Called up to 30 times a second while answers
+        stream: only what changed is drawn again (of a growing answer, its last block)."""
         self.title.setText(label)
-        parts = []
-        for m in messages:
+        shown = [m for m in messages if m.role in ("user", "assistant")]
+        for index, m in enumerate(shown):
+            if index < len(self._turns) and self._turns[index].role == m.role:
+                turn = self._turns[index]
+            else:
+                for old in self._turns[index:]:  # from here on it is another conversation
+                    self._stack.removeWidget(old)
+                    old.hide()
+                    old.deleteLater()
+                del self._turns[index:]
+                turn = _Turn(m.role, self.theme)
+                self._stack.insertWidget(self._stack.count() - 1, turn)
+                self._turns.append(turn)
             if m.role == "user":
-                prompt = html.escape(m.content).replace("\n", "<br>")
-                parts.append(f"<p style='margin-top:12px; color:{self.muted_color}'><b>You:</b> {prompt}</p>")
-            elif m.role == "assistant":
-                streaming = live is not None and m is messages[-1] and m.status == "streaming"
-                text = live.text if streaming else m.content
-                thought = thinking_line(live.phase, live.thinking_ms) if streaming else (
-                    thinking_line("done", m.thinking_ms) if m.thinking or m.thinking_ms is not None else "")
-                body = f"<p style='color:{self.muted_color}'><i>{thought}</i></p>" if thought else ""
-                body += to_html(text, **self.colours) if text else ("" if thought else "<p><i>…</i></p>")
-                if m.status in ("error", "stopped") and m.status != "streaming":
-                    note = m.error or "Stopped."
-                    body += f"<p><i>{note}</i></p>"
-                parts.append(body)
-        self.body.setHtml("".join(parts))
-        self.body.verticalScrollBar().setValue(self.body.verticalScrollBar().maximum())
+                turn.show_prompt(m.content)
+                continue
+            streaming = live is not None and m is messages[-1] and m.status == "streaming"
+            text = live.text if streaming else m.content
+            thought = thinking_line(live.phase, live.thinking_ms) if streaming else (
+                thinking_line("done", m.thinking_ms) if m.thinking or m.thinking_ms is not None else "")
+            turn.show_answer(text, thought, m.error or "Stopped." if m.status in ("error", "stopped") else "",
+                             live=streaming)
+        for old in self._turns[len(shown):]:
+            self._stack.removeWidget(old)
+            old.hide()
+            old.deleteLater()
+        del self._turns[len(shown):]
+        if not shown:
+            self._stick = True
         answers = [m for m in messages if m.role == "assistant"]
         last = answers[-1] if answers else None
         if last is None or last.status == "streaming":
@@ -118,9 +148,75 @@ class ColumnView(QFrame):
             self.figures.setText(stats_line(last, with_where=False))
             self.where.setText(where_line(last))
 
+    def answers(self) -> list[AnswerView]:
+        """The answers shown, top to bottom."""
+        return [turn.answer for turn in self._turns if turn.answer is not None and not turn.answer.isHidden()]
+
     @property
     def text(self) -> str:
-        return self.body.toPlainText()
+        """What the column shows, as plain text: "You: …" for each prompt, each answer's
+        Markdown as written, its thinking line and note, "…" while an answer is awaited."""
+        return "\n\n".join(turn.text for turn in self._turns)
+
+
+class _Turn(QWidget):
+    """One message of a Compare column: the prompt ("You: …"), or an answer with its thinking
+    line ("Thought for 3 s"), its text (an `AnswerView`; "…" until the first words) and a note
+    when it ended early."""
+
+    def __init__(self, role: str, theme: Theme) -> None:
+        super().__init__()
+        self.role, self.theme = role, theme
+        self._shown: dict[str, str] = {}
+        self.answer: AnswerView | None = None  # made with the first words
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 8 if role == "user" else 0, 0, 0)
+        layout.setSpacing(4)
+        self.prompt = self._label("ComparePrompt") if role == "user" else None
+        self.thought = self._label("CompareThought") if role != "user" else None
+        self.waiting = self._label("CompareWaiting") if role != "user" else None
+        self.note = self._label("CompareNote") if role != "user" else None
+
+    def _label(self, name: str) -> QLabel:
+        label = answer_label()  # selectable, copies clean
+        label.setObjectName(name)
+        label.hide()
+        self.layout().addWidget(label)
+        return label
+
+    def _set(self, label: QLabel, key: str, rich: str, text: str) -> None:
+        if self._shown.get(key) != text:
+            self._shown[key] = text
+            label.setText(rich)
+        label.setVisible(bool(text))
+
+    def show_prompt(self, text: str) -> None:
+        assert self.prompt is not None
+        escaped = html.escape(text).replace("\n", "<br>")
+        self._set(self.prompt, "you", f"<span style='color:{self.theme.muted}'><b>You:</b> {escaped}</span>", text)
+
+    def show_answer(self, text: str, thought: str, note: str, *, live: bool) -> None:
+        assert self.thought is not None and self.waiting is not None and self.note is not None
+        muted = self.theme.muted
+        self._set(self.thought, "thought", f"<span style='color:{muted}'><i>{html.escape(thought)}</i></span>", thought)
+        waiting = "…" if not text and not thought else ""
+        self._set(self.waiting, "waiting", "<i>…</i>", waiting)
+        if text and self.answer is None:
+            self.answer = AnswerView(self.theme, self)
+            self.answer.setObjectName("CompareAnswer")
+            self.layout().insertWidget(self.layout().indexOf(self.waiting), self.answer)
+        if self.answer is not None:
+            if self.answer.markdown != text or self.answer.is_live != live:
+                self.answer.set_markdown(text, live=live)
+            self.answer.setVisible(bool(text))
+        self._shown["answer"] = text
+        self._set(self.note, "note", f"<i>{html.escape(note)}</i>", note)
+
+    @property
+    def text(self) -> str:
+        if self.role == "user":
+            return f"You: {self._shown.get('you', '')}"
+        return "\n\n".join(v for k in ("thought", "answer", "waiting", "note") if (v := self._shown.get(k)))
 
 
 class CloudPage(QWidget):
@@ -431,19 +527,65 @@ class CloudPage(QWidget):
         if self.session is None:
             return
         name = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in self.session.comparison.title)[:60]
-        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", str(Path.home() / f"{name}.md"),
-                                              "Markdown (*.md)")
+        path, chosen = QFileDialog.getSaveFileName(self, "Export comparison", str(Path.home() / f"{name}.md"),
+                                                   f"{MARKDOWN_FILTER};;{HTML_FILTER}")
         if path:
-            self.export_to(Path(path))
+            target = Path(path)
+            if chosen == HTML_FILTER and target.suffix.lower() not in (".html", ".htm"):
+                target = target.with_suffix(".html")
+            self.export_to(target)
 
     def export_to(self, path: Path) -> None:
+        """Write the open comparison to `path`: a web page when it ends in .html or .htm (one
+        self-contained file, answers drawn as in the window: `export_html.page`), else Markdown.
+        Written to a temporary file first, so a failed write leaves no half-written file."""
         assert self.session is not None
+        comparison_id = self.session.comparison.id
+        if path.suffix.lower() in (".html", ".htm"):
+            text = self.comparison_html(comparison_id)
+        else:
+            text = compare.export_markdown(self.services.store, comparison_id)
+        part = path.with_name(path.name + ".part")
         try:
-            path.write_text(compare.export_markdown(self.services.store, self.session.comparison.id), encoding="utf-8")
+            part.write_text(text, encoding="utf-8")
+            part.replace(path)
         except OSError as exc:
+            part.unlink(missing_ok=True)
             self.notify(f"Could not write {path.name}: {exc.strerror}.")
             return
         self.notify(f"Saved to {path}.", "info")
+
+    def comparison_html(self, comparison_id: int) -> str:
+        """A saved comparison as one HTML page: each prompt, then every column's answer under its
+        letter and model, with its figures and where the words went, and the vote."""
+        store = self.services.store
+        comparison = store.comparison(comparison_id)
+        columns = [store.messages(c) for c in comparison.conversations]
+        votes = {v.turn: v.outcome for v in store.votes(comparison_id)}
+        hidden = comparison.blind and not votes  # a blind comparison not yet voted on stays blind
+        sections = []
+        prompts = [m for m in columns[0] if m.role == "user"]
+        for turn, prompt in enumerate(prompts):
+            entries = [export_html.Entry("You", prompt.content, plain=True)]
+            for i, messages in enumerate(columns):
+                answers = [m for m in messages if m.role == "assistant"]
+                if turn >= len(answers):
+                    continue
+                a = answers[turn]
+                who = compare.LETTERS[i] if hidden else f"{compare.LETTERS[i]}: {self._target_label(comparison.targets[i])}"
+                thought = thinking_line("done", a.thinking_ms) if a.thinking or a.thinking_ms is not None else ""
+                text = a.content or f"*({a.status}: {a.error or 'no answer'})*"
+                figures = () if hidden else (stats_line(a, with_where=False), where_line(a))
+                note = " · ".join(p for p in (thought, *figures) if p)
+                entries.append(export_html.Entry(who, text, note=note))
+            verdict = ""
+            if turn in votes:
+                outcome = votes[turn]
+                verdict = "Vote: " + {"tie": "a tie", "bad": "all bad"}.get(outcome, f"{outcome} was better")
+            sections.append(export_html.Section(f"Prompt {turn + 1}", entries, note=verdict))
+        when = time.strftime("%d %b %Y", time.localtime(comparison.updated_at))
+        return export_html.page(comparison.title, sections,
+                                subtitle=f"A comparison of {len(comparison.targets)} models, exported from Hearth · {when}")
 
     def _delete_comparison(self) -> None:
         if self.session is None:

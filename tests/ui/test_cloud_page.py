@@ -9,9 +9,11 @@ from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from desktop.core import net, secrets
+from desktop.core.chat import LiveAnswer
 from desktop.core.settings import Sampling
 from tests.cloud_server import ANSWER, CloudServer, network_address
 
@@ -165,3 +167,80 @@ def test_a_password_pasted_into_the_address_never_shows_and_never_reaches_the_pr
     assert server.seen[-1].headers["authorization"] == f"Bearer {password}"
     assert server.seen[-1].path == "/v1/models?api-version=2024-05-01"
     assert password not in (services.paths.config / "providers.json").read_text()
+
+
+WIDE_TABLE = ("| " + " | ".join(f"column {i}" for i in range(30)) + " |\n"
+              "|" + "---|" * 30 + "\n"
+              "| " + " | ".join(f"value {i}" for i in range(30)) + " |\n")
+CODE = 'def greet(name: str) -> str:\n    return f"Hello, {name}!"  # ' + "a long comment " * 12
+ANSWER_WITH_BLOCKS = (f"Here is the code:\n\n```python\n{CODE}\n```\n\nAnd a wide table:\n\n{WIDE_TABLE}\n"
+                      "Its area is \\( \\pi r^2 \\), and [the docs](https://example.com/docs) say more.")
+
+
+def _saved_comparison(services, answers: list[str], prompt: str = "Show me code and a table.") -> int:
+    """A comparison as the store keeps it once answered: one conversation per column."""
+    store = services.store
+    conversations = []
+    for text in answers:
+        conversation = store.create_conversation(prompt)
+        store.add_message(conversation.id, "user", prompt)
+        store.add_message(conversation.id, "assistant", text, status="complete")
+        conversations.append(conversation.id)
+    targets = ["standin/gpt-4o-mini", "standin/gpt-4o"][:len(answers)]
+    return store.create_comparison(prompt, targets, conversations, blind=False).id
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_a_compare_column_draws_code_with_its_own_copy_button_and_a_wide_table_that_scrolls(
+        qtbot, make_window, services, shots_dir, dark):
+    window = make_window(dark=dark)
+    window.show_cloud()
+    page = window.cloud_page
+    page.open_comparison(_saved_comparison(services, [ANSWER_WITH_BLOCKS, "Just **prose** here."]))
+    qtbot.wait(50)
+    width = window.width()
+    column = page.columns[0]
+    [answer] = column.answers()
+    [code] = answer.code_blocks()
+    assert code.language_label.text() == "python" and code.copy_button.isVisible()
+    assert code.colours.lines  # coloured by pygments
+    assert code.view.horizontalScrollBar().maximum() > 0  # the long line scrolls inside its block
+
+    [table] = answer.table_blocks()
+    bar = table.horizontalScrollBar()
+    assert bar.maximum() > 0 and table.width() <= column.body.viewport().width()
+    bar.setValue(bar.maximum())  # the last column can be reached
+    assert bar.value() == bar.maximum()
+    assert window.width() == width and column.width() < 600  # nothing widened the window or the column
+    assert column.body.horizontalScrollBar().maximum() == 0  # the column itself only scrolls up and down
+    assert answer.labels()[-1].text().count('src="data:image/png') == 1  # math typeset
+    assert "You: Show me code and a table." in column.text and "Just **prose** here." in page.columns[1].text
+    window.grab().save(str(shots_dir / f"compare-code-table-{'dark' if dark else 'light'}.png"))
+    QGuiApplication.clipboard().clear()
+    qtbot.mouseClick(code.copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == CODE  # exactly as written
+    assert code.copy_button.text() == "Copied"
+
+
+def test_a_streaming_compare_answer_draws_only_its_last_block_again(qtbot, make_window, services):
+    window = make_window()
+    window.show_cloud()
+    page = window.cloud_page
+    comparison = _saved_comparison(services, ["x"])
+    page.open_comparison(comparison)
+    column = page.columns[0]
+    [prompt, answer] = services.store.messages(services.store.comparison(comparison).conversations[0])
+    streaming = replace(answer, status="streaming")
+    live = LiveAnswer(message_id=answer.id)
+    column.show_turns("A", [prompt, streaming], live)
+    assert column.text.endswith("…")  # waiting for the first words
+    live.parser.feed("First paragraph.\n\n```python\nprint(1)\n```\n\nThe end is ")
+    column.show_turns("A", [prompt, streaming], live)
+    [view] = column.answers()
+    first, code, last = view.blocks
+    live.parser.feed("coming, word by word.")
+    column.show_turns("A", [prompt, streaming], live)
+    assert view.blocks[:2] == [first, code] and column.answers() == [view]  # the same widgets, untouched
+    assert "word by word" in view.blocks[2].text()
+    column.show_turns("A", [prompt, replace(answer, content=live.text)])  # finished: drawn whole
+    assert column.answers() == [view] and not view.is_live

@@ -23,15 +23,15 @@ from PySide6.QtGui import (
     QContextMenuEvent,
     QDesktopServices,
     QGuiApplication,
-    QHelpEvent,
     QMouseEvent,
     QTextDocument,
     QTextFormat,
 )
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QMessageBox, QToolTip, QWidget
 
+from desktop.ui.answer_view import LongProse, TableBlock
 from desktop.ui.cloud_page import ColumnView
-from desktop.ui.links import OPEN_LINK_QUESTION, AnswerBrowser
+from desktop.ui.links import OPEN_LINK_QUESTION
 from desktop.ui.markdown import image_address
 from tests.cloud_server import CloudServer
 from tests.ui.conftest import send, window_on_standin
@@ -288,21 +288,30 @@ def test_an_answer_that_points_at_files_and_odd_links_cannot_touch_this_computer
         column.resize(760, 1400)
         column.show()
         column.show_turns("A", services.store.messages(window.current_id))
+        qtbot.wait(50)  # laid out
         column.grab().save(str(shots_dir / "compare-untrusted-light.png"))
-        in_column = anchors_of_browser(column.body)
-        assert {href for href in in_column if image_address(href) is None} == {web}
-        viewport = column.body.viewport()
-        QApplication.sendEvent(viewport, QHelpEvent(QEvent.Type.ToolTip, in_column[web], viewport.mapToGlobal(in_column[web])))
-        assert QToolTip.text() == web
-        for href, at in in_column.items():
+        [in_column] = column.answers()[-1:]  # the answer is drawn as in the chat: prose labels and a table
+        found = {}
+        for block in in_column.blocks:
+            anchors = anchors_of_label(block) if isinstance(block, QLabel) else anchors_of_browser(block)
+            found.update({href: (block, at) for href, at in anchors.items()})
+        chips = {image_address(href) for href in found if image_address(href) is not None}
+        assert {"/dev/zero", "/etc/hostname", "../../etc/passwd", str(files[0])} <= chips
+        assert {href for href in found if image_address(href) is None} == {web}
+        block, at = found[web]
+        _mouse(block, QEvent.Type.MouseMove, QPoint(1, 1))
+        _mouse(block, QEvent.Type.MouseMove, at)
+        assert QToolTip.text() == web  # where it goes, in full
+        for href, (block, at) in found.items():
             if href != web:
-                _click(column.body.viewport(), at)
-        assert not _open_link_boxes(column)
-        _click(column.body.viewport(), in_column[web])
+                _click(block if isinstance(block, QLabel) else block.viewport(), at)
+        assert not _open_link_boxes(column) and opener.urls == [web]  # the one the reader agreed to before
+        block, at = found[web]
+        _click(block, at)
         box = _open_link_boxes(column)[0]
         assert box.informativeText() == web
         qtbot.mouseClick(box.button(QMessageBox.StandardButton.Cancel), Qt.MouseButton.LeftButton)
-        assert column.body.source().isEmpty() and "Here is everything" in column.text  # it went nowhere
+        assert opener.urls == [web] and "Here is everything" in column.text  # it went nowhere
         qtbot.wait(200)  # anything queued by the clicks has run
     finally:
         audit.recording = False
@@ -429,21 +438,28 @@ def test_copying_a_selection_never_carries_invisible_characters(qtbot, make_wind
     column.resize(500, 600)
     column.show()
     column.show_turns("A", services.store.messages(window.current_id))
-    column.body.selectAll()
-    column.body.copy()
+    [label] = column.answers()[-1].labels()  # drawn as in the chat, and copied as cleanly
+    QGuiApplication.clipboard().clear()
+    menu = _context_menu(label)
+    menu.actions()[1].trigger()  # Select all
+    menu.close()
+    label.setFocus()
+    qtbot.keyClick(label, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
     copied = QGuiApplication.clipboard().text()
     assert "\u200b" not in copied and long_word in copied and link in copied
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the file witness is Linux's inotify")
-def test_compares_view_loads_nothing_even_when_handed_raw_html(qtbot, tmp_path, opener):
-    # The second guard: should HTML with images, a style sheet or a link to a file ever reach a
-    # Compare column, the view still reads nothing and follows nothing by itself.
+@pytest.mark.parametrize("kind", [TableBlock, LongProse], ids=["table", "long-prose"])
+def test_an_answers_document_views_load_nothing_even_when_handed_raw_html(qtbot, tmp_path, opener, kind):
+    # The second guard: should HTML with images, a style sheet or a link to a file ever reach the
+    # views that draw tables and very long prose (in the chat, the thinking and Compare's
+    # columns), the view still reads nothing and follows nothing by itself.
     secret, sheet = tmp_path / "secret.png", tmp_path / "style.css"
     secret.write_bytes(b"\x89PNG\r\n\x1a\n")
     sheet.write_text("p { color: red }")
     kernel = FileOpens([secret, sheet])
-    view = AnswerBrowser()
+    view = kind()
     qtbot.addWidget(view)
     view.resize(500, 300)
     view.show()
