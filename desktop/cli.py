@@ -126,9 +126,19 @@ def _fail(message: str, code: int = 1) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _run(list(sys.argv[1:] if argv is None else argv))
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, so a reader gone away is met below and not at exit
+        return code
     except KeyboardInterrupt:  # Ctrl+C before a command's own handling (Hearth starting): no traceback
         return _fail("Stopped.", code=130)
+    except BrokenPipeError:
+        # Whoever read the output went away (`hearth models list | head -1`): stop quietly, as
+        # other command-line tools do (128 + SIGPIPE), with nothing left to flush at exit.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
 
 
 def _run(argv: list[str]) -> int:
@@ -294,16 +304,15 @@ def _chat(services, args: argparse.Namespace) -> int:
     if remote is not None:
         print(f"hearth: sending to {remote.provider.label} ({remote.provider.processed_on})", file=sys.stderr)
     _tell_waits(services.chat)
-    conversation = services.store.create_conversation(
-        title="New chat",
-        system_prompt=services.settings.system_prompt if args.system is None else args.system,
-        sampling=asdict(_sampling(services, args)), model=target,
-    )
-
     show = _AnswerPrinter(show_thinking=args.show_thinking)
     services.chat.on_notice = lambda text: print(f"hearth: {text}", file=sys.stderr, flush=True)
 
     async def run() -> int:
+        conversation = await services.chat.save(lambda: services.store.create_conversation(
+            title="New chat",
+            system_prompt=services.settings.system_prompt if args.system is None else args.system,
+            sampling=asdict(_sampling(services, args)), model=target,
+        ), "your message")
         task = asyncio.ensure_future(services.chat.send(conversation.id, prompt, on_text=show))
         try:
             answer = await task
@@ -414,7 +423,9 @@ def _models(services, args: argparse.Namespace) -> int:
         except HearthError as exc:
             return _fail(f"Nothing was removed. {exc}")
         note = f", freed {human_bytes(freed)}" if freed else " (the linked file was left where it is)"
-        print(f"Removed {record.id}{note}.")
+        from desktop.core.library import shown
+
+        print(f"Removed {record.id} ({shown(record.name)}){note}.")
         return 0
     raise AssertionError(args.models_command)
 

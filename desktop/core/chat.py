@@ -230,6 +230,13 @@ class ChatService:
             return self.store.message(answer.id)
         return answer
 
+    async def save(self, write: Callable[[], T], what: str) -> T:
+        """Run `write` (a store call) as answers are saved: a lock held by another program is
+        waited out for up to LOCK_WAIT_S, said once after LOCK_TELL_S through `on_notice`.
+        `what` names the thing for the sentences ("your message"). Raises StoreError with a
+        sentence when the lock outlasts the wait."""
+        return await self._save(write, what)
+
     async def _save(self, write: Callable[[], T], what: str) -> T:
         """Run a write; one that meets a lock held by another program is tried again, with a
         growing pause in which the window stays free, until LOCK_WAIT_S have passed."""

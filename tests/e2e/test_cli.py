@@ -236,3 +236,33 @@ def test_a_lock_that_lasts_is_one_sentence_and_the_question_is_kept(home, model_
     assert ending.startswith("hearth: Another program kept Hearth's database") and "locked for 10 s" in ending
     db = sqlite3.connect(db_path)
     assert db.execute("SELECT content FROM messages WHERE role = 'user'").fetchall() == [("Tell me about foxes.",)]
+
+
+@pytest.mark.parametrize("args", [("models", "list"), ("models", "list", "--json"), ("providers", "list"),
+                                  ("models", "info", "smollm2")])
+def test_output_read_by_a_program_that_stops_early_ends_quietly(home, model_file, args):
+    """`hearth models list | head -1`: the reader goes away; Hearth stops without a traceback."""
+    hearth("models", "import", "--link", str(model_file))
+    app = subprocess.Popen([sys.executable, "-m", "desktop", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    app.stdout.close()  # as `head` does once it has what it wants
+    err = app.stderr.read()
+    app.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+    assert app.returncode in (0, 141)
+
+
+def test_a_chat_started_while_another_program_briefly_locks_the_database_waits_for_it(home, model_file):
+    """A backup tool's short lock when the chat starts: the question waits, is saved, is answered."""
+    hearth("models", "import", "--link", str(model_file))
+    db_path = home / "data" / "hearth.db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db_path), "3"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    out = hearth("chat", "-m", "smollm2", "--max-tokens", "8", "--seed", "1", "Say hello.")
+    holder.wait()
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.count("your message will be saved as soon as it is free") == 1
+    db = sqlite3.connect(db_path)
+    rows = db.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("user", "Say hello.", "complete") and rows[1][2] == "complete" and rows[1][1] == out.stdout.strip()
