@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -216,6 +217,69 @@ def split_parts(first: Path) -> list[Path]:
             if p.is_file()]
 
 
+def _fold(text: str) -> str:
+    """Text as references are compared: NFKC (full-width letters, ligatures) and case folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+_DUPLICATE_SUFFIX = re.compile(r"-\d+$")
+
+
+def _starts(model: ModelRecord, key: str) -> bool:
+    """Whether folded `key` is a strict start of the model's id or name, and not just its id
+    without the "-N" Hearth added to tell it from an older model of the same name."""
+    if model.id.startswith(key) and len(key) < len(model.id):
+        rest = model.id[len(key):]
+        own = {model_id_for(model.file), model_id_for(model.name)}
+        if not (_DUPLICATE_SUFFIX.fullmatch(rest) and model.id not in own
+                and not any(o.startswith(model.id) for o in own)):
+            return True
+    name = _fold(model.name)
+    return name.startswith(key) and len(key) < len(name)
+
+
+def _listing(models: list[ModelRecord]) -> str:
+    """Models as a reference list: `id (name)`, the name left out when it reads as the id."""
+    return ", ".join(m.id if _fold(m.name) == m.id else f"{m.id} ({shown(m.name)})"
+                     for m in sorted(models, key=lambda m: m.id))
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """A sentence for an OSError met while opening a file a person named."""
+    name = shown(truncate_utf8(path.name, 120)) + ("…" if len(path.name.encode("utf-8", "surrogatepass")) > 120
+                                                    else "")
+    reasons = {
+        errno.ELOOP: "is a link that loops back on itself (or a chain of too many links)",
+        errno.ENAMETOOLONG: "has a name or path too long for this computer's file system",
+        errno.EACCES: "cannot be read: Hearth may not open it or a folder on its path (check the permissions)",
+        errno.EPERM: "cannot be read: Hearth may not open it or a folder on its path (check the permissions)",
+        errno.ENOTDIR: "is not there: part of its path is a file, not a folder",
+        errno.EISDIR: "is a folder, not a model file",
+        errno.ENOENT: "is not there: check the path",
+    }
+    why = reasons.get(exc.errno or 0, f"could not be read ({exc.strerror or exc})")
+    return f"“{name}” {why}. It is not a file Hearth can read."
+
+
+def _source_file(source: str | Path) -> Path:
+    """The regular file a person named to import, as an absolute path; else a LibraryError with a
+    sentence (nothing named, not there, a loop, a folder, a pipe, a too long name, no permission)."""
+    if not str(source).strip():
+        raise LibraryError("No file was named: give the path of a .gguf file.")
+    src = Path(source).expanduser().absolute()
+    try:
+        mode = os.stat(src).st_mode
+    except FileNotFoundError:
+        raise LibraryError(f"There is no file at {shown(str(src))}.") from None
+    except OSError as exc:
+        raise LibraryError(_unreadable(src, exc)) from exc
+    if stat.S_ISDIR(mode):
+        raise LibraryError(f"“{shown(src.name)}” is not a model file: it is a folder.")
+    if not stat.S_ISREG(mode):
+        raise LibraryError(f"“{shown(src.name)}” is not a model file: it is a folder, a device or a pipe.")
+    return src
+
+
 class Library:
     def __init__(self, store: Store, paths: Paths) -> None:
         self.store = store
@@ -225,10 +289,18 @@ class Library:
         return self.store.models()
 
     def get(self, ref: str) -> ModelRecord:
-        """An installed model by its id, its name or file name, or an unambiguous start of its id
-        at least MIN_PREFIX (3) characters long. Raises a LibraryError with a sentence: no model
-        named (an empty or blank ref picks none), none matches (lists the installed ids), or
-        several do (lists them)."""
+        """An installed model by a reference a person types, in this order:
+
+        1. its exact id (case does not matter: ids are lower case);
+        2. its name or file name (compared after NFKC and case folding), only if exactly one model
+           has it; several with the same name raise "could mean several" with their ids;
+        3. an unambiguous start of its id or name, at least MIN_PREFIX (3) characters long. A start
+           that only lacks a "-2", "-3"… that Hearth added to tell two same-named models apart
+           never counts (`model-a` is not `model-a-2`: after `model-a` is removed, its id must
+           not pick the other model).
+
+        Raises a LibraryError with a sentence: no model named (an empty or blank ref picks none),
+        none matches (lists the installed ids and names), or several do (lists them)."""
         ref = ref.strip()
         if not ref:
             raise LibraryError("No model was named: give an installed model's id (`hearth models list` "
@@ -238,28 +310,29 @@ class Library:
         except KeyError:
             pass
         models = self.store.models()
-        by_id = {m.id: m for m in models}
-        if model_id_for(ref) in by_id and any(not c.isascii() for c in ref):
-            return by_id[model_id_for(ref)]  # a name typed in its own script
-        folded = unicodedata.normalize("NFC", ref).casefold()
-        named = [m for m in models if folded in (m.name.casefold(), m.file.casefold())]
-        if len(named) == 1:
-            return named[0]
         if not models:
             raise LibraryError(f"No model called “{shown(ref)}” is installed, and no model is installed at "
                                "all. Import a .gguf file with `hearth models import PATH`.")
-        matches = named or ([m for m in models if m.id.startswith(ref.lower())]
-                            if len(ref) >= MIN_PREFIX else [])
+        key = _fold(ref)
+        by_id = [m for m in models if m.id == key]
+        if by_id:
+            return by_id[0]
+        named = [m for m in models if key in (_fold(m.name), _fold(m.file), _fold(_stem(m.file)))]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise LibraryError(f"“{shown(ref)}” could mean several models with that name: {_listing(named)}. "
+                               "Give the id of the one you mean.")
+        matches = [m for m in models if _starts(m, key)] if len(ref) >= MIN_PREFIX else []
         if len(matches) == 1:
             return matches[0]
         if matches:
-            names = ", ".join(m.id for m in matches)
-            raise LibraryError(f"“{shown(ref)}” could mean several models: {names}. Give more of the id.")
-        names = ", ".join(m.id for m in models)
-        if len(ref) < MIN_PREFIX and any(m.id.startswith(ref.lower()) for m in models):
+            raise LibraryError(f"“{shown(ref)}” could mean several models: {_listing(matches)}. "
+                               "Give more of the id.")
+        if len(ref) < MIN_PREFIX and any(m.id.startswith(key) or _fold(m.name).startswith(key) for m in models):
             raise LibraryError(f"“{shown(ref)}” is too short to pick a model: give at least {MIN_PREFIX} "
-                               f"characters of its id. Installed: {names}.")
-        raise LibraryError(f"No model called “{shown(ref)}” is installed. Installed: {names}.")
+                               f"characters of its id. Installed: {_listing(models)}.")
+        raise LibraryError(f"No model called “{shown(ref)}” is installed. Installed: {_listing(models)}.")
 
     def resolve(self, ref: str) -> ModelRecord:
         """An installed model (as `get` finds it), or a path to a .gguf file (checked, not added to
@@ -283,9 +356,10 @@ class Library:
     def _record(self, path: Path, info: gguf.GGUFInfo, origin: str, sha256: str,
                 label: str | None = None) -> ModelRecord:
         filename = label or path.name
+        name = display_name(filename, info.quantization)
         return ModelRecord(
             id=model_id_for(filename),
-            name=display_name(filename, info.quantization),
+            name=name if name.strip(" .") else "model",  # "...gguf" has no name to show
             path=str(path),
             origin=origin,
             size=info.file_size,
@@ -345,12 +419,13 @@ class Library:
         AlreadyInstalled. Raises GGUFError for a file that is not a usable model, LibraryError for
         anything else (not a regular file, no room, a failed copy); on any failure nothing is left
         behind (no folder, no temporary file)."""
-        src = Path(source).expanduser().absolute()
-        if src.exists() and not is_regular_file(src):
-            raise LibraryError(f"“{shown(src.name)}” is not a model file: it is a folder, a device or a pipe.")
-        info = gguf.read_info(src)  # raises a GGUFError with a sentence for the user
-        existing, digest = self._same_content(src, info.file_size, sha256_of(src, progress) if link else None,
-                                              progress)
+        src = _source_file(source)
+        try:
+            info = gguf.read_info(src)  # raises a GGUFError with a sentence for the user
+            existing, digest = self._same_content(src, info.file_size,
+                                                  sha256_of(src, progress) if link else None, progress)
+        except OSError as exc:  # anything gguf does not word itself (ELOOP, EIO…): one sentence
+            raise LibraryError(_unreadable(src, exc)) from exc
         if existing is not None:
             raise AlreadyInstalled(existing)
         if link:
@@ -361,8 +436,9 @@ class Library:
             if free < need + DISK_MARGIN:
                 raise LibraryError(f"Not enough free disk to import “{shown(src.name)}”: it needs "
                                    f"{human_bytes(need)} and {human_bytes(free)} is free.")
-            folder = self._new_folder(_stem(src.name))
-            dest = folder / safe_component(src.name)
+            stem = _stem(src.name).strip(" .") or "model"
+            folder = self._new_folder(stem)
+            dest = folder / (safe_component(stem, MAX_NAME_BYTES - 5) + ".gguf")  # the ending always kept
             try:
                 digest = _copy_hashing(src, dest, progress)
             except BaseException:

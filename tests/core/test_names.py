@@ -161,3 +161,81 @@ def test_hub_file_names_are_made_harmless_and_bounded_like_any_other_name():
     assert all(len(p.name.encode()) <= 255 for p in part_paths(__import__("pathlib").Path(long)))
     with pytest.raises(hub.HubError):
         hub.safe_filename("../x.gguf")
+
+
+def test_a_name_two_models_share_removes_neither_and_a_removed_id_never_picks_its_twin(services, tmp_path):
+    first = services.library.import_file(forge(tmp_path / "a" / "Модель A.gguf", width=16))
+    second = services.library.import_file(forge(tmp_path / "b" / "Модель A.gguf", width=17))
+    assert (first.id, second.id) == ("model-a", "model-a-2")
+    for ref in ("Модель A", "МОДЕЛЬ a", "Модель Ａ", "Модель A.gguf"):  # any case, full-width letters
+        with pytest.raises(LibraryError, match="could mean several models with that name: "
+                                               "model-a \\(Модель A\\), model-a-2 \\(Модель A\\)"):
+            services.library.remove(ref)
+    assert len(services.library.models()) == 2
+    assert services.library.remove("model-a")[0].id == "model-a"
+    for ref in ("model-a", "MODEL-A", "model-a "):  # the removed id, typed again
+        with pytest.raises(LibraryError, match="No model called .* Installed: model-a-2 \\(Модель A\\)"):
+            services.library.get(ref)
+    assert [m.id for m in services.library.models()] == ["model-a-2"]
+    assert services.library.get("Модель A").id == "model-a-2"  # the one left with that name
+
+
+def test_a_start_of_a_name_in_any_script_picks_one_model_or_says_it_could_mean_several(services, tmp_path):
+    services.library.import_file(forge(tmp_path / "日本語モデル.gguf", width=16))
+    services.library.import_file(forge(tmp_path / "日本語モデル v2.gguf", width=17))
+    with pytest.raises(LibraryError, match="“日本語” could mean several models: ribenyumoderu \\(日本語モデル\\), "
+                                           "ribenyumoderu-v2 \\(日本語モデル v2\\)"):
+        services.library.get("日本語")
+    assert services.library.get("日本語モデル").id == "ribenyumoderu"  # the whole name is exact
+    assert services.library.get("日本語モデル v").id == "ribenyumoderu-v2"
+    llama = services.library.import_file(forge(tmp_path / "Llama-3.gguf", width=18))
+    assert services.library.get("llama").id == llama.id == "llama-3"  # its own "-3", not a twin's
+
+
+def test_an_exact_id_wins_over_a_name_and_the_error_names_the_ids(services, tmp_path):
+    same = services.library.import_file(forge(tmp_path / "a" / "same.gguf", width=16))
+    twin = services.library.import_file(forge(tmp_path / "b" / "same.gguf", width=17))
+    assert services.library.get("same").id == same.id == "same"
+    assert services.library.get("same-2").id == twin.id
+    with pytest.raises(LibraryError, match="No model called “nothing” is installed. Installed: same, same-2."):
+        services.library.get("nothing")
+
+
+@pytest.mark.parametrize("kind", ["loop", "too long", "no permission", "not a folder", "folder", "empty"])
+def test_a_path_that_cannot_be_opened_is_refused_in_one_sentence(services, tmp_path, kind):
+    if kind == "loop":
+        path = tmp_path / "loop.gguf"
+        path.symlink_to(path)
+        words = "“loop.gguf” is a link that loops back on itself"
+    elif kind == "too long":
+        path = tmp_path / ("я" * 200 + ".gguf")
+        words = "has a name or path too long"
+    elif kind == "no permission":
+        if os.geteuid() == 0:
+            pytest.skip("root reads every file")
+        locked = tmp_path / "locked"
+        path = forge(locked / "m.gguf")
+        locked.chmod(0)
+        words = "Hearth may not open it or a folder on its path"
+    elif kind == "not a folder":
+        path = forge(tmp_path / "m.gguf") / "inside.gguf"
+        words = "part of its path is a file, not a folder"
+    elif kind == "folder":
+        path = tmp_path / "folder.gguf"
+        path.mkdir()
+        words = "“folder.gguf” is not a model file: it is a folder."
+    else:
+        path, words = "", "No file was named: give the path of a .gguf file."
+    for link in (False, True):
+        with pytest.raises(LibraryError) as err:
+            services.library.import_file(path, link=link)
+        assert words in str(err.value) and "\n" not in str(err.value) and "Errno" not in str(err.value)
+    if kind == "no permission":
+        (tmp_path / "locked").chmod(0o700)
+    assert services.library.models() == []
+
+
+def test_a_file_named_only_dots_keeps_its_gguf_ending_and_is_shown_as_model(services, tmp_path):
+    record = services.library.import_file(forge(tmp_path / "...gguf"))
+    assert os.path.basename(record.path) == "model.gguf" and record.name == "model"
+    assert services.library.get(record.id).path == record.path

@@ -134,3 +134,39 @@ def test_a_model_whose_file_is_gone_is_marked_and_found_again(env, tmp_path):
     assert "is not the file of travels: its content differs" in wrong.stderr
     assert hearth("models", "locate", "travels", str(moved), env=env).returncode == 0
     assert "File missing" not in hearth("models", "list", env=env).stdout
+
+
+def test_removing_by_a_shared_name_removes_nothing_and_a_gone_id_never_removes_its_twin(env, tmp_path):
+    for folder, width in (("a", 16), ("b", 17)):  # two different models, both called "Модель A"
+        assert hearth("models", "import", str(forge(tmp_path / folder / "Модель A.gguf", width=width)),
+                      env=env).returncode == 0
+    ids = lambda: sorted(m["id"] for m in json.loads(hearth("models", "list", "--json", env=env).stdout))  # noqa: E731
+    assert ids() == ["model-a", "model-a-2"]
+    shared = hearth("models", "rm", "Модель A", env=env)
+    assert shared.returncode == 1 and shared.stderr == (
+        "hearth: Nothing was removed. “Модель A” could mean several models with that name: model-a (Модель A), "
+        "model-a-2 (Модель A). Give the id of the one you mean.\n")
+    for command in (("models", "info", "Модель A"), ("models", "locate", "Модель A", str(tmp_path / "a/Модель A.gguf")),
+                    ("chat", "-m", "Модель A", "Hello?")):  # the same rule wherever a model is named
+        result = hearth(*command, env=env)
+        assert result.returncode == 1 and "could mean several models with that name" in result.stderr, command
+    assert ids() == ["model-a", "model-a-2"]
+    first = hearth("models", "rm", "model-a", env=env)
+    assert first.stdout.startswith("Removed model-a (Модель A), freed ")
+    again = hearth("models", "rm", "model-a", env=env)  # typed twice: the id is gone
+    assert again.returncode == 1 and again.stderr == (
+        "hearth: Nothing was removed. No model called “model-a” is installed. Installed: model-a-2 (Модель A).\n")
+    assert ids() == ["model-a-2"]
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_importing_a_link_loop_or_nothing_says_so_in_one_sentence(env, tmp_path, link):
+    loop = tmp_path / "loop.gguf"
+    loop.symlink_to(loop)
+    flags = ("--link",) if link else ()
+    for path, words in ((str(loop), "“loop.gguf” is a link that loops back on itself"),
+                        ("", "No file was named: give the path of a .gguf file."),
+                        (str(tmp_path / ("я" * 300 + ".gguf")), "has a name or path too long")):
+        result = hearth("models", "import", *flags, path, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
