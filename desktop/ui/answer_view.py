@@ -1,7 +1,8 @@
 """An answer drawn as a stack of blocks: prose as rich-text labels, fenced code as a coloured,
 sideways-scrolling view with its language and a copy button, tables in a sideways-scrolling box.
 
-The one view of a model's Markdown for the chat's answers and the thinking section. Each block
+The one view of a model's Markdown for the chat's answers, the thinking section and Compare's
+columns (`export_html` draws the same blocks into a web page). Each block
 is cut by `split_blocks` and drawn by the renderer of `markdown.py` (prose, tables) or by
 pygments (code), so the same text looks the same everywhere and nothing in it is loaded or
 opened. Nothing an answer holds can widen the window: long code lines and wide tables scroll
@@ -103,7 +104,7 @@ def mono_font() -> QFont:
 class _DocumentView(AnswerBrowser):
     """Rich text laid out once per width and drawn only where it is on screen (a label lays its
     text out again for every size it is asked about: a second for a 100,000-character line).
-    Links ask before they open and copies are clean, as in Compare's columns. It never scrolls
+    Links ask before they open and copies are clean, as on the prose labels. It never scrolls
     up and down itself: it is as tall as its text, inside the chat that scrolls."""
 
     link_hovered = Signal(str)

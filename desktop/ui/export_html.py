@@ -123,8 +123,6 @@ class _Allowlist(HTMLParser):
     def _attributes(tag: str, values: dict[str, str]) -> dict[str, str]:
         kept: dict[str, str] = {}
         style = values.get("style", "")
-        if "title" in values:
-            kept["title"] = values["title"]
         if tag == "a":
             href = values.get("href", "")
             if href and image_address(href) is None and not href.startswith(IMAGE_HREF) and is_live_link(href):
@@ -157,6 +155,8 @@ class _Allowlist(HTMLParser):
                 kept["class"] = values["class"]
         elif tag == "ol" and re.fullmatch(r"[0-9]{1,9}", values.get("start", "")):
             kept["start"] = values["start"]
+        if "title" in values:
+            kept["title"] = values["title"]
         return kept
 
     def handle_endtag(self, tag: str) -> None:

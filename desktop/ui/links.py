@@ -1,7 +1,8 @@
 """Where a model's answer meets the reader's computer: its links, its image chips and copying.
 
 The renderer (`markdown.py`) only ever makes http(s) and mailto links and image chips. Here
-the widgets that draw answers (the chat's labels, Compare's text browsers) get their behaviour:
+the widgets that draw answers (`AnswerView`'s prose labels and its text browsers for tables and
+very long prose, in the chat, the thinking and Compare's columns) get their behaviour:
 hovering a link or a chip shows its full address; a click on a live link asks first ("Open this
 link in your browser?") and only then hands it to the system, through `open_in_browser`; nothing
 is opened on a click alone, no resource is loaded from disk or the network, and text copied from
@@ -146,8 +147,9 @@ def guard_label(label: QLabel) -> None:
 
 
 class AnswerBrowser(QTextBrowser):
-    """A read-only view of answers (Compare's columns) that loads nothing and follows no link
-    by itself: a click on a live link asks first, like the chat. The renderer writes no images;
+    """A read-only rich-text view of an answer's part (the base of `AnswerView`'s tables and very
+    long prose) that loads nothing and follows no link by itself: a click on a live link asks
+    first, as on a label. The renderer writes no images;
     `loadResource` refusing every resource is the second guard."""
 
     def __init__(self, parent: QWidget | None = None) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QGuiApplication, QWheelEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from desktop.core import net, secrets
 from desktop.core.chat import LiveAnswer
@@ -233,7 +233,7 @@ def test_a_streaming_compare_answer_draws_only_its_last_block_again(qtbot, make_
     streaming = replace(answer, status="streaming")
     live = LiveAnswer(message_id=answer.id)
     column.show_turns("A", [prompt, streaming], live)
-    assert column.text.endswith("…")  # waiting for the first words
+    assert column.text.endswith("Thinking…")  # waiting for the first words
     live.parser.feed("First paragraph.\n\n```python\nprint(1)\n```\n\nThe end is ")
     column.show_turns("A", [prompt, streaming], live)
     [view] = column.answers()
@@ -244,3 +244,56 @@ def test_a_streaming_compare_answer_draws_only_its_last_block_again(qtbot, make_
     assert "word by word" in view.blocks[2].text()
     column.show_turns("A", [prompt, replace(answer, content=live.text)])  # finished: drawn whole
     assert column.answers() == [view] and not view.is_live
+    column.show_turns("A", [prompt, replace(answer, content=live.text, thinking="Hm.", thinking_ms=3000.0)])
+    assert column.text.startswith("You: Show me code and a table.\n\nThought for 3")
+    assert column.answers() == [view]
+
+
+def test_a_comparison_exports_as_one_web_page_drawn_by_the_same_renderer(qtbot, make_window, services, tmp_path):
+    window = make_window()
+    window.show_cloud()
+    page = window.cloud_page
+    page.open_comparison(_saved_comparison(services, [ANSWER_WITH_BLOCKS, "Just **prose** <script>x()</script>"]))
+    out = tmp_path / "comparison.html"
+    page.export_to(out)
+    text = out.read_text(encoding="utf-8")
+    assert page.banner.label.text() == f"Saved to {out}."
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text.lower()
+    assert '<figure class="code"><figcaption>python</figcaption>' in text and '<span class="k">def</span>' in text
+    assert text.count("<th>") == 30 and 'src="data:image/png;base64,' in text
+    assert '<a href="https://example.com/docs"' in text and "&lt;script&gt;x()&lt;/script&gt;" in text
+    assert "A: standin/gpt-4o-mini" in text and "You" in text and "Show me code and a table." in text
+    assert not list(tmp_path.glob("*.part"))
+
+    missing = tmp_path / "no such folder" / "comparison.html"
+    page.export_to(missing)  # one clear sentence, no file, no traceback
+    assert page.banner.label.text().startswith("Could not write comparison.html: ")
+    assert not missing.parent.exists()
+
+
+def test_turning_the_wheel_over_code_or_a_table_in_a_column_scrolls_the_column(qtbot, make_window, services):
+    window = make_window()
+    window.show_cloud()
+    page = window.cloud_page
+    long_code = "```python\n" + "".join(f"line_{i} = {i}  # " + "x" * 150 + "\n" for i in range(40)) + "```\n"
+    page.open_comparison(_saved_comparison(services, [long_code + "\n" + WIDE_TABLE + "\n" + "More words. " * 300]))
+    qtbot.wait(50)
+    column = page.columns[0]
+    [answer] = column.answers()
+    [code] = answer.code_blocks()
+    [table] = answer.table_blocks()
+    bar = column.body.verticalScrollBar()
+    assert bar.maximum() > 0  # taller than the column: it scrolls up and down as a whole
+    for view in (code.view, table):
+        column.body.ensureWidgetVisible(view, 0, 0)
+        qtbot.wait(20)
+        before, sideways = bar.value(), view.horizontalScrollBar().value()
+        viewport = view.viewport()
+        at = QPointF(viewport.rect().center())
+        for delta in (QPoint(0, -240), QPoint(-240, 0)):
+            QApplication.sendEvent(viewport, QWheelEvent(
+                at, QPointF(viewport.mapToGlobal(at.toPoint())), QPoint(), delta, Qt.MouseButton.NoButton,
+                Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False))
+            if delta.y():
+                assert bar.value() > before and view.horizontalScrollBar().value() == sideways, type(view).__name__
+        assert view.horizontalScrollBar().value() > sideways  # a sideways turn scrolls the block
