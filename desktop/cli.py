@@ -273,8 +273,9 @@ class _AnswerPrinter:
         self._close_thinking()
         rest = answer.content[len(self.printed):] if answer.content.startswith(self.printed) else (
             "\n" + answer.content)
-        sys.stdout.write(_printable(rest) + "\n")
-        sys.stdout.flush()
+        if self.printed or rest:  # an answer that failed before its first word leaves stdout empty
+            sys.stdout.write(_printable(rest) + "\n")
+            sys.stdout.flush()
         if answer.thinking_ms is not None:
             from desktop.core.reasoning import thinking_phrase
 
@@ -474,6 +475,9 @@ def _found(services, args: argparse.Namespace) -> int:
         for s in scan.skipped:
             print(f"skipped {shown(str(s.path))}: {s.reason}")
     elif scan.skipped:
+        for s in scan.skipped:
+            if s.cut:
+                print(f"hearth: {shown(s.reason)}.", file=sys.stderr)
         print(f"hearth: {len(scan.skipped)} entr{'ies were' if len(scan.skipped) > 1 else 'y was'} skipped "
               "(--verbose says which and why).", file=sys.stderr)
     return 0

@@ -5,7 +5,9 @@ store (whose files are GGUF under a hash name; its manifests give the model's na
 Nothing is read beyond each file's header, and nothing is changed. The folders belong to other
 programs (or to whoever can write there), so nothing in them is trusted: only regular files are
 opened (never a pipe, a device or a socket, which would block or never end), links to folders are
-not followed (no loops), and the walk stops at a depth, a number of entries and a time limit.
+not followed (no loops), and the walk stops at a depth, a number of entries and a time limit. Each
+app's folder has its own entries and its own share of the time, so one huge folder cannot keep the
+others from being looked at; a folder cut short is named in `skipped`, with its app.
 Every entry that looked like a model but was left out is returned with the reason.
 """
 
@@ -25,9 +27,9 @@ from desktop.core import gguf
 from desktop.core.library import SPLIT
 
 MAX_DEPTH = 6  # folders below each app's model folder
-MAX_ENTRIES = 50_000  # folder entries looked at in one scan, all folders together
+MAX_ENTRIES = 50_000  # folder entries looked at in each app's folder
 MAX_MANIFEST_BYTES = 1024 * 1024  # Ollama manifests are a few hundred bytes of JSON
-TIME_LIMIT_S = 30.0
+TIME_LIMIT_S = 30.0  # one scan, all folders together; each gets a fair share of what is left
 _OLLAMA_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{1,64})$")
 
 
@@ -48,10 +50,12 @@ class Found:
 
 @dataclass(frozen=True)
 class Skipped:
-    """An entry left out, and why, in words."""
+    """An entry left out, and why, in words; `cut` when a whole folder's rest was left (its budget
+    ran out), which a person should hear about even without asking for the details."""
 
     path: Path
     reason: str
+    cut: bool = False
 
 
 @dataclass
@@ -68,22 +72,28 @@ class Scan:
 
 
 class _Budget:
-    """The entries and time one scan may still spend."""
+    """The entries and time the walk of one app's folder may still spend."""
 
-    def __init__(self, scan: Scan) -> None:
-        self.scan = scan
+    def __init__(self, scan: Scan, app: str = "", root: Path | None = None,
+                 seconds: float = TIME_LIMIT_S) -> None:
+        self.scan, self.app, self.root = scan, app, root
         self.entries = 0
-        self.deadline = time.monotonic() + TIME_LIMIT_S
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
         self.spent = False
 
     def take(self, where: Path) -> bool:
         self.entries += 1
         if self.spent:
             return False
-        if self.entries > MAX_ENTRIES or time.monotonic() > self.deadline:
+        too_many = self.entries > MAX_ENTRIES
+        if too_many or time.monotonic() > self.deadline:
             self.spent = True
-            self.scan.skipped.append(Skipped(where, f"the search stopped here: it had looked at "
-                                                    f"{MAX_ENTRIES:,} entries or for {TIME_LIMIT_S:.0f} s"))
+            whose = f"{self.app}'s folder" if self.app else "This folder"
+            why = (f"has more than {MAX_ENTRIES:,} entries" if too_many else
+                   f"took more than {self.seconds:.1f} s to look through")
+            self.scan.skipped.append(Skipped(self.root or where, f"{whose} {why}; the rest of it (from "
+                                                                 f"{where.name}) was not looked at", cut=True))
             return False
         return True
 
@@ -117,7 +127,7 @@ def _why_not_a_file(path: Path) -> str:
         if exc.errno == errno.ELOOP:
             return "a link that loops back on itself"
         if exc.errno == errno.ENOENT:
-            return "a link to a file that is not there"
+            return "a link to a file that is not there" if os.path.islink(path) else "missing: no file is there"
         if exc.errno in (errno.EACCES, errno.EPERM):
             return "Hearth may not read it (permissions)"
         return f"could not be read ({exc.strerror or exc})"
@@ -208,8 +218,12 @@ def _why_not_offered(path: Path) -> str:
     return ""
 
 
+def _ollama_root(home: Path) -> Path:
+    return Path(os.environ.get("OLLAMA_MODELS") or home / ".ollama" / "models")
+
+
 def _ollama(home: Path, budget: _Budget, scan: Scan) -> list[tuple[Path, str]]:
-    root = Path(os.environ.get("OLLAMA_MODELS") or home / ".ollama" / "models")
+    root = _ollama_root(home)
     manifests = root / "manifests"
     if not manifests.is_dir():
         return []
@@ -264,40 +278,57 @@ def ollama_name(blob: Path) -> str:
 def scan(known_paths: set[Path] | dict[Path, str], home: Path | None = None) -> Scan:
     """GGUF files other apps keep under `home` (default: the user's home folder), each marked with
     the id of the Hearth model that already uses it. `known_paths` are the files of installed
-    models (a dict maps each to its model id). Never blocks on a pipe or a device, never follows a
-    link to a folder, stops after MAX_ENTRIES entries or TIME_LIMIT_S seconds; every candidate left
-    out is in `Scan.skipped` with a reason."""
+    models (a dict maps each to its model id; a hard link to one counts as the same file). Never
+    blocks on a pipe or a device, never follows a link to a folder; each app's folder is visited,
+    with at most MAX_ENTRIES entries and its share of TIME_LIMIT_S seconds; every candidate left
+    out is in `Scan.skipped` with a reason (one file two apps list is found once, the other skipped
+    as "the same file as …")."""
     home = home or Path.home()
     result = Scan()
-    budget = _Budget(result)
+    roots = [(app, folder) for app, folder in _folders(home) if folder.is_dir()]
+    ollama = (_ollama_root(home) / "manifests").is_dir()
+    deadline = time.monotonic() + TIME_LIMIT_S
+    left = len(roots) + ollama
+
+    def share(app: str, root: Path) -> _Budget:  # a fair part of the time still left, per folder
+        nonlocal left
+        seconds = max(0.0, deadline - time.monotonic()) / max(left, 1)
+        left -= 1
+        return _Budget(result, app, root, seconds)
+
     candidates: list[tuple[str, Path, str]] = []
-    for app, folder in _folders(home):
-        if not folder.is_dir():
-            continue
-        for path in _walk(folder, budget, result):
+    for app, folder in roots:
+        for path in _walk(folder, share(app, folder), result):
             why = _why_not_offered(path)
             if why:
                 result.skipped.append(Skipped(path, why))
             else:
                 candidates.append((app, path, path.name))
-    candidates += [("Ollama", blob, name) for blob, name in _ollama(home, budget, result)]
+    if ollama:
+        budget = share("Ollama", _ollama_root(home))
+        candidates += [("Ollama", blob, name) for blob, name in _ollama(home, budget, result)]
     ids = known_paths if isinstance(known_paths, dict) else dict.fromkeys(known_paths, "?")
-    known = {}
+    known: dict[object, str] = {}
     for path, model_id in ids.items():
         try:
             known[Path(path).resolve()] = model_id or "?"
-        except (OSError, RuntimeError):
-            continue  # a loop: it cannot be one of these files
-    seen = set()
+            st = os.stat(path)
+            known[(st.st_dev, st.st_ino)] = model_id or "?"
+        except (OSError, RuntimeError, ValueError):
+            continue  # gone, or a loop: it cannot be one of these files
+    seen: dict[object, tuple[str, Path]] = {}
     for app, path, name in candidates:
         try:
             real = path.resolve()
+            st = os.stat(path)
         except (OSError, RuntimeError):
             result.skipped.append(Skipped(path, "a link that loops back on itself"))
             continue
-        if real in seen:
+        first = seen.get(real) or seen.get((st.st_dev, st.st_ino))
+        if first is not None:
+            result.skipped.append(Skipped(path, f"the same file as {first[1]} ({first[0]}), listed once"))
             continue
-        seen.add(real)
+        seen[real] = seen[(st.st_dev, st.st_ino)] = (app, path)
         try:
             _check_regular(path)  # it may have been swapped for a pipe since the walk
             info = gguf.read_info(path)
@@ -308,6 +339,6 @@ def scan(known_paths: set[Path] | dict[Path, str], home: Path | None = None) -> 
             result.skipped.append(Skipped(path, f"could not be read ({exc})"))
             continue
         result.found.append(Found(app, path, name, info.file_size, info.architecture, info.quantization,
-                                  in_hearth=known.get(real, "")))
+                                  in_hearth=known.get(real) or known.get((st.st_dev, st.st_ino), "")))
     result.found.sort(key=lambda f: (f.app, f.name.lower()))
     return result

@@ -137,16 +137,56 @@ def test_pipes_devices_sockets_and_link_loops_are_skipped_with_a_reason_never_re
     assert took < 10
 
 
-def test_a_scan_stops_after_its_entry_budget_and_says_where(tmp_path, monkeypatch):
-    home = tmp_path / "home"
+def _clean_env(monkeypatch):
     for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS", "LOCALAPPDATA"):
         monkeypatch.delenv(var, raising=False)
-    folder = home / ".lmstudio/models/many"
-    folder.mkdir(parents=True)
-    for i in range(50):
-        (folder / f"note-{i:02d}.txt").write_text("x")
+
+
+def ollama_model(home, name, blob, digest=None):
+    """An Ollama manifest `name` (`model/tag`) whose model layer is `blob` (sha256 hex digits)."""
+    manifest = home / ".ollama/models/manifests/registry.ollama.ai/library" / name
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"layers": [
+        {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest or blob}"}]}))
+    return home / ".ollama/models/blobs" / f"sha256-{blob}"
+
+
+def test_one_huge_app_folder_does_not_keep_the_others_from_being_looked_at(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    _clean_env(monkeypatch)
+    jan = home / "jan/models"
+    for i in range(60):  # stands for 60,000 files: the budget is made small to match
+        tiny(jan / f"m-{i:02d}.gguf", f"jan{i}")
+    tiny(home / ".lmstudio/models/org/repo/qwen-Q4_0.gguf", "Qwen")
+    tiny(home / ".cache/huggingface/hub/models--org--Phi-GGUF/snapshots/abc/phi-Q4_0.gguf", "Phi")
+    tiny(ollama_model(home, "llama3.2/latest", "9a8b"), "Llama")
     monkeypatch.setattr(elsewhere, "MAX_ENTRIES", 20)
-    scan, _ = _scan_within(20, set(), home=home)
-    assert scan.found == []
-    assert [s.reason for s in scan.skipped] == [
-        "the search stopped here: it had looked at 20 entries or for 30 s"]
+    scan, _ = _scan_within(60, set(), home=home)
+    assert {f.app for f in scan.found} == {"Jan", "LM Studio", "Hugging Face cache", "Ollama"}
+    assert len([f for f in scan.found if f.app == "Jan"]) == 20
+    assert [(s.path, s.reason) for s in scan.skipped] == [
+        (jan, "Jan's folder has more than 20 entries; the rest of it (from m-20.gguf) was not looked at")]
+
+
+def test_a_missing_blob_a_file_two_apps_list_and_a_hard_linked_copy_are_told_apart(tmp_path, monkeypatch):
+    import os
+
+    home = tmp_path / "home"
+    _clean_env(monkeypatch)
+    ollama_model(home, "gone/latest", "dead")  # its blob was deleted: a plain missing file
+    lm = tiny(home / ".lmstudio/models/org/repo/shared-Q4_0.gguf", "Shared")
+    blob = ollama_model(home, "shared/latest", "5eed")
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.symlink_to(lm)  # Ollama's blob is a link to LM Studio's file
+    gpt = tiny(home / ".local/share/nomic.ai/GPT4All/own-Q4_0.gguf", "Own")
+    installed = tmp_path / "hearth/own.gguf"
+    installed.parent.mkdir()
+    os.link(gpt, installed)  # the copy in Hearth is a hard link of GPT4All's file
+    scan = elsewhere.scan({installed: "own-q4_0"}, home=home)
+    assert [(f.app, f.name, f.in_hearth) for f in scan.found] == [
+        ("GPT4All", "own-Q4_0.gguf", "own-q4_0"), ("LM Studio", "shared-Q4_0.gguf", "")]
+    reasons = {s.path.name: s.reason for s in scan.skipped}
+    assert reasons == {
+        "sha256-dead": "the model file of gone:latest: missing: no file is there",
+        "sha256-5eed": f"the same file as {lm} (LM Studio), listed once",
+    }

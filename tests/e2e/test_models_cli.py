@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -170,3 +172,19 @@ def test_importing_a_link_loop_or_nothing_says_so_in_one_sentence(env, tmp_path,
         result = hearth("models", "import", *flags, path, env=env)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_models_found_says_which_apps_folder_was_cut_short_and_still_looks_at_the_others(env, tmp_path):
+    user = tmp_path / "user"
+    jan = user / "jan/models"
+    jan.mkdir(parents=True)
+    for i in range(120):  # stands for 60,000 files: the command runs with a budget of 50 entries a folder
+        (jan / f"note-{i:03d}.txt").write_text("x")
+    forge(user / ".cache/huggingface/hub/models--org--Phi-GGUF/snapshots/abc/phi-Q4_0.gguf")
+    script = ("import sys; from desktop.core import elsewhere; elsewhere.MAX_ENTRIES = 50; "
+              "from desktop.cli import main; sys.exit(main(['models', 'found']))")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "phi-Q4_0.gguf" in result.stdout
+    assert ("hearth: Jan's folder has more than 50 entries; the rest of it (from note-050.txt) was not "
+            "looked at.") in result.stderr.splitlines()
