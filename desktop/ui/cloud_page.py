@@ -119,6 +119,7 @@ class ColumnView(QFrame):
                 del self._turns[index:]
                 turn = _Turn(m.role, self.theme)
                 self._stack.insertWidget(self._stack.count() - 1, turn)
+                turn.show()  # now, not after the next turn of the event loop (as a layout would)
                 self._turns.append(turn)
             if m.role == "user":
                 turn.show_prompt(m.content)

@@ -177,7 +177,7 @@ ANSWER_WITH_BLOCKS = (f"Here is the code:\n\n```python\n{CODE}\n```\n\nAnd a wid
                       "Its area is \\( \\pi r^2 \\), and [the docs](https://example.com/docs) say more.")
 
 
-def _saved_comparison(services, answers: list[str], prompt: str = "Show me code and a table.") -> int:
+def _saved_comparison(services, answers: list[str], prompt: str = "Show me code and a table.", blind: bool = False) -> int:
     """A comparison as the store keeps it once answered: one conversation per column."""
     store = services.store
     conversations = []
@@ -187,7 +187,7 @@ def _saved_comparison(services, answers: list[str], prompt: str = "Show me code 
         store.add_message(conversation.id, "assistant", text, status="complete")
         conversations.append(conversation.id)
     targets = ["standin/gpt-4o-mini", "standin/gpt-4o"][:len(answers)]
-    return store.create_comparison(prompt, targets, conversations, blind=False).id
+    return store.create_comparison(prompt, targets, conversations, blind=blind).id
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
@@ -269,6 +269,11 @@ def test_a_comparison_exports_as_one_web_page_drawn_by_the_same_renderer(qtbot, 
     page.export_to(missing)  # one clear sentence, no file, no traceback
     assert page.banner.label.text().startswith("Could not write comparison.html: ")
     assert not missing.parent.exists()
+
+    page.open_comparison(_saved_comparison(services, ["Red.", "Blue."], "Name a colour.", blind=True))
+    page.export_to(out)  # blind and not yet voted on: the page keeps the models hidden too
+    text = out.read_text(encoding="utf-8")
+    assert "<h3>A</h3>" in text and "<h3>B</h3>" in text and "gpt-4o" not in text
 
 
 def test_turning_the_wheel_over_code_or_a_table_in_a_column_scrolls_the_column(qtbot, make_window, services):
