@@ -31,7 +31,8 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
             return 0
         print(busy, file=sys.stderr)
         if app.platformName() not in ("offscreen", "minimal"):  # no screen to show a dialog on
-            QMessageBox.information(None, "Hearth is already open", busy)
+            title = "Hearth cannot start" if instance.lock_problem else "Hearth is already open"
+            QMessageBox.information(None, title, busy)
         return 1
     # Only now the rest of the app: a second launch hands over without loading it.
     import qasync

@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -56,12 +57,18 @@ class AppInstance(QObject):
         self._lock = QLockFile(str(self.data / LOCK_NAME))
         self._lock.setStaleLockTime(0)  # stale only when its process is gone, never by age
         self._server = None
+        self.lock_problem = ""  # a sentence when the lock's path is not a lock file Hearth can use
 
     def claim(self) -> bool:
-        """Take the data folder's lock; False when a live process holds it. A lock left by a process
-        that no longer runs (killed, crashed) is removed and taken."""
+        """Take the data folder's lock; False when a live process holds it, or when something that
+        is not a lock file (a folder, a link, a pipe) has the lock's name: then `lock_problem` says
+        so, and `hand_over` returns that sentence at once. A lock left by a process that no longer
+        runs (killed, crashed) is removed and taken."""
         if self._lock.tryLock(0):
             return True
+        self.lock_problem = self._not_a_lock_file()
+        if self.lock_problem:  # said once, by the launch (logging is not set up yet)
+            return False
         if self._lock.error() == QLockFile.LockError.PermissionError and not (self.data / LOCK_NAME).exists():
             log.warning("cannot write the lock in %s; opening without it", self.data)
             return True  # a folder Hearth cannot write: opening the database says so in words
@@ -110,11 +117,13 @@ class AppInstance(QObject):
     # -- a second launch --------------------------------------------------------------------------
     def hand_over(self, wait_s: float = HANDOVER_WAIT_S) -> str | None:
         """Ask the window open on this folder to come forward. None when it did; else the sentence
-        to show: the folder is open in another user's session, on another computer, or its window
-        does not answer within `wait_s` seconds (a window still starting, its lock younger than
+        to show: the lock's path is not a lock file (`lock_problem`), the folder is open in another
+        user's session, on another computer, or its window does not answer within `wait_s` seconds (a window still starting, its lock younger than
         STARTING_S, is waited for until it listens)."""
         from PySide6.QtNetwork import QLocalSocket
 
+        if self.lock_problem:
+            return self.lock_problem
         started = time.monotonic()
         while True:
             socket = QLocalSocket()
@@ -134,6 +143,21 @@ class AppInstance(QObject):
             if time.monotonic() - started >= wait_s and not self._holder_starting():
                 return self._busy_sentence()
             time.sleep(0.05)  # the window is starting and not listening yet: try again
+
+    def _not_a_lock_file(self) -> str:
+        """A sentence if the lock's path holds something other than a regular file ("" if not).
+        Never removed here: a folder or a link with that name may hold someone's files."""
+        path = self.data / LOCK_NAME
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return ""
+        if stat.S_ISREG(mode):
+            return ""
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a link" if stat.S_ISLNK(mode) else
+                "a pipe, a socket or a device")
+        return (f"{path} is {kind}, not Hearth's lock file, so Hearth cannot tell whether it is already open "
+                "on this data folder; move or remove it and start Hearth again.")
 
     def _holder_starting(self) -> bool:
         try:

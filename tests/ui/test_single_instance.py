@@ -125,3 +125,25 @@ def test_two_launches_at_once_open_one_window(env):
         assert log.count(SHOWN) == 1
     finally:
         end(first)
+
+
+@pytest.mark.parametrize("kind", ["folder", "dangling link"])
+def test_a_folder_or_a_link_named_like_the_lock_is_named_in_one_true_sentence(env, kind):
+    lock = Path(env["HEARTH_HOME"]) / "data" / "hearth.lock"
+    lock.parent.mkdir(parents=True)
+    if kind == "folder":
+        lock.mkdir()
+        (lock / "kept.txt").write_text("someone's file")
+    else:
+        lock.symlink_to(lock.parent / "nowhere")
+    started = time.monotonic()
+    second = launch(env)
+    assert time.monotonic() - started < 20  # said at once, not after waiting for a window
+    assert second.returncode == 1
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+    what = "a folder" if kind == "folder" else "a link"
+    assert lines[0] == (f"{lock} is {what}, not Hearth's lock file, so Hearth cannot tell whether it is already "
+                        "open on this data folder; move or remove it and start Hearth again.")
+    assert "does not answer" not in second.stderr
+    assert kind != "folder" or (lock / "kept.txt").read_text() == "someone's file"  # nothing removed
