@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from desktop.core import net, secrets
 from desktop.core.errors import HearthError
 from desktop.core.files import write_json
+from desktop.core.library import shown
 from desktop.core.paths import resources_dir
 from desktop.core.providers import Endpoint, api_url, error_for
 from desktop.core.store import THIS_MACHINE
@@ -80,7 +81,8 @@ class CloudTarget:
 
 
 # Query parameters that carry a key rather than a setting (`api-version` is a setting).
-_SECRET_PARAMS = {"key", "apikey", "token", "auth", "secret", "password", "passwd", "pwd", "sig", "signature"}
+_SECRET_PARAMS = {"key", "apikey", "token", "auth", "secret", "password", "passwd", "pwd", "sig", "signature",
+                  "code"}  # code: Azure Functions' key
 
 
 def _is_secret_param(name: str) -> bool:
@@ -127,7 +129,20 @@ def clean_address(url: str) -> Address:
             kept.append((name, value))
         elif value:
             found.setdefault(value, f"{name}=")
-    clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), urlencode(kept), ""))
+    # Parameters in the path (`/v1;api-key=…`, RFC 3986 3.3) are read the same way.
+    segments = []
+    for segment in parts.path.split("/"):
+        head, *params = segment.split(";")
+        for param in params:
+            name, _, value = param.partition("=")
+            if _is_secret_param(unquote(name)):
+                if value:
+                    found.setdefault(unquote(value), f";{unquote(name)}=")
+            else:
+                head += ";" + param
+        segments.append(head)
+    path = "/".join(segments)
+    clean = urlunsplit((parts.scheme, netloc, path.rstrip("/"), urlencode(kept), ""))
     return Address(clean, tuple(found.items()))
 
 
@@ -212,7 +227,7 @@ class Providers:
         import httpx
         name = name.strip().lower()
         if not NAME.match(name):
-            raise ProviderSetupError(f"“{secrets.redact(name)}” cannot be a provider's name: use up to 32 "
+            raise ProviderSetupError(f"“{shown(secrets.redact(name))}” cannot be a provider's name: use up to 32 "
                                      "lower-case letters, digits, - or _.")
         base = preset(name)
         address = clean_address(base_url or (base.base_url if base else ""))

@@ -171,8 +171,8 @@ def error_for(status: int | None, detail: str, endpoint: Endpoint, headers: http
         return ContextOverflow("This conversation no longer fits in the model's context. Start a new chat, "
                                "or raise the context length in the model's settings.")
     if status in (401, 403):
-        return KeyRefused(f"{who} refused the key ({status}). Check the key in Providers, or that your "
-                          f"account may use “{endpoint.model}”.")
+        model = f", or that your account may use “{endpoint.model}”" if endpoint.model else ""
+        return KeyRefused(f"{who} refused the key ({status}). Check the key in Providers{model}.")
     if status == 404:
         return ModelNotFound(f"{who} does not know the model “{endpoint.model}” (404). Pick another of its "
                              "models in Providers.")

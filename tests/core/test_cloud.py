@@ -223,6 +223,10 @@ def test_providers_are_added_from_presets_or_an_address_and_removed_with_their_k
                        ("x", "is not a web address")]:
         with pytest.raises(ProviderSetupError, match=words):
             registry.add(bad, base_url="ftp://x" if bad == "x" else "")
+    with pytest.raises(ProviderSetupError) as refused:  # a name that would move the terminal's cursor
+        registry.add("evil\x1b[2J\nname", base_url="http://127.0.0.1:9/v1")
+    assert "\x1b" not in str(refused.value) and "\n" not in str(refused.value)
+    assert "evil\\x1b[2j\\nname" in str(refused.value)  # (names are lower-cased first)
     secrets.put("box", "k")
     registry.remove("box")
     assert secrets.get("box") is None and [p.name for p in registry.all()] == ["openai"]

@@ -184,3 +184,15 @@ def test_an_old_address_with_a_key_other_than_the_kept_one_is_not_rewritten(serv
     assert services.providers.get("box").base_url == server.url + "/v1"
     assert path.read_text() == text
     assert secrets.get("box") == "the-kept-key-123456"
+
+
+@pytest.mark.parametrize(("typed", "kept", "where"), [
+    ("/v1;api-key={k}", "/v1", ";api-key="),
+    ("/v1?code={k}&api-version=1", "/v1?api-version=1", "code="),
+    ("/v1;x-functions-key={k};v=2", "/v1;v=2", ";x-functions-key="),
+])
+def test_keys_in_path_parameters_and_azure_functions_codes_are_taken_out(services, server, typed, kept, where):
+    added = services.providers.add("azure", base_url=server.url + typed.format(k=QUERY_KEY))
+    assert added.base_url == server.url + kept
+    assert secrets.get("azure") == QUERY_KEY
+    assert QUERY_KEY not in (services.paths.config / "providers.json").read_text()

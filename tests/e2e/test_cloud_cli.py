@@ -42,6 +42,10 @@ def test_add_a_provider_list_its_models_chat_with_one_and_remove_it(server):
     server.next = ["401"]
     refused = hearth("chat", "-m", "openai/gpt-4o-mini", "Once more?")
     assert refused.returncode == 1 and "refused the key (401)" in refused.stderr
+    assert refused.stdout == ""  # no answer: not even an empty line for a script to read
+    server.next = ["401"]
+    listing = hearth("providers", "models", "openai")
+    assert listing.returncode == 1 and "Check the key in Providers." in listing.stderr and "“”" not in listing.stderr
 
     removed = hearth("providers", "rm", "openai")
     assert removed.returncode == 0 and "Removed OpenAI and its key." in removed.stdout
