@@ -339,10 +339,18 @@ class Library:
         the library). Raises LibraryError, or GGUFError for a file that is not a usable model."""
         candidate = Path(ref.strip()).expanduser() if ref.strip() else None
         if candidate is not None and (candidate.suffix.lower() == ".gguf" or is_regular_file(candidate)):
+            if not os.path.lexists(candidate):  # no such path: perhaps an installed model's file name
+                try:
+                    return self.get(ref)
+                except LibraryError:
+                    pass  # neither: said as a missing file, below
             if candidate.exists() and not is_regular_file(candidate):
                 raise LibraryError(f"“{shown(ref)}” is not a regular file (a folder, a device or a pipe).")
-            info = gguf.read_info(candidate)
-            return self._record(candidate.resolve(), info, origin="linked", sha256="")
+            try:
+                info = gguf.read_info(candidate)
+                return self._record(candidate.resolve(), info, origin="linked", sha256="")
+            except OSError as exc:  # a loop, a too long name…: one sentence
+                raise LibraryError(_unreadable(candidate, exc)) from exc
         return self.get(ref)
 
     def require_file(self, record: ModelRecord) -> ModelRecord:

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from desktop.core.gguf import GGUFError
 from desktop.core.library import (
     MAX_NAME_BYTES,
     AlreadyInstalled,
@@ -239,3 +240,16 @@ def test_a_file_named_only_dots_keeps_its_gguf_ending_and_is_shown_as_model(serv
     record = services.library.import_file(forge(tmp_path / "...gguf"))
     assert os.path.basename(record.path) == "model.gguf" and record.name == "model"
     assert services.library.get(record.id).path == record.path
+
+
+def test_a_model_named_by_its_file_name_or_a_looping_path_for_chat_is_found_or_refused_in_a_sentence(
+        services, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    record = services.library.import_file(forge(tmp_path / "in" / "Модель A.gguf"))
+    assert services.library.resolve("Модель A.gguf").id == record.id  # no such path here: the installed model
+    loop = tmp_path / "loop.gguf"
+    loop.symlink_to(loop)
+    with pytest.raises(LibraryError, match="“loop.gguf” is a link that loops back on itself"):
+        services.library.resolve(str(loop))
+    with pytest.raises(GGUFError, match="There is no file"):
+        services.library.resolve(str(tmp_path / "nowhere.gguf"))
