@@ -43,6 +43,7 @@ from desktop.ui.widgets import confirm, data_table, muted, page_frame
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 FLUSH_MS = 33
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's largest widget size: no maximum
 NONE = ""
 CUSTOM = "custom"
 MARKDOWN_FILTER = "Markdown (*.md)"
@@ -90,6 +91,12 @@ class ColumnView(QFrame):
         self._stack.addStretch(1)
         self.body.setWidget(holder)
         self._turns: list[_Turn] = []  # one per message, top to bottom
+        # Finished turns get a fixed height for the column's width, so a growing answer does not
+        # make Qt measure every earlier one again, 30 times a second (as the chat's MessageList).
+        self._live_turn: _Turn | None = None
+        self._frozen_at = 0
+        self._freeze_timer = QTimer(self, singleShot=True, interval=0)
+        self._freeze_timer.timeout.connect(self._freeze_finished)
         self._stick = True  # follow the end of the conversation unless the reader scrolled up
         bar = self.body.verticalScrollBar()
         bar.valueChanged.connect(lambda value: setattr(self, "_stick", value >= bar.maximum() - 24))
@@ -107,6 +114,7 @@ class ColumnView(QFrame):
         """Show the conversation of this column. Called up to 30 times a second while answers
         stream: only what changed is drawn again (of a growing answer, its last block)."""
         self.title.setText(label)
+        self._live_turn = None
         shown = [m for m in messages if m.role in ("user", "assistant")]
         for index, m in enumerate(shown):
             if index < len(self._turns) and self._turns[index].role == m.role:
@@ -125,6 +133,8 @@ class ColumnView(QFrame):
                 turn.show_prompt(m.content)
                 continue
             streaming = live is not None and m is messages[-1] and m.status == "streaming"
+            if streaming:
+                self._live_turn = turn
             text = live.text if streaming else m.content
             thought = thinking_line(live.phase, live.thinking_ms) if streaming else (
                 thinking_line("done", m.thinking_ms) if m.thinking or m.thinking_ms is not None else "")
@@ -137,6 +147,7 @@ class ColumnView(QFrame):
         del self._turns[len(shown):]
         if not shown:
             self._stick = True
+        self._freeze_timer.start()
         answers = [m for m in messages if m.role == "assistant"]
         last = answers[-1] if answers else None
         if last is None or last.status == "streaming":
@@ -148,6 +159,20 @@ class ColumnView(QFrame):
         else:
             self.figures.setText(stats_line(last, with_where=False))
             self.where.setText(where_line(last))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._freeze_timer.start()  # measured again once the width settles
+
+    def _freeze_finished(self) -> None:
+        width = self.body.viewport().width() - self._stack.contentsMargins().right()
+        if width != self._frozen_at:
+            for turn in self._turns:
+                turn.thaw()
+            self._frozen_at = width
+        for turn in self._turns:
+            if turn is not self._live_turn:
+                turn.freeze(width)
 
     def answers(self) -> list[AnswerView]:
         """The answers shown, top to bottom."""
@@ -177,6 +202,23 @@ class _Turn(QWidget):
         self.thought = self._label("CompareThought") if role != "user" else None
         self.waiting = self._label("CompareWaiting") if role != "user" else None
         self.note = self._label("CompareNote") if role != "user" else None
+        self._frozen_width = 0  # >0: its height is fixed for this width (see freeze)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+        return not self._frozen_width and super().hasHeightForWidth()
+
+    def freeze(self, width: int) -> None:
+        """Fix the height for `width`: it stops being measured on every layout of the column."""
+        if width > 0 and width != self._frozen_width:
+            self.thaw()
+            self._frozen_width = width
+            self.setFixedHeight(self.layout().totalHeightForWidth(width))
+
+    def thaw(self) -> None:
+        if self._frozen_width:
+            self._frozen_width = 0
+            self.setMinimumHeight(0)
+            self.setMaximumHeight(QWIDGETSIZE_MAX)
 
     def _label(self, name: str) -> QLabel:
         label = answer_label()  # selectable, copies clean
@@ -187,6 +229,7 @@ class _Turn(QWidget):
 
     def _set(self, label: QLabel, key: str, rich: str, text: str) -> None:
         if self._shown.get(key) != text:
+            self.thaw()
             self._shown[key] = text
             label.setText(rich)
         label.setVisible(bool(text))
@@ -208,6 +251,7 @@ class _Turn(QWidget):
             self.layout().insertWidget(self.layout().indexOf(self.waiting), self.answer)
         if self.answer is not None:
             if self.answer.markdown != text or self.answer.is_live != live:
+                self.thaw()
                 self.answer.set_markdown(text, live=live)
             self.answer.setVisible(bool(text))
         self._shown["answer"] = text

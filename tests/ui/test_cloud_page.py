@@ -221,6 +221,11 @@ def test_a_compare_column_draws_code_with_its_own_copy_button_and_a_wide_table_t
     assert QGuiApplication.clipboard().text() == CODE  # exactly as written
     assert code.copy_button.text() == "Copied"
 
+    window.resize(800, 720)  # narrower: every answer is measured again, nothing cut off
+    qtbot.waitUntil(lambda: all(view.height() >= view.heightForWidth(view.width())
+                                for c in page.columns[:2] for view in c.answers()), timeout=2000)
+    assert window.width() == 800 and table.horizontalScrollBar().maximum() > 0
+
 
 def test_a_streaming_compare_answer_draws_only_its_last_block_again(qtbot, make_window, services):
     window = make_window()
