@@ -311,7 +311,21 @@ class CodeView(QPlainTextEdit):
         self.verticalScrollBar().setValue(0)
 
 
-class CodeBlock(QFrame):
+class _HeightFollowsWidth:
+    """For a widget laid out by its own layout: its height is what that layout needs at the
+    width it is given, and it may shrink to 60 px wide (its blocks scroll sideways)."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
+        return self.layout().totalHeightForWidth(width)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(60, super().minimumSizeHint().height())
+
+
+class CodeBlock(_HeightFollowsWidth, QFrame):
     """A fenced code block: its language and a copy button above the code, coloured by pygments
     in the theme's light or dark style. The copy button copies the code exactly as written."""
 
@@ -434,17 +448,8 @@ class CodeBlock(QFrame):
         self.copy_button.setText("Copied")
         QTimer.singleShot(COPIED_MS, self.copy_button, lambda: self.copy_button.setText("Copy"))
 
-    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
-        return True
 
-    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
-        return self.layout().totalHeightForWidth(width)
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        return QSize(60, super().minimumSizeHint().height())
-
-
-class AnswerView(QWidget):
+class AnswerView(_HeightFollowsWidth, QWidget):
     """A model's Markdown as a column of blocks (prose, code, tables). `set_markdown` draws a
     text, reusing every block whose text has not changed; `live` marks an answer that is still
     growing, whose last prose block re-parses only its end (`LiveMarkdown`)."""
@@ -579,13 +584,4 @@ class AnswerView(QWidget):
         widget.hide()
         widget.setParent(None)
         widget.deleteLater()
-
-    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
-        return True
-
-    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
-        return self.layout().totalHeightForWidth(width)
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        return QSize(60, super().minimumSizeHint().height())
 

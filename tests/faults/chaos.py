@@ -407,8 +407,8 @@ class Lab:
                 time.sleep(0.01)
             if proc.poll() is None:
                 time.sleep(rng.uniform(0.0, 0.5))
+                injected = proc.poll() is None  # still at work when the disk fills (it may fail at once)
                 fill()
-                injected = proc.poll() is None
             try:
                 _, err = proc.communicate(timeout=120)
             except subprocess.TimeoutExpired:
@@ -551,9 +551,13 @@ def small_disk(size_mb: int = 24):
             (mount / "last").unlink(missing_ok=True)
             return
         with open(filler, "wb") as f:
+            with contextlib.suppress(OSError):  # at once (tmpfs allocates), so the fault lands mid-copy
+                free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+                os.posix_fallocate(f.fileno(), 0, max(free - (1 << 16), 1))
             with contextlib.suppress(OSError):
                 while True:
                     f.write(b"\0" * (1 << 16))
+                    f.flush()
         with contextlib.suppress(OSError), open(mount / "last", "wb") as f:  # the last few bytes too
             while True:
                 f.write(b"\0" * 512)

@@ -118,3 +118,22 @@ def send(qtbot, window, text: str):
     window.composer.input.setPlainText(text)
     qtbot.mouseClick(window.composer.button, Qt.MouseButton.LeftButton)
     return window.message_list.widgets()[-1]
+
+
+def formula_sources(html: str) -> list[str]:
+    """The LaTeX of each typeset formula in the rich text `html` (its pictures' alt text), in
+    the order they are drawn: what a reader's copy of each formula gives."""
+    from PySide6.QtGui import QTextDocument, QTextFormat
+
+    document = QTextDocument()
+    document.setHtml(html)
+    found, block = [], document.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fmt = it.fragment().charFormat()
+            if fmt.isImageFormat():
+                found.append(fmt.stringProperty(QTextFormat.Property.ImageAltText))
+            it += 1
+        block = block.next()
+    return found

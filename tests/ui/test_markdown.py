@@ -5,10 +5,11 @@ from html.parser import HTMLParser
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QTextCharFormat, QTextCursor, QTextDocument, QTextFormat
+from PySide6.QtGui import QTextCharFormat, QTextCursor, QTextDocument
 
 from desktop.ui.markdown import LiveMarkdown, image_address, is_live_link, plain_copy, to_html
 from desktop.ui.math_render import issued_image
+from tests.ui.conftest import formula_sources
 
 
 def test_fenced_code_becomes_a_shaded_monospaced_block_with_its_language():
@@ -191,18 +192,7 @@ MATH = [
 
 def image_sources(text: str) -> list[str]:
     """The LaTeX of each typeset formula in the rendered `text` (its images' alt text)."""
-    document = QTextDocument()
-    document.setHtml(to_html(text))
-    sources, block = [], document.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fmt = it.fragment().charFormat()
-            if fmt.isImageFormat():
-                sources.append(fmt.stringProperty(QTextFormat.Property.ImageAltText))
-            it += 1
-        block = block.next()
-    return sources
+    return formula_sources(to_html(text))
 
 
 @pytest.mark.parametrize(("text", "formula"), MATH)

@@ -13,14 +13,14 @@ import time
 
 import pytest
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QTextCursor, QTextDocument, QTextFormat
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QLabel
 
 from desktop.ui import math_render
 from desktop.ui.links import AnswerBrowser, guard_label
 from desktop.ui.markdown import LiveMarkdown, to_html
 from desktop.ui.theme import DARK, LIGHT
-from tests.ui.conftest import send, window_on_standin
+from tests.ui.conftest import formula_sources, send, window_on_standin
 
 IMG = re.compile(r'<img src="(data:image/png;base64,[A-Za-z0-9+/=]+)"[^>]*alt="([^"]*)"')
 
@@ -37,17 +37,7 @@ def document_of(html: str) -> QTextDocument:
 
 def formulas(html: str) -> list[str]:
     """The LaTeX source of each typeset formula, as Qt reads it from the pictures' alt text."""
-    document, found = document_of(html), []
-    block = document.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fmt = it.fragment().charFormat()
-            if fmt.isImageFormat():
-                found.append(fmt.stringProperty(QTextFormat.Property.ImageAltText))
-            it += 1
-        block = block.next()
-    return found
+    return formula_sources(html)
 
 
 def shown(html: str) -> str:

@@ -25,7 +25,6 @@ from PySide6.QtGui import (
     QGuiApplication,
     QMouseEvent,
     QTextDocument,
-    QTextFormat,
 )
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QMessageBox, QToolTip, QWidget
 
@@ -34,7 +33,7 @@ from desktop.ui.cloud_page import ColumnView
 from desktop.ui.links import OPEN_LINK_QUESTION
 from desktop.ui.markdown import image_address
 from tests.cloud_server import CloudServer
-from tests.ui.conftest import send, window_on_standin
+from tests.ui.conftest import formula_sources, send, window_on_standin
 
 PROCESS_EVENTS = ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "os.fork",
                   "os.forkpty", "os.startfile", "pty.spawn")
@@ -358,18 +357,7 @@ def _seen_in(label: QLabel) -> str:
 
 def _formulas_in(label: QLabel) -> list[str]:
     """The LaTeX of each typeset formula a label draws (its pictures' alt text), in order."""
-    document = QTextDocument()
-    document.setHtml(label.text())
-    found, block = [], document.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fmt = it.fragment().charFormat()
-            if fmt.isImageFormat():
-                found.append(fmt.stringProperty(QTextFormat.Property.ImageAltText))
-            it += 1
-        block = block.next()
-    return found
+    return formula_sources(label.text())
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
