@@ -62,6 +62,7 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
     uninstall_error_hook = install_error_hook(window)
     instance.show_requested.connect(lambda: bring_forward(window))
     after_first_paint(window, instance.listen)  # QtNetwork's import waits until the window is drawn
+    after_first_paint(window, _warm_up_math)  # the math typesetter's import, off the GUI thread
     window.show()
     code = 0
     if quit_when_shown:  # start-up timing
@@ -120,3 +121,9 @@ def _report_start_up(app, window) -> None:
 
     window._first_paint_probe = FirstPaint(window)
     window.installEventFilter(window._first_paint_probe)
+
+
+def _warm_up_math() -> None:
+    from desktop.ui import math_render
+
+    math_render.warm_up()

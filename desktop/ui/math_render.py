@@ -202,6 +202,12 @@ _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-math")
 _running: dict[tuple, Future] = {}
 
 
+def warm_up() -> None:
+    """Import ziamath (and read its font) in the worker thread now, so the first formula a
+    reader meets does not wait ~250 ms for it on the GUI thread. Call once the window is drawn."""
+    _worker.submit(_ziamath)
+
+
 def _svg_in_time(latex: str, display: bool, colour: str, size: float) -> tuple[str, float, float, float] | None:
     """`_svg`, run in the worker thread and waited for at most TYPESET_SECONDS, so a slow
     formula never holds the GUI thread longer (ziamath is pure Python and cannot be stopped:
