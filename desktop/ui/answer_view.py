@@ -351,6 +351,10 @@ class CodeBlock(_HeightFollowsWidth, QFrame):
         self.copy_button.setAccessibleName("Copy this code")
         self.copy_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.copy_button.clicked.connect(self.copy_code)
+        self.copy_button.ensurePolished()  # wide enough for "Copied" from the start: never elided
+        self.copy_button.setText("Copied")
+        self.copy_button.setMinimumWidth(self.copy_button.sizeHint().width())
+        self.copy_button.setText("Copy")
         header.addWidget(self.copy_button)
         layout.addLayout(header)
         self.view = CodeView()
