@@ -48,6 +48,26 @@ class LoadOptions:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """The local API server (`core/server`): off until the user turns it on. Its key, when it
+    serves the network, lives in the keyring (secrets name "local-server"), never here."""
+
+    enabled: bool = False  # started with the window (its state survives a restart)
+    port: int = 4784  # "HRTH" on a phone's keypad; LM Studio uses 1234, Ollama 11434, Jan 1337
+    network: bool = False  # serve on every interface (needs a key), not only 127.0.0.1
+    origins: tuple[str, ...] = ()  # web origins allowed by CORS, e.g. "http://localhost:3000"
+    ttl_s: int = 600  # a model an app loaded is unloaded after this many idle seconds
+    log_bodies: bool = False  # keep prompts and answers in the request log (off: figures only)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ServerSettings":
+        data = data if isinstance(data, dict) else {}
+        origins = data.get("origins")
+        return replace(_coerce(cls, data),
+                       origins=tuple(str(o) for o in origins) if isinstance(origins, list) else ())
+
+
+@dataclass(frozen=True)
 class Settings:
     sampling: Sampling = field(default_factory=Sampling)
     load: LoadOptions = field(default_factory=LoadOptions)
@@ -56,6 +76,7 @@ class Settings:
     offline: bool = False  # no connection to anything but this machine (net.py enforces it)
     electricity_watts: float = 0.0  # the computer's draw while answering; 0: not counted
     electricity_price_kwh: float = 0.0  # dollars per kWh
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +93,7 @@ class Settings:
             offline=_typed(data.get("offline"), base.offline),
             electricity_watts=_typed(data.get("electricity_watts"), base.electricity_watts),
             electricity_price_kwh=_typed(data.get("electricity_price_kwh"), base.electricity_price_kwh),
+            server=ServerSettings.from_dict(data.get("server")),
         )
 
 

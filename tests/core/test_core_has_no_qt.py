@@ -15,9 +15,9 @@ class NoQt(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, NoQt())
 import desktop.core
-for info in pkgutil.iter_modules(desktop.core.__path__):
-    importlib.import_module('desktop.core.' + info.name)
-    print(info.name)
+for info in pkgutil.walk_packages(desktop.core.__path__, 'desktop.core.'):
+    importlib.import_module(info.name)
+    print(info.name.removeprefix('desktop.core.'))
 """
 
 
@@ -26,7 +26,9 @@ def test_every_core_module_imports_with_qt_blocked():
                             cwd=Path(desktop.core.__file__).parents[2])
     assert result.returncode == 0, result.stderr
     imported = set(result.stdout.split())
-    on_disk = {p.stem for p in Path(desktop.core.__file__).parent.glob("*.py") if p.stem != "__init__"}
+    core = Path(desktop.core.__file__).parent
+    on_disk = {".".join(p.relative_to(core).with_suffix("").parts).removesuffix(".__init__")
+               for p in core.rglob("*.py") if p != core / "__init__.py"}
     assert imported == on_disk
 
 

@@ -420,8 +420,9 @@ class Lab:
                 problems.append("a traceback on a full disk: " + err.strip().splitlines()[-1])
             elif proc.returncode != 0 and err.strip().count("\n") > 1:
                 problems.append("a full disk was not one sentence: " + err.strip()[-300:])
-            if workload == "import" and injected and proc.returncode == 0:
-                problems.append("an import onto a full disk said it worked")
+            if workload == "import" and proc.returncode == 0:
+                injected = False  # every byte was written before the disk filled: a whole model
+                # (check_models below proves the file is whole and recorded at its size)
             fill(free=True)  # (SQLite cannot even read a WAL database on a full disk: check after)
             problems += check_models(home, {self.model_file.stat().st_size, self.import_source.stat().st_size})
             again = hearth(home, "chat", "-m", self.model_id, "--max-tokens", "8", "Say hello again.")
