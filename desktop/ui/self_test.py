@@ -25,6 +25,10 @@ def schedule_self_test(window) -> SelfTestResult:
     async def run() -> None:
         services = window.services
         try:
+            missing = await _renderer_parts_missing()
+            if missing:
+                print(f"self-test: failed: answers cannot be drawn in full ({missing} missing)", file=sys.stderr)
+                return
             if not services.library.models():
                 print("self-test: no model is installed", file=sys.stderr)
                 return
@@ -48,3 +52,21 @@ def schedule_self_test(window) -> SelfTestResult:
 
     asyncio.get_event_loop().call_soon(lambda: asyncio.ensure_future(run()))
     return result
+
+
+async def _renderer_parts_missing() -> str:
+    """What of the answer renderer this build lacks ("" when nothing): pygments' lexers (code
+    colours) and the math typesetter with its fonts, which an installer must carry as data."""
+    from desktop.ui import math_render
+    from desktop.ui.markdown import highlighted_html
+
+    missing = []
+    if not (highlighted_html("def f():\n    return 1\n", "python", "#ffffff") or "").count("<span"):
+        missing.append("code colours")
+    for _ in range(100):  # the first formula imports the typesetter (~0.3 s): wait for it, 5 s at most
+        if math_render.render("E = mc^2", False, "#000000", 16.0, 4.0, 1.0) is not None:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        missing.append("math typesetting")
+    return ", ".join(missing)
