@@ -182,7 +182,12 @@ def test_an_ollama_only_app_lists_shows_and_chats_with_hearths_model(server, mod
     import ollama
 
     client = ollama.Client(host=server.server.address)
-    assert httpx.get(server.server.address + "/api/version").json()["version"]
+    address = server.server.address
+    assert httpx.get(address + "/api/version").json()["version"]
+    assert httpx.head(address + "/").status_code == 200  # `ollama list` checks this first
+    assert httpx.get(address + "/").text.startswith("Ollama is running")
+    pulled = httpx.post(address + "/api/pull", json={"model": "llama3.2"})
+    assert pulled.status_code == 501 and "hearth models pull" in pulled.json()["error"]
 
     listed = client.list().models
     assert [m.model for m in listed] == [f"{ID}:latest"]
@@ -278,3 +283,24 @@ def test_a_prompt_longer_than_the_context_is_refused_with_both_numbers_not_cut(s
                 list(answer)
         assert refused.value.status_code == 400, refused.value
         assert "2048" in refused.value.error
+
+
+@pytest.mark.slow
+def test_an_app_that_leaves_mid_answer_frees_the_model_for_the_next_request(server):
+    address = server.server.address
+    story = {"model": ID, "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+             "options": {"num_predict": 2000, "temperature": 0}}
+    with httpx.stream("POST", address + "/api/chat", json=story, timeout=60) as response:
+        assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
+        lines = response.iter_lines()
+        first = json.loads(next(lines))
+        assert first["done"] is False and first["message"]["content"]
+    deadline = time.monotonic() + 20
+    while not any(r.path == "/api/chat" for r in server.records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [r for r in server.records if r.path == "/api/chat"]
+    assert left and left[0].model == ID  # recorded, though the app left
+    assert [m.busy for m in server.loaded()] == [0]  # the model's turn was handed back
+    quick = httpx.post(address + "/api/generate", json={"model": ID, "prompt": "Hi", "stream": False,
+                                                       "options": {"num_predict": 3}}, timeout=60)
+    assert quick.status_code == 200 and quick.json()["eval_count"] == 3

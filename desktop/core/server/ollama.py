@@ -324,7 +324,7 @@ def generate_line(model: str, text: str, thinking: str = "") -> dict[str, Any]:
 
 def ndjson(obj: dict[str, Any]) -> bytes:
     """One line of Ollama's stream (application/x-ndjson)."""
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 @dataclass
@@ -474,8 +474,21 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
     default sampling, `pool` the engines (`pool.use(model_id, ttl_s=…)` as an async context
     giving a lease with `endpoint`, `model`, `n_ctx`), `on_request` hears of every chat and
     generate request with its model and tokens (a RequestRecord)."""
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.background import BackgroundTask
+    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+    class Stream(StreamingResponse):
+        """An NDJSON answer that ends its request however the client leaves: the model's turn
+        is handed back and the request recorded even when the connection drops mid-answer."""
+
+        def __init__(self, events: AsyncIterator[bytes], done: Callable[[], Any]) -> None:
+            super().__init__(events, media_type="application/x-ndjson")
+            self._done = done
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                await self._done()
 
     def lookup(ref: Any) -> ModelRecord:
         if not isinstance(ref, str):
@@ -493,6 +506,27 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
                                  tokens_in=timing.prompt_tokens if timing and timing.ended else None,
                                  tokens_out=timing.answer_tokens if timing and timing.ended else None,
                                  duration_ms=(time.time() - started) * 1000))
+
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+    async def heartbeat() -> str:
+        # Ollama answers this; its command line (`ollama list`, `ollama run`) checks it first, and
+        # some tools look for these words.
+        return "Ollama is running (Hearth's local server: Ollama's API under /api/, OpenAI's under /v1/)"
+
+    @app.post("/api/pull")
+    @app.post("/api/push")
+    @app.post("/api/create")
+    @app.post("/api/copy")
+    @app.delete("/api/delete")
+    async def manage(request: Request):
+        return _error(OllamaError(501, f"Hearth's server does not change its models ({request.url.path}): add and "
+                                       "remove them in Hearth's Models page, or with `hearth models pull` and "
+                                       "`hearth models rm`."))
+
+    @app.post("/api/embed")
+    @app.post("/api/embeddings")
+    async def embed():
+        return _error(OllamaError(501, "Embeddings are not served by Hearth's server yet."))
 
     @app.get("/api/version")
     async def version() -> dict[str, str]:
@@ -553,7 +587,7 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
             record(request, exchange, exchange.status, started)
 
         if exchange.stream:
-            return StreamingResponse(events, media_type="application/x-ndjson", background=BackgroundTask(finish))
+            return Stream(events, finish)
         last: dict[str, Any] = {}
         async for raw in events:
             last = json.loads(raw)
