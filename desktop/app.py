@@ -63,6 +63,8 @@ def run_app(*, self_test: bool = False, quit_when_shown: bool = False) -> int:
     instance.show_requested.connect(lambda: bring_forward(window))
     after_first_paint(window, instance.listen)  # QtNetwork's import waits until the window is drawn
     after_first_paint(window, _warm_up_math)  # the math typesetter's import, off the GUI thread
+    if not (self_test or quit_when_shown):  # the local server, when the user left it on
+        after_first_paint(window, window.server.start_if_enabled)
     window.show()
     code = 0
     if quit_when_shown:  # start-up timing

@@ -45,6 +45,7 @@ from desktop.ui.chat_view import (
     waiting_note,
 )
 from desktop.ui.icons import icon, tool_button
+from desktop.ui.server_page import ServerSwitch, host_port
 from desktop.ui.sidebar import Sidebar
 from desktop.ui.theme import Theme
 from desktop.ui.widgets import Banner, confirm
@@ -52,6 +53,7 @@ from desktop.ui.widgets import Banner, confirm
 if TYPE_CHECKING:
     from desktop.ui.cloud_page import CloudPage
     from desktop.ui.models_page import ModelsPage
+    from desktop.ui.server_page import ServerPage
     from desktop.ui.settings_panel import SettingsPanel
 
 log = logging.getLogger(__name__)
@@ -114,11 +116,15 @@ class MainWindow(QMainWindow):
         # once the window has been drawn (or when first asked for), so the chat shows sooner.
         self._models_page: ModelsPage | None = None
         self._cloud_page: CloudPage | None = None
+        self._server_page: ServerPage | None = None  # built when first opened
+        # The local API server (off unless the user turned it on; app.py starts it after the first drawing).
+        self.server = ServerSwitch(services, self.spawn, parent=self)
         row.addWidget(self.pages, 1)
         self._row = row  # the settings panel goes on the right of the pages, once built
         self._settings_panel: SettingsPanel | None = None
         self.setCentralWidget(central)
         self._build_status_bar()
+        self.server.changed.connect(self._show_server_state)
 
         # Drawing the answer happens when text arrives, no sooner than the interval after the
         # last drawing: no timer ticks while nothing new has come.
@@ -238,6 +244,14 @@ class MainWindow(QMainWindow):
             self._cloud_page = page
         return self._cloud_page
 
+    @property
+    def server_page(self) -> ServerPage:
+        if self._server_page is None:
+            from desktop.ui.server_page import ServerPage
+
+            self._server_page = self._add_page(ServerPage(self.server, self.theme))
+        return self._server_page
+
     def _add_page(self, page):
         """A page beside the chat: its back arrow returns to the chat, its sentences go to its banner."""
         page.back_requested.connect(self.show_chat)
@@ -271,6 +285,10 @@ class MainWindow(QMainWindow):
         self.cloud_button = self._header_button("compare", "Compare models side by side, cloud providers, "
                                                 "where your words went (Ctrl+K)", self.show_cloud)
         bar.addWidget(self.cloud_button)
+        self.server_button = self._header_button("server", "Local server: let other apps on this computer use your "
+                                                 "models through the OpenAI or Ollama API", self.show_server)
+        self.server_button.setObjectName("ServerButton")
+        bar.addWidget(self.server_button)
         self.eject_button = self._header_button("eject", "Unload the model and free its memory",
                                                 lambda: self.spawn(self.services.engine.stop()))
         bar.addWidget(self.eject_button)
@@ -341,6 +359,12 @@ class MainWindow(QMainWindow):
         status.addWidget(self.load_progress)
         status.addPermanentWidget(self.context_label)
         status.addPermanentWidget(self.memory_label)
+        self.server_status = QToolButton()
+        self.server_status.setObjectName("ServerStatus")
+        self.server_status.setText("Server: off")
+        self.server_status.setToolTip("The local API server for other apps: click to open its page")
+        self.server_status.clicked.connect(self.show_server)
+        status.addPermanentWidget(self.server_status)
         status.addPermanentWidget(self.offline_button)
         self._show_offline(self.services.settings.offline)
 
@@ -419,7 +443,7 @@ class MainWindow(QMainWindow):
     def notify(self, text: str, level: str = "error") -> None:
         """A sentence on the page the user is looking at."""
         page = self.pages.currentWidget()
-        banner = page.banner if page in (self._models_page, self._cloud_page) else self.banner
+        banner = page.banner if page in (self._models_page, self._cloud_page, self._server_page) else self.banner
         banner.show_text(text, level)
 
     # -- offline mode ------------------------------------------------------------------------------
@@ -499,6 +523,24 @@ class MainWindow(QMainWindow):
         self._hide_settings()
         self.cloud_page.refresh()
         self.pages.setCurrentWidget(self.cloud_page)
+
+    def show_server(self) -> None:
+        self._hide_settings()
+        self.pages.setCurrentWidget(self.server_page)
+
+    def _show_server_state(self) -> None:
+        """The status bar's entry says whether the server is on and where; a start that failed
+        while its page is not shown is said in the banner."""
+        sw = self.server
+        text = {"on": f"Server: on {host_port(sw.address)}", "starting": "Server: starting…",
+                "stopping": "Server: stopping…"}.get(sw.state, "Server: off")
+        self.server_status.setText(text)
+        self.server_status.setProperty("on", sw.state == "on")
+        self.server_status.style().unpolish(self.server_status)
+        self.server_status.style().polish(self.server_status)
+        self.server_status.setToolTip(sw.error or "The local API server for other apps: click to open its page")
+        if sw.state == "off" and sw.error and self.pages.currentWidget() is not self._server_page:
+            self.notify(f"The local server is off: {sw.error}")
 
     def show_chat(self) -> None:
         self.pages.setCurrentWidget(self.chat_page)
@@ -1052,6 +1094,7 @@ class MainWindow(QMainWindow):
             self._cloud_page.halt()
         self._drop_if_empty(self.current_id)
         self._save_before_closing()
+        self.server.stop_before_closing()  # its models unload before the window's engine stops
         self.services.engine.stop_now()
         super().closeEvent(event)
 

@@ -130,6 +130,12 @@ def stylesheet(t: Theme) -> str:
     #VoteBar QPushButton {{ padding: 6px 14px; }}
     QToolButton#OfflineSwitch {{ color: {t.muted}; padding: 2px 10px; }}
     QToolButton#OfflineSwitch:checked {{ color: {t.warn}; font-weight: 600; background: transparent; }}
+    QToolButton#ServerStatus {{ color: {t.muted}; padding: 2px 10px; }}
+    QToolButton#ServerStatus[on="true"] {{ color: {t.good}; }}
+    QTableView#ServerLog, QListWidget#ServerOrigins {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 10px; gridline-color: transparent; }}
+    QTableView#ServerLog::item {{ padding: 0 4px; }}
+    QTableView#ServerLog::item:selected, QListWidget#ServerOrigins::item:selected {{ background: {t.selection}; color: {t.text}; }}
+    QListWidget#ServerOrigins::item {{ padding: 3px 6px; }}
     #ModelCard {{ border-radius: 10px; }}
     #ModelCard:hover {{ background: {t.selection}; }}
     #ModelCard[selected="true"] {{ background: {t.selection}; border: 1px solid {t.border}; }}
