@@ -162,7 +162,10 @@ def explain_exit(log_text: str, returncode: int | None, model_name: str) -> str:
 class Engine:
     """The local model engine: one child process, loaded with one model at a time."""
 
-    def __init__(self, paths: Paths, on_state: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, paths: Paths, on_state: Callable[[str, str], None] | None = None, *,
+                 log_name: str = "engine") -> None:
+        """`log_name`: the child's log file in the logs folder (`<log_name>.log`); each engine
+        running beside another (the local server's) needs its own."""
         self.paths = paths
         self.on_state = on_state  # (state, detail): stopped, loading, ready, failed, crashed
         self.state = "stopped"
@@ -171,7 +174,7 @@ class Engine:
         self._proc: subprocess.Popen[bytes] | None = None
         self._port = 0
         self._api_key = ""
-        self._log_path = paths.logs / "engine.log"
+        self._log_path = paths.logs / f"{log_name}.log"
         self._lock = asyncio.Lock()
         # What the engine said of its prompts (GET /hearth/v1/info): the format in use, whether
         # the system prompt is folded into the first message, and a notice for the user.

@@ -244,6 +244,15 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
     async def info() -> dict[str, Any]:
         return prompter.builder.info()
 
+    @app.post("/hearth/v1/tokens", dependencies=[Depends(authenticate)])
+    async def tokens(request: Request) -> dict[str, Any]:
+        """How many tokens `messages` make as a prompt, by the model's template (the local API
+        server checks a prompt against the context before sending it). Needs no model lock:
+        tokenizing reads only the vocabulary."""
+        body = await request.json()
+        _prompt, ids, _stops = await asyncio.to_thread(prompter.prompt, body.get("messages") or [])
+        return {"count": len(ids)}
+
     @app.post("/hearth/v1/chat/completions", dependencies=[Depends(authenticate)])
     async def chat(request: Request) -> StreamingResponse:
         body = await request.json()

@@ -15,7 +15,8 @@ The contract the window, the command line (`hearth serve`) and the tests rely on
   unloaded after `ttl_s` idle seconds.
 
 Submodules: pool (engines per model), app (the ASGI app: security, OpenAI routes),
-ollama (Ollama's routes), ledger (what apps used, per day).
+local (LocalServer: uvicorn in the running loop), ollama (Ollama's routes), ledger (what apps
+used, per day).
 """
 
 from __future__ import annotations
@@ -62,3 +63,21 @@ class RequestRecord:
     tokens_out: int | None
     duration_ms: float
     body: str = ""
+
+
+def __getattr__(name: str):
+    """LocalServer, ModelPool and create_app, imported when first asked for: the window imports
+    this contract at start-up without paying for FastAPI and uvicorn until the server starts."""
+    if name == "LocalServer":
+        from desktop.core.server.local import LocalServer
+
+        return LocalServer
+    if name == "ModelPool":
+        from desktop.core.server.pool import ModelPool
+
+        return ModelPool
+    if name == "create_app":
+        from desktop.core.server.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,495 @@
+"""The local API server's ASGI app: the security checks every request passes, and the OpenAI
+routes, which forward to the engine child of the model a request names (llama-cpp-python's
+OpenAI-compatible server) and answer with the model's Hearth id.
+
+Security, outermost first: a `Host` that is not this machine gets 403 (a web page cannot reach
+the server through DNS rebinding); a request from a web page whose `Origin` is not allowed gets
+403 and no CORS headers; CORS for allowed origins (preflight included); the key, when set, on
+every route (401). Errors are in OpenAI's shape (`{"error": {"message", "type", "param",
+"code"}}`), or Ollama's (`{"error": "..."}`) under /api/.
+
+Other modules add routes with `app.state`: `services`, `config`, `pool`, `record(RequestRecord)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from desktop.core import net
+from desktop.core.server import LOOPBACK, RequestRecord, ServerConfig
+from desktop.core.server.pool import Lease, ModelPool, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+CAPPED_HEADER = "X-Hearth-Max-Tokens-Capped"  # "asked -> given" when max_tokens was cut to what fits
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "localhost.localdomain"})
+# Sampling and format fields passed through to the engine child as the client sent them.
+CHAT_FIELDS = ("messages", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
+               "frequency_penalty", "stop", "seed", "logit_bias", "logprobs", "top_logprobs", "n", "user",
+               "tools", "tool_choice", "functions", "function_call", "grammar", "mirostat_mode",
+               "mirostat_tau", "mirostat_eta", "min_tokens")
+COMPLETION_FIELDS = ("prompt", "suffix", "temperature", "top_p", "top_k", "min_p", "repeat_penalty",
+                     "presence_penalty", "frequency_penalty", "stop", "seed", "logit_bias", "logprobs", "echo",
+                     "n", "best_of", "user", "grammar", "min_tokens")
+
+
+class ApiError(Exception):
+    """An answer in OpenAI's error shape: HTTP `status`, a sentence, its `type` and `code`."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+        self.headers = headers or {}
+
+
+def error_response(path: str, status: int, message: str, *, type: str = "invalid_request_error",
+                   code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error in the shape the calling API expects: Ollama's under /api/, else OpenAI's."""
+    if path.startswith("/api/"):
+        body: dict[str, Any] = {"error": message}
+    else:
+        body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _type_for(status: int) -> str:
+    return {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+            429: "rate_limit_error", 501: "not_implemented"}.get(status, "invalid_request_error"
+                                                                   if status < 500 else "server_error")
+
+
+# -- security ------------------------------------------------------------------------------------
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.1, ::1, localhost and the like: the server needs no key there."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def machine_names(config: ServerConfig) -> frozenset[str]:
+    """The names and addresses a request's Host may give for this machine: loopback always, and
+    when serving the network this machine's host name and every address of its interfaces."""
+    names = set(LOOPBACK_NAMES)
+    if not is_loopback_host(config.host):
+        import psutil
+
+        if config.host not in ("0.0.0.0", "::", ""):
+            names.add(config.host.lower())
+        hostname = socket.gethostname().lower()
+        names.update({hostname, f"{hostname}.local", socket.getfqdn().lower()})
+        for addresses in psutil.net_if_addrs().values():
+            for address in addresses:
+                if address.family in (socket.AF_INET, socket.AF_INET6):
+                    names.add(address.address.split("%")[0].lower())
+    return frozenset(names)
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port or IPv6 brackets, lower-cased."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class _Guard:
+    """Refuses, before anything else runs: a Host that is not this machine, an Origin not allowed."""
+
+    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+        self.app, self.config = app, config
+        self.names = machine_names(config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope.get("path", "")
+        if host_name(headers.get("host", "")) not in self.names:
+            log.warning("refused a request for host %r (not this machine)", headers.get("host", ""))
+            response = error_response(path, 403, "This server answers only requests addressed to this computer "
+                                      "(the Host header names another).", type="permission_error",
+                                      code="host_not_allowed")
+            return await response(scope, receive, send)
+        origin = headers.get("origin")
+        if origin and origin not in self.config.origins:
+            response = error_response(path, 403, f"Web pages from {origin} may not use this server: allow the "
+                                      "origin in Hearth's Local server settings.", type="permission_error",
+                                      code="origin_not_allowed")
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class _KeyCheck:
+    """Every request carries `Authorization: Bearer KEY` when the server has a key (CORS preflight,
+    which browsers send without it, is answered outside this check)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app, self.key = app, key.encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.key:
+            given = b""
+            for name, value in scope["headers"]:
+                if name.lower() == b"authorization" and value[:7].lower() == b"bearer ":
+                    given = value[7:].strip()
+            if not hmac.compare_digest(given, self.key):
+                response = error_response(scope.get("path", ""), 401,
+                                          "This server needs its API key: send it as 'Authorization: Bearer "
+                                          "KEY' (Hearth shows the key in its Local server page)." if not given else
+                                          "The API key is not this server's key.",
+                                          type="authentication_error", code="invalid_api_key",
+                                          headers={"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+def create_app(services, config: ServerConfig, pool: ModelPool,
+               on_request: Callable[[RequestRecord], None] | None = None) -> FastAPI:
+    """The ASGI app of the local API server. `on_request` is called (on the event loop) with a
+    RequestRecord after every request to a model route; its errors are logged, never answered."""
+    holder: dict[str, httpx.AsyncClient] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        client = holder.pop("client", None)
+        if client is not None:
+            await client.aclose()
+
+    app = FastAPI(title="Hearth local API", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+
+    def engine_client() -> httpx.AsyncClient:
+        if "client" not in holder:
+            holder["client"] = net.async_client(local_only=True, timeout=httpx.Timeout(900.0, connect=10.0))
+        return holder["client"]
+
+    def record(entry: RequestRecord) -> None:
+        if on_request is not None:
+            try:
+                on_request(entry)
+            except Exception:  # noqa: BLE001 - a listener's bug must not fail the request
+                log.exception("the request listener failed")
+
+    app.state.services, app.state.config, app.state.pool, app.state.record = services, config, pool, record
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request.url.path, exc.status, exc.message, type=exc.type, code=exc.code,
+                              param=exc.param, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = {404: f"There is no route {request.method} {request.url.path} here.",
+                   405: f"{request.url.path} does not take {request.method}."}.get(exc.status_code, str(exc.detail))
+        return error_response(request.url.path, exc.status_code, message, type=_type_for(exc.status_code))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request.url.path, 400, f"The request is not valid: {exc.errors()[:1]}")
+
+    def client_of(request: Request) -> str:
+        host = request.client.host if request.client else "?"
+        return f"{host} {request.headers.get('user-agent', '')}".strip()
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            raise ApiError(400, "The request body is not JSON.") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object.")
+        return body
+
+    def ttl_of(body: dict[str, Any]) -> float | None:
+        ttl = body.get("ttl")
+        if ttl is None:
+            return None
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise ApiError(400, "ttl must be a number of seconds.", param="ttl")
+        return float(ttl)
+
+    @contextlib.asynccontextmanager
+    async def lease_for(body: dict[str, Any]) -> AsyncIterator[Lease]:
+        try:
+            async with pool.use(body.get("model"), ttl_s=ttl_of(body)) as lease:
+                yield lease
+        except ModelUnavailable as exc:
+            code = {404: "model_not_found", 507: "insufficient_memory"}.get(exc.status, "model_load_failed")
+            raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=code, param="model") from None
+
+    async def count_chat(lease: Lease, messages: Any) -> int:
+        """The tokens `messages` make as the model's prompt (the engine's template, /hearth/v1/tokens)."""
+        root = lease.root
+        try:
+            response = await engine_client().post(f"{root}/hearth/v1/tokens", json={"messages": messages},
+                                                  headers={"Authorization": f"Bearer {lease.endpoint.api_key}"})
+        except httpx.TransportError:
+            why = await lease.engine.confirm_death() or "The model's engine stopped answering."
+            raise ApiError(503, why, type="server_error", code="engine_failed") from None
+        if response.status_code == 200:
+            return int(response.json()["count"])
+        # The template could not render these messages here; count their words at least.
+        text = "\n".join(str(m.get("content") or "") for m in messages if isinstance(m, dict))
+        return await count_text(lease, text)
+
+    async def count_text(lease: Lease, text: str) -> int:
+        root = lease.root
+        response = await engine_client().post(f"{root}/extras/tokenize/count", json={"input": text},
+                                              headers={"Authorization": f"Bearer {lease.endpoint.api_key}"})
+        response.raise_for_status()
+        return int(response.json()["count"])
+
+    def fit_max_tokens(body: dict[str, Any], prompt_tokens: int, n_ctx: int, param: str) -> tuple[int, str]:
+        """The max_tokens to send and the capped header's value ("" when not capped). Raises
+        ApiError 400 context_length_exceeded when the prompt leaves no room."""
+        if prompt_tokens >= n_ctx:
+            raise ApiError(400, f"This model's maximum context length is {n_ctx} tokens, but the prompt is "
+                           f"{prompt_tokens} tokens. Shorten the {'messages' if param == 'messages' else 'prompt'}"
+                           " (nothing was cut).", code="context_length_exceeded", param=param)
+        room = n_ctx - prompt_tokens
+        asked = body.get("max_completion_tokens", body.get("max_tokens"))
+        if asked is not None and (isinstance(asked, bool) or not isinstance(asked, int)):
+            raise ApiError(400, "max_tokens must be a whole number.", param="max_tokens")
+        if asked is None or asked <= 0:
+            return room, ""
+        if asked > room:
+            log.info("max_tokens %d capped to %d: the prompt takes %d of %d tokens", asked, room,
+                     prompt_tokens, n_ctx)
+            return room, f"{asked} -> {room}"
+        return asked, ""
+
+    def renamed(data: dict[str, Any], model_id: str) -> dict[str, Any]:
+        if "model" in data:
+            data["model"] = model_id
+        return data
+
+    async def forward(request: Request, kind: str) -> Response:
+        started = time.time()
+        body = await body_of(request)
+        path = request.url.path
+        usage: dict[str, int | None] = {"in": None, "out": None}
+        status = {"code": 200}
+        model_name = body.get("model") if isinstance(body.get("model"), str) else ""
+
+        def done() -> None:
+            record(RequestRecord(at=started, client=client_of(request), method=request.method, path=path,
+                                 model=model_name, status=status["code"], tokens_in=usage["in"],
+                                 tokens_out=usage["out"], duration_ms=(time.time() - started) * 1000))
+
+        stack = contextlib.AsyncExitStack()
+        streaming = False
+        try:
+            lease = await stack.enter_async_context(lease_for(body))
+            model_name = lease.model.id
+            if kind == "chat":
+                messages = body.get("messages")
+                if not isinstance(messages, list) or not messages:
+                    raise ApiError(400, "messages must be a list of at least one message.", param="messages")
+                prompt_tokens = await count_chat(lease, messages)
+                payload = {k: body[k] for k in CHAT_FIELDS if body.get(k) is not None}
+                payload.update(_response_format(body.get("response_format")))
+                param = "messages"
+            else:
+                prompt = body.get("prompt")
+                if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+                    prompt = prompt[0]
+                if not isinstance(prompt, str):
+                    raise ApiError(400, "prompt must be a string (one prompt per request here).", param="prompt")
+                prompt_tokens = await count_text(lease, prompt)
+                payload = {k: body[k] for k in COMPLETION_FIELDS if body.get(k) is not None}
+                payload["prompt"] = prompt
+                param = "prompt"
+            max_tokens, capped = fit_max_tokens(body, prompt_tokens, lease.n_ctx, param)
+            payload.update(model="local", max_tokens=max_tokens, stream=bool(body.get("stream")))
+            headers = {CAPPED_HEADER: capped} if capped else {}
+            usage["in"] = prompt_tokens
+            route = "/chat/completions" if kind == "chat" else "/completions"
+            auth = {"Authorization": f"Bearer {lease.endpoint.api_key}"}
+            client = engine_client()
+            try:
+                upstream = await client.send(client.build_request("POST", lease.openai_base + route,
+                                                                  json=payload, headers=auth), stream=True)
+            except httpx.TransportError:
+                why = await lease.engine.confirm_death() or "The model's engine stopped answering."
+                raise ApiError(503, why, type="server_error", code="engine_failed") from None
+            stack.push_async_callback(upstream.aclose)
+            if upstream.status_code != 200:
+                raw = await upstream.aread()
+                raise _engine_error(upstream.status_code, raw)
+            if not payload["stream"]:
+                data = renamed(json.loads(await upstream.aread()), lease.model.id)
+                got = data.get("usage") or {}
+                usage["in"] = got.get("prompt_tokens", prompt_tokens)
+                usage["out"] = got.get("completion_tokens")
+                return JSONResponse(data, headers=headers)
+            want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            streaming = True
+            return StreamingResponse(_relay(upstream, lease, usage, want_usage, stack, done, status),
+                                     media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+        except ApiError as exc:
+            status["code"] = exc.status
+            raise
+        finally:
+            if not streaming:
+                await stack.aclose()
+                done()
+
+    async def _relay(upstream: httpx.Response, lease: Lease, usage: dict[str, int | None], want_usage: bool,
+                     stack: contextlib.AsyncExitStack, done: Callable[[], None],
+                     status: dict[str, int]) -> AsyncIterator[bytes]:
+        """The engine's SSE stream with the model named by its Hearth id, a usage chunk at the end
+        when asked for (llama-cpp-python's server sends none), and an error event if it breaks."""
+        out = 0
+        last: dict[str, Any] = {}
+        try:
+            async for line in upstream.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = renamed(json.loads(data), lease.model.id)
+                except ValueError:
+                    continue
+                for choice in chunk.get("choices") or []:
+                    if (choice.get("delta") or {}).get("content") or choice.get("text"):
+                        out += 1
+                last = chunk
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            usage["out"] = out
+            if want_usage:
+                yield ("data: " + json.dumps({
+                    "id": last.get("id", f"chatcmpl-{uuid.uuid4().hex}"), "object": last.get("object", "chat.completion.chunk"),
+                    "created": last.get("created", int(time.time())), "model": lease.model.id, "choices": [],
+                    "usage": {"prompt_tokens": usage["in"], "completion_tokens": out,
+                              "total_tokens": (usage["in"] or 0) + out}}) + "\n\n").encode()
+            yield b"data: [DONE]\n\n"
+        except httpx.TransportError:
+            why = await lease.engine.confirm_death() or "The model's engine stopped answering."
+            status["code"] = 503
+            yield ("data: " + json.dumps({"error": {"message": why, "type": "server_error", "param": None,
+                                                    "code": "engine_failed"}}) + "\n\n").encode()
+        finally:
+            usage["out"] = out
+            await stack.aclose()
+            done()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        """Every installed model by its Hearth id, in OpenAI's list shape."""
+        data = [{"id": m.id, "object": "model", "created": int(m.added_at), "owned_by": "hearth",
+                 "name": m.name, "context_length": m.context_length}
+                for m in services.library.models()]
+        return {"object": "list", "data": data}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model_info(model_id: str) -> dict[str, Any]:
+        try:
+            m = pool.model(model_id)
+        except ModelUnavailable as exc:
+            raise ApiError(404, str(exc), type="not_found_error", code="model_not_found", param="model") from None
+        return {"id": m.id, "object": "model", "created": int(m.added_at), "owned_by": "hearth",
+                "name": m.name, "context_length": m.context_length}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await forward(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await forward(request, "completion")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        record(RequestRecord(at=time.time(), client=client_of(request), method="POST", path=request.url.path,
+                             model="", status=501, tokens_in=None, tokens_out=None, duration_ms=0.0))
+        raise ApiError(501, "Embeddings are not served yet: they come with Hearth's documents work (an "
+                       "engine in llama.cpp's embedding mode).", type="not_implemented", code="not_implemented")
+
+    with contextlib.suppress(ImportError):
+        from desktop.core.server import ollama
+
+        register = getattr(ollama, "register", None)
+        if callable(register):
+            register(app, services, pool, record)
+
+    # Outermost last: the Host and Origin guard, then CORS (answers preflight), then the key.
+    app.add_middleware(_KeyCheck, key=config.api_key)
+    app.add_middleware(CORSMiddleware, allow_origins=list(config.origins), allow_credentials=False,
+                       allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                       expose_headers=[CAPPED_HEADER])
+    app.add_middleware(_Guard, config=config)
+    return app
+
+
+def schema_grammar(schema: Any) -> str:
+    """A GBNF grammar for answers that are JSON valid against `schema`, from llama-cpp-python's
+    converter, with its string characters limited as JSON's are (its `char` rule lets a raw
+    newline or tab into a string, which no JSON parser accepts). Raises ApiError 400."""
+    from llama_cpp import llama_grammar
+
+    try:
+        grammar = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # noqa: BLE001 - any schema the converter cannot follow
+        raise ApiError(400, f"The JSON schema cannot be followed here: {exc}.", param="response_format") from None
+    return grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]', 1)
+
+
+def _response_format(fmt: Any) -> dict[str, Any]:
+    """What to send the engine for OpenAI's response_format: `json_object` as it is (llama-cpp-
+    python's JSON grammar), `json_schema` (and json_object with a schema) as a grammar."""
+    if fmt is None:
+        return {}
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise ApiError(400, "response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+                       "{\"type\": \"json_schema\", \"json_schema\": {\"schema\": …}}.", param="response_format")
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else fmt.get("schema")
+    if fmt["type"] == "json_schema" and not isinstance(schema, dict):
+        raise ApiError(400, "response_format json_schema needs a schema (json_schema.schema).", param="response_format")
+    if schema is not None:
+        return {"grammar": schema_grammar(schema)}
+    return {"response_format": {"type": fmt["type"]}}
+
+
+def _engine_error(status: int, raw: bytes) -> ApiError:
+    """The engine child's error answer as our ApiError (its own OpenAI-shaped error kept)."""
+    try:
+        error = json.loads(raw).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    if isinstance(error, dict) and error.get("message"):
+        return ApiError(status, str(error["message"]), type=str(error.get("type") or _type_for(status)),
+                        code=error.get("code"), param=error.get("param"))
+    text = raw.decode("utf-8", "replace").strip()[:500]
+    return ApiError(status if status >= 400 else 502, f"The model's engine refused the request: {text}",
+                    type=_type_for(status))
+
+
+__all__ = ["create_app", "error_response", "is_loopback_host", "machine_names", "CAPPED_HEADER", "LOOPBACK"]
