@@ -141,14 +141,14 @@ class ServerThread:
     """A LocalServer in an event loop of its own thread, as the window runs it beside Qt: the
     test's blocking clients talk to it over real HTTP."""
 
-    def __init__(self, services) -> None:
+    def __init__(self, services, **config) -> None:
         from desktop.core.server import LocalServer
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="server-loop", daemon=True)
         self.thread.start()
         self.records = []
-        self.server = LocalServer(services, ServerConfig(port=0, ttl_s=600))
+        self.server = LocalServer(services, ServerConfig(**{"port": 0, "ttl_s": 600, **config}))
         self.server.on_request = self.records.append
         self.call(self.server.start())
 
@@ -225,6 +225,10 @@ def test_an_ollama_only_app_lists_shows_and_chats_with_hearths_model(server, mod
     asked = client.chat(model=ID, format="json", stream=False, options={"temperature": 0, "num_predict": 60},
                         messages=[{"role": "user", "content": "Give a JSON object with a key 'city' for Paris."}])
     assert isinstance(json.loads(asked.message.content), dict)
+    lines = list(client.chat(model=ID, format="json", stream=True, options={"temperature": 0, "num_predict": 60},
+                             messages=[{"role": "user", "content": "Give a JSON object with a key 'city' for Paris."}]))
+    assert lines[-1].done and lines[-1].eval_count > 0
+    assert "".join(line.message.content for line in lines) == asked.message.content
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
     typed = client.chat(model=ID, format=schema, stream=False, options={"num_predict": 40},
                         messages=[{"role": "user", "content": "What is 2 + 2?"}])
@@ -238,6 +242,7 @@ def test_an_ollama_only_app_lists_shows_and_chats_with_hearths_model(server, mod
     assert [m.model for m in running] == [f"{ID}:latest"] and running[0].context_length == 2048
     chats = [r for r in server.records if r.path == "/api/chat" and r.status == 200]
     assert chats and chats[0].model == ID and chats[0].tokens_out == last.eval_count
+    assert chats[0].tokens_in == last.prompt_eval_count and chats[0].body == ""  # no prompt kept unless asked
     assert any(r.status == 404 and r.path == "/api/chat" for r in server.records)
 
 
@@ -304,3 +309,21 @@ def test_an_app_that_leaves_mid_answer_frees_the_model_for_the_next_request(serv
     quick = httpx.post(address + "/api/generate", json={"model": ID, "prompt": "Hi", "stream": False,
                                                        "options": {"num_predict": 3}}, timeout=60)
     assert quick.status_code == 200 and quick.json()["eval_count"] == 3
+
+
+def test_a_server_with_a_key_lets_an_ollama_client_in_only_with_it(services, model):
+    import ollama
+
+    running = ServerThread(services, api_key="sesame-123", log_bodies=True)
+    try:
+        address = running.server.address
+        with pytest.raises(ollama.ResponseError) as refused:
+            ollama.Client(host=address).list()
+        assert refused.value.status_code == 401 and "key" in refused.value.error
+        keyed = ollama.Client(host=address, headers={"Authorization": "Bearer sesame-123"})
+        assert [m.model for m in keyed.list().models] == [f"{ID}:latest"]
+        said = keyed.generate(model=ID, prompt="Say hi to Ada.", options={"num_predict": 3})
+        logged = [r for r in running.records if r.path == "/api/generate"]
+        assert logged[-1].body.startswith("Say hi to Ada.") and logged[-1].body.endswith(said.response)
+    finally:
+        running.close()

@@ -468,6 +468,15 @@ class _Exchange:
     answer: list[str] = field(default_factory=list)
     thinking: list[str] = field(default_factory=list)
 
+    @property
+    def prompt(self) -> str:
+        """What the client asked, for a request log with bodies: the prompt, or the chat's last message."""
+        body = self.body or {}
+        if "prompt" in body:
+            return str(body["prompt"])
+        messages = body.get("messages") or [{}]
+        return str(messages[-1].get("content") or "")
+
 
 def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[RequestRecord], None] | None) -> None:
     """Add Ollama's routes to the local server's app. `services` gives the library and the
@@ -501,11 +510,15 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
             return
         client = f"{request.client.host if request.client else ''} {request.headers.get('user-agent', '')}".strip()
         timing = exchange.timing if exchange else None
+        config = getattr(app.state, "config", None)
+        body = ""
+        if exchange is not None and exchange.body is not None and getattr(config, "log_bodies", False):
+            body = f"{exchange.prompt}\n\n{''.join(exchange.answer)}"
         on_request(RequestRecord(at=started, client=client, method=request.method, path=request.url.path,
                                  model=exchange.model.id if exchange else model, status=status,
                                  tokens_in=timing.prompt_tokens if timing and timing.ended else None,
                                  tokens_out=timing.answer_tokens if timing and timing.ended else None,
-                                 duration_ms=(time.time() - started) * 1000))
+                                 duration_ms=(time.time() - started) * 1000, body=body))
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
     async def heartbeat() -> str:
