@@ -31,6 +31,7 @@ from desktop.core import hardware
 from desktop.core.chat import DATABASE_WAIT, NEW_CHAT, RESTART_HINT, MessageNotSaved, title_from
 from desktop.core.errors import HearthError
 from desktop.core.library import ModelFileMissing, file_problem, shown
+from desktop.core.server import LOOPBACK
 from desktop.core.services import Services
 from desktop.core.settings import LoadOptions, Sampling
 from desktop.core.store import Conversation, DatabaseBusy, Message
@@ -532,7 +533,8 @@ class MainWindow(QMainWindow):
         """The status bar's entry says whether the server is on and where; a start that failed
         while its page is not shown is said in the banner."""
         sw = self.server
-        text = {"on": f"Server: on {host_port(sw.address)}", "starting": "Server: starting…",
+        network = " and your network" if sw.config is not None and sw.config.host != LOOPBACK else ""
+        text = {"on": f"Server: on {host_port(sw.address)}{network}", "starting": "Server: starting…",
                 "stopping": "Server: stopping…"}.get(sw.state, "Server: off")
         self.server_status.setText(text)
         self.server_status.setProperty("on", sw.state == "on")

@@ -224,7 +224,12 @@ class ServerSwitch(QObject):
             config = self.wanted_config()
             server = self.factory(self.services, config)
             server.on_request = self.request.emit
-            await server.start()
+            try:
+                await server.start()
+            except asyncio.CancelledError:  # the window closed while it started: it must not stay bound
+                asyncio.ensure_future(server.stop())
+                self._set("off", "")
+                raise
         except ServerError as exc:
             self._set("off", str(exc))
             return False
@@ -536,6 +541,7 @@ class ServerPage(QWidget):
         self.port.setObjectName("ServerPort")
         self.port.setRange(1024, 65535)
         self.port.setFixedWidth(90)
+        self.port.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.port.valueChanged.connect(lambda v: self._save(port=v))
         port_row.addWidget(self.port)
         port_row.addWidget(muted("Applies when the server starts again. LM Studio uses 1234, Ollama 11434."), 1)
@@ -592,6 +598,7 @@ class ServerPage(QWidget):
         self.ttl.setRange(1, 24 * 60)
         self.ttl.setSuffix(" min")
         self.ttl.setFixedWidth(90)
+        self.ttl.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.ttl.valueChanged.connect(lambda v: self._save(ttl_s=v * 60))
         ttl_row.addWidget(self.ttl)
         ttl_row.addWidget(muted("A model an app loaded is unloaded after this long unused."), 1)
@@ -776,22 +783,23 @@ class ServerPage(QWidget):
     def _network_toggled(self, on: bool) -> None:
         self.switch.save(network=on)
         if on and not secrets.get(KEY_NAME):
-            self.make_key()
+            self.make_key(restart=False)
         self.show_key()
         if self.switch.state == "on":  # who may reach it changes now, not at the next start
             self.switch.restart()
         else:
             self.show_state()
 
-    def make_key(self) -> None:
-        """A new random key (256 bits, URL-safe), kept with `secrets.put` and shown once."""
+    def make_key(self, *, restart: bool = True) -> None:
+        """A new random key (256 bits, URL-safe), kept with `secrets.put` and shown once; a server
+        serving the network starts again with it (unless `restart` is False)."""
         key = token_source.token_urlsafe(32)
         in_keyring = secrets.put(KEY_NAME, key)
         self.show_key()
         self.key_dialog = KeyDialog(key, in_keyring, self)
         self.key_dialog.finished.connect(lambda _: setattr(self, "key_dialog", None))
         self.key_dialog.open()
-        if self.switch.state == "on" and self.switch.settings.network:  # the old key stops working now
+        if restart and self.switch.state == "on" and self.switch.settings.network:  # the old key stops now
             self.switch.restart()
 
     def add_origin(self) -> None:

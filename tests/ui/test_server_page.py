@@ -249,7 +249,8 @@ def qtbot_app():
     return QApplication.instance()
 
 
-def test_serving_the_network_shows_a_key_once_and_never_writes_it_to_settings(qtbot, server_window, services, port):
+def test_serving_the_network_shows_a_key_once_and_never_writes_it_to_settings(qtbot, server_window, services, port,
+                                                                              shots_dir):
     window = server_window()
     page = open_page(qtbot, window)
     open_settings(qtbot, page)
@@ -278,6 +279,8 @@ def test_serving_the_network_shows_a_key_once_and_never_writes_it_to_settings(qt
     address = f"http://{LOOPBACK}:{port}/v1/models"
     assert request(qtbot, address).status_code == 401
     assert request(qtbot, address, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert window.server_status.text() == f"Server: on {LOOPBACK}:{port} and your network"
+    window.grab().save(str(shots_dir / "server-page-network-light.png"))
 
     # A new key: shown once, the old one stops working at once (the server starts again).
     qtbot.mouseClick(page.new_key, Qt.MouseButton.LeftButton)
@@ -324,7 +327,7 @@ def test_web_origins_are_checked_before_they_are_kept(qtbot, server_window, serv
     assert [page.origins.item(i).text() for i in range(page.origins.count())] == ["https://notes.example.org:8443"]
 
 
-def test_a_port_in_use_is_said_in_one_sentence_and_the_switch_stays_off(qtbot, server_window, port):
+def test_a_port_in_use_is_said_in_one_sentence_and_the_switch_stays_off(qtbot, server_window, port, shots_dir):
     with socket.socket() as taken:
         taken.bind((LOOPBACK, port))
         taken.listen()
@@ -337,6 +340,7 @@ def test_a_port_in_use_is_said_in_one_sentence_and_the_switch_stays_off(qtbot, s
         assert str(port) in sentence and "Traceback" not in sentence and "\n" not in sentence
         assert not page.power.isChecked()
         assert window.server_status.text() == "Server: off"
+        window.grab().save(str(shots_dir / "server-page-port-in-use-light.png"))
 
 
 def test_the_request_log_keeps_the_last_500_requests_newest_first(qtbot, server_window):
