@@ -99,6 +99,18 @@ def _build_parser() -> argparse.ArgumentParser:
     prm = psub.add_parser("rm", help="remove a provider and its key")
     prm.add_argument("name")
 
+    serve = sub.add_parser("serve", help="let other apps use your models: an OpenAI-compatible API on this "
+                           "computer (Ctrl+C stops it)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1: this computer only); "
+                       "another address or 0.0.0.0 serves your network and needs a key")
+    serve.add_argument("--port", type=int, help="port to listen on (default 4784, or the app's setting)")
+    serve.add_argument("--model", metavar="ID", help="load this installed model now and keep it loaded")
+    serve.add_argument("--ttl", type=float, metavar="SECONDS",
+                       help="unload a model after this many idle seconds (default 600, or the app's setting)")
+    serve.add_argument("--api-key-stdin", action="store_true",
+                       help="read the API key clients must send from standard input (else the key kept "
+                            "in the keyring, needed only on the network)")
+
     gui = sub.add_parser("gui", help="open the app (the same as no command)")
     gui.add_argument("--self-test", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -170,6 +182,8 @@ def _run(argv: list[str]) -> int:
             return _compare(services, args)
         if args.command == "providers":
             return _providers(services, args)
+        if args.command == "serve":
+            return _serve(services, args)
         return _models(services, args)
     except HearthError as exc:
         return _fail(str(exc))
@@ -330,6 +344,103 @@ def _chat(services, args: argparse.Namespace) -> int:
         services.engine.stop_now()
         sys.stdout.write("\n")
         return 130
+
+
+def _serve(services, args: argparse.Namespace) -> int:
+    """`hearth serve`: the local API server in the foreground until Ctrl+C (or SIGTERM), which
+    stops it cleanly (exit 0). The address goes to stdout, the rest (an example, the request log)
+    to stderr. A network address without a key, a port in use or a model not installed: one
+    sentence, exit 2 (1 for the model)."""
+    import signal
+
+    from desktop.core import secrets
+    from desktop.core.server import KEY_NAME, LocalServer, ServerConfig, ServerError
+    from desktop.core.server.app import is_loopback_host
+
+    saved = services.settings.server
+    host = args.host or ("0.0.0.0" if saved.network else "127.0.0.1")
+    port = saved.port if args.port is None else args.port
+    loopback = is_loopback_host(host)
+    if args.api_key_stdin:
+        key = sys.stdin.readline().strip()
+        if not key:
+            return _fail("No API key came on standard input.", code=2)
+    else:
+        key = "" if loopback else (secrets.get(KEY_NAME) or "")
+    if not loopback and not key:
+        return _fail(f"Serving on the network ({host}) needs an API key, so that only the apps you give it to "
+                     "can use your models: pass one with --api-key-stdin.", code=2)
+    if args.ttl is not None and args.ttl < 0:
+        return _fail("--ttl is a number of seconds, 0 or more.", code=2)
+    config = ServerConfig(host=host, port=port, api_key=key, origins=saved.origins,
+                          ttl_s=saved.ttl_s if args.ttl is None else args.ttl, log_bodies=saved.log_bodies)
+    server = LocalServer(services, config)
+
+    def log_request(entry) -> None:
+        import time
+
+        tokens = (f" {entry.tokens_in or 0}→{entry.tokens_out or 0} tokens"
+                  if entry.tokens_in is not None or entry.tokens_out is not None else "")
+        print(f"hearth: {time.strftime('%H:%M:%S', time.localtime(entry.at))} {entry.client.split(' ')[0]} "
+              f"{entry.method} {entry.path} {entry.model or '-'} {entry.status}{tokens} "
+              f"{entry.duration_ms:.0f} ms", file=sys.stderr, flush=True)
+
+    server.on_request = log_request
+
+    async def run() -> int:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stopping.set)
+            except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C arrives as KeyboardInterrupt
+                pass
+        try:
+            await server.start()
+        except ServerError as exc:
+            return _fail(str(exc), code=2)
+        try:
+            if args.model:
+                print(f"hearth: loading {args.model}…", file=sys.stderr, flush=True)
+                preload = asyncio.ensure_future(_preload(server, args.model))
+                await asyncio.wait([preload, asyncio.ensure_future(stopping.wait())],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not preload.done():
+                    preload.cancel()
+                    return 0
+                if preload.exception() is not None:
+                    return _fail(str(preload.exception()))
+            base = server.address
+            auth = " -H 'Authorization: Bearer YOUR_KEY'" if key else ""
+            model = server.pool.model(args.model).id if args.model else (
+                services.library.models()[0].id if services.library.models() else "MODEL_ID")
+            print(base, flush=True)
+            print(f"hearth: serving your models at {base}/v1 (OpenAI API){'' if loopback else ' to your network'}; "
+                  "Ctrl+C stops.", file=sys.stderr)
+            print(f"hearth: try: curl {base}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
+                  f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+                  file=sys.stderr, flush=True)
+            await stopping.wait()
+            print("hearth: stopping…", file=sys.stderr, flush=True)
+            return 0
+        finally:
+            await server.stop()
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _preload(server, model_ref: str) -> None:
+    """Load a model for `hearth serve --model` and keep it loaded while the server runs."""
+    from desktop.core.errors import HearthError
+
+    try:
+        async with server.pool.use(model_ref, ttl_s=-1):
+            pass
+    except HearthError as exc:
+        raise HearthError(str(exc)) from None
 
 
 def _models(services, args: argparse.Namespace) -> int:
