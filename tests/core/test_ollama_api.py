@@ -327,3 +327,24 @@ def test_a_server_with_a_key_lets_an_ollama_client_in_only_with_it(services, mod
         assert logged[-1].body.startswith("Say hi to Ada.") and logged[-1].body.endswith(said.response)
     finally:
         running.close()
+
+
+def test_a_hub_model_is_found_by_the_name_ollama_gives_it(services, tmp_path):
+    library = services.library
+    repo = "bartowski/SmolLM2-135M-Instruct-GGUF"
+    for quant, file_type in (("Q4_K_M", 15), ("Q8_0", 7)):
+        path = write_gguf(tmp_path / f"SmolLM2-135M-Instruct-{quant}.gguf",
+                          {"general.architecture": "llama", "general.file_type": file_type})
+        library.add_downloaded(path, repo=repo, file=path.name, revision="main", sha256="0" * 64,
+                               size=path.stat().st_size)
+    models = library.models()
+    found = find_model(models, library.get, f"hf.co/{repo}:Q4_K_M")
+    assert found.file == "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+    assert find_model(models, library.get, f"huggingface.co/{repo.lower()}:q8_0").file.endswith("Q8_0.gguf")
+    with pytest.raises(OllamaError) as several:
+        find_model(models, library.get, f"hf.co/{repo}")
+    assert several.value.status == 400 and "quantization" in str(several.value)
+    with pytest.raises(OllamaError) as missing:
+        find_model(models, library.get, f"hf.co/{repo}:Q2_K")
+    assert missing.value.status == 404 and "hearth models list" in str(missing.value)
+    assert f"hearth models pull {repo}:Q2_K" in str(missing.value)

@@ -73,11 +73,17 @@ def _listing(models: list[ModelRecord]) -> str:
     return ", ".join(m.id for m in models)
 
 
+_HUB_NAME = re.compile(r"^(?:https?://)?(?:hf\.co|huggingface\.co)/([^/:\s]+/[^/:\s]+)(?::([^/:\s]+))?$", re.I)
+
+
 def find_model(models: list[ModelRecord], get: Callable[[str], ModelRecord], ref: str) -> ModelRecord:
     """The installed model an Ollama client names, in this order:
 
     1. `id` or `id:latest`, and whatever `Library.get` accepts (name, file name, a start of the id);
-    2. an Ollama-style `name:tag` (`smollm2:135m`, `SmolLM2:135M-Instruct-Q4_1`): the one model
+    2. a hub model as Ollama names one, `hf.co/OWNER/REPO:QUANT` (also huggingface.co/…; no tag
+       or `latest`: the repo's only installed file): the model downloaded from that repo whose
+       quantization or file name is QUANT;
+    3. an Ollama-style `name:tag` (`smollm2:135m`, `SmolLM2:135M-Instruct-Q4_1`): the one model
        whose id starts with the name's words and contains every word of the tag.
 
     `models` are the installed ones, `get` is `Library.get`. Raises OllamaError: 404 (a sentence
@@ -92,7 +98,18 @@ def find_model(models: list[ModelRecord], get: Callable[[str], ModelRecord], ref
     except LibraryError as exc:
         if "could mean several" in str(exc):
             several = str(exc)
-    if ":" in bare:
+    hub = _HUB_NAME.match(ref)
+    if hub:
+        repo, quant = hub.group(1).lower(), (hub.group(2) or LATEST).lower()
+        matches = [m for m in models if m.repo.lower() == repo]
+        if quant != LATEST:
+            matches = [m for m in matches if m.quantization.lower() == quant or _slug(quant) in _slug(m.file).split("-")]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise OllamaError(400, f"model “{ref}” could mean several files of that repo: {_listing(matches)}. "
+                                   "Add the quantization after a colon, or give the id.")
+    elif ":" in bare:
         name, tag = bare.split(":", 1)
         head, words = _slug(name).split("-"), set(_slug(tag).split("-")) - {""}
         matches = [m for m in models
@@ -104,6 +121,10 @@ def find_model(models: list[ModelRecord], get: Callable[[str], ModelRecord], ref
                                    "Give the id of the one you mean.")
     if several:
         raise OllamaError(400, several)
+    if hub:
+        wanted = hub.group(1) + (f":{hub.group(2)}" if hub.group(2) and hub.group(2).lower() != LATEST else "")
+        raise OllamaError(404, f"model “{ref}” not found: it is not installed in Hearth. `hearth models pull "
+                               f"{wanted}` downloads it; `hearth models list` shows the installed ones.")
     raise OllamaError(404, f"model “{ref}” not found: no model by that name is installed in Hearth. "
                            "`hearth models list` shows the installed ones; `hearth models pull` adds one.")
 
@@ -565,10 +586,9 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
 
     @app.get("/api/ps")
     async def ps() -> dict[str, Any]:
-        installed = {m.id: m for m in services.library.models()}
+        # idle_until is None while a model is in use or kept: it then expires an idle time from now
         idle_s = getattr(getattr(app.state, "config", None), "ttl_s", 600)
-        return {"models": [ps_entry(installed[m.id], m.n_ctx, m.idle_until or time.time() + idle_s)
-                           for m in pool.loaded() if m.id in installed]}
+        return {"models": [ps_entry(m.model, m.n_ctx, m.idle_until or time.time() + idle_s) for m in pool.loaded()]}
 
     async def answer(request: Request, chat: bool):
         started = time.time()
