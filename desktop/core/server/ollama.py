@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from anyascii import anyascii
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from desktop.core import net
 from desktop.core.errors import HearthError
@@ -453,9 +454,24 @@ async def upstream_pieces(http: httpx.AsyncClient, url: str, api_key: str,
 
 # --- routes ------------------------------------------------------------------------------------
 
-def _error(exc: OllamaError):
-    from fastapi.responses import JSONResponse
+def _error(exc: OllamaError) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+class _Stream(StreamingResponse):
+    """An NDJSON answer that ends its request however the client leaves: the model's turn is
+    handed back and the request recorded even when the connection drops mid-answer (Starlette
+    skips a background task when the client has gone)."""
+
+    def __init__(self, events: AsyncIterator[bytes], done: Callable[[], Any]) -> None:
+        super().__init__(events, media_type="application/x-ndjson")
+        self._done = done
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._done()
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -504,22 +520,6 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
     default sampling, `pool` the engines (`pool.use(model_id, ttl_s=…)` as an async context
     giving a lease with `endpoint`, `model`, `n_ctx`), `on_request` hears of every chat and
     generate request with its model and tokens (a RequestRecord)."""
-    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-
-    class Stream(StreamingResponse):
-        """An NDJSON answer that ends its request however the client leaves: the model's turn
-        is handed back and the request recorded even when the connection drops mid-answer."""
-
-        def __init__(self, events: AsyncIterator[bytes], done: Callable[[], Any]) -> None:
-            super().__init__(events, media_type="application/x-ndjson")
-            self._done = done
-
-        async def __call__(self, scope, receive, send) -> None:
-            try:
-                await super().__call__(scope, receive, send)
-            finally:
-                await self._done()
-
     def lookup(ref: Any) -> ModelRecord:
         if not isinstance(ref, str):
             raise OllamaError(400, "model is required: name an installed model (`hearth models list` shows them).")
@@ -615,16 +615,23 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
             record(request, exchange, exc.status, started)
             return _error(exc)
 
+        finished = False
+
         async def finish() -> None:
-            await events.aclose()
-            record(request, exchange, exchange.status, started)
+            nonlocal finished
+            if not finished:
+                finished = True
+                await events.aclose()
+                record(request, exchange, exchange.status, started)
 
         if exchange.stream:
-            return Stream(events, finish)
+            return _Stream(events, finish)
         last: dict[str, Any] = {}
-        async for raw in events:
-            last = json.loads(raw)
-        await finish()
+        try:
+            async for raw in events:
+                last = json.loads(raw)
+        finally:  # the client may leave while the whole answer is written: the model is handed back
+            await finish()
         if "error" in last:
             return JSONResponse(last, status_code=exchange.status)
         text, thinking = "".join(exchange.answer), "".join(exchange.thinking)
