@@ -275,3 +275,37 @@ def test_errors_are_in_openai_shape(serve, small):
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     embeddings = httpx.post(running.url + "/v1/embeddings", json={"model": small.id, "input": "hi"})
     assert embeddings.status_code == 501 and "documents" in embeddings.json()["error"]["message"]
+
+
+def test_a_forced_tool_call_comes_back_as_tool_calls(serve, small):
+    running = serve()
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    tool = {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                       "required": ["city"]}}}
+    answer = client.chat.completions.create(
+        model=small.id, max_tokens=40, tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    call = answer.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+
+def test_a_client_that_leaves_mid_answer_frees_the_model_for_the_next(serve, small):
+    running = serve(log_bodies=True)
+    with httpx.stream("POST", running.url + "/v1/chat/completions", timeout=120,
+                      json={"model": small.id, "max_tokens": 300, "stream": True,
+                            "messages": [{"role": "user", "content": "Tell a long story."}]}) as leaving:
+        for line in leaving.iter_lines():
+            if line.startswith("data:"):
+                break
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, timeout=60)
+    answer = client.chat.completions.create(model=small.id, max_tokens=4,
+                                            messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content
+    assert running.server.pool.loads == 1
+    logged = json.loads(running.records[-1].body)  # the user asked for a log with bodies
+    assert logged["prompt"] == [{"role": "user", "content": "Hi"}]
+    assert logged["answer"] == answer.choices[0].message.content

@@ -209,6 +209,12 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                    405: f"{request.url.path} does not take {request.method}."}.get(exc.status_code, str(exc.detail))
         return error_response(request.url.path, exc.status_code, message, type=_type_for(exc.status_code))
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("the local server failed on %s %s", request.method, request.url.path)
+        return error_response(request.url.path, 500, f"Hearth could not answer this request: {type(exc).__name__}: "
+                              f"{exc}. The log (hearth.log) has the details.", type="server_error")
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(request.url.path, 400, f"The request is not valid: {exc.errors()[:1]}")
@@ -291,20 +297,28 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
 
     async def forward(request: Request, kind: str) -> Response:
         started = time.time()
-        body = await body_of(request)
         path = request.url.path
         usage: dict[str, int | None] = {"in": None, "out": None}
         status = {"code": 200}
-        model_name = body.get("model") if isinstance(body.get("model"), str) else ""
+        body: dict[str, Any] = {}
+        model_name = ""
+        answer: list[str] = []  # the words sent back, for a log with bodies
 
         def done() -> None:
+            logged = ""
+            if config.log_bodies:
+                logged = json.dumps({"prompt": body.get("messages", body.get("prompt")), "answer": "".join(answer)},
+                                    ensure_ascii=False)
             record(RequestRecord(at=started, client=client_of(request), method=request.method, path=path,
                                  model=model_name, status=status["code"], tokens_in=usage["in"],
-                                 tokens_out=usage["out"], duration_ms=(time.time() - started) * 1000))
+                                 tokens_out=usage["out"], duration_ms=(time.time() - started) * 1000,
+                                 body=logged))
 
         stack = contextlib.AsyncExitStack()
         streaming = False
         try:
+            body = await body_of(request)
+            model_name = body.get("model") if isinstance(body.get("model"), str) else ""
             lease = await stack.enter_async_context(lease_for(body))
             model_name = lease.model.id
             if kind == "chat":
@@ -347,13 +361,18 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 got = data.get("usage") or {}
                 usage["in"] = got.get("prompt_tokens", prompt_tokens)
                 usage["out"] = got.get("completion_tokens")
+                for choice in data.get("choices") or []:
+                    answer.append(str((choice.get("message") or {}).get("content") or choice.get("text") or ""))
                 return JSONResponse(data, headers=headers)
             want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             streaming = True
-            return StreamingResponse(_relay(upstream, lease, usage, want_usage, stack, done, status),
+            return StreamingResponse(_relay(upstream, lease, usage, want_usage, stack, done, status, answer),
                                      media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
         except ApiError as exc:
             status["code"] = exc.status
+            raise
+        except Exception:
+            status["code"] = 500
             raise
         finally:
             if not streaming:
@@ -362,7 +381,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
 
     async def _relay(upstream: httpx.Response, lease: Lease, usage: dict[str, int | None], want_usage: bool,
                      stack: contextlib.AsyncExitStack, done: Callable[[], None],
-                     status: dict[str, int]) -> AsyncIterator[bytes]:
+                     status: dict[str, int], answer: list[str]) -> AsyncIterator[bytes]:
         """The engine's SSE stream with the model named by its Hearth id, a usage chunk at the end
         when asked for (llama-cpp-python's server sends none), and an error event if it breaks."""
         out = 0
@@ -379,8 +398,10 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 except ValueError:
                     continue
                 for choice in chunk.get("choices") or []:
-                    if (choice.get("delta") or {}).get("content") or choice.get("text"):
+                    words = (choice.get("delta") or {}).get("content") or choice.get("text")
+                    if words:
                         out += 1
+                        answer.append(words)
                 last = chunk
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
             usage["out"] = out
