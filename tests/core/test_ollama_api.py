@@ -293,7 +293,7 @@ def test_a_prompt_longer_than_the_context_is_refused_with_both_numbers_not_cut(s
 @pytest.mark.slow
 def test_an_app_that_leaves_mid_answer_frees_the_model_for_the_next_request(server):
     address = server.server.address
-    story = {"model": ID, "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+    story = {"model": ID, "messages": [{"role": "user", "content": "Count from 1 to 5000, one number a line."}],
              "options": {"num_predict": 2000, "temperature": 0}}
     with httpx.stream("POST", address + "/api/chat", json=story, timeout=60) as response:
         assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
@@ -306,6 +306,14 @@ def test_an_app_that_leaves_mid_answer_frees_the_model_for_the_next_request(serv
     left = [r for r in server.records if r.path == "/api/chat"]
     assert left and left[0].model == ID  # recorded, though the app left
     assert [m.busy for m in server.loaded()] == [0]  # the model's turn was handed back
+    with pytest.raises(httpx.ReadTimeout):  # an app that gives up waiting for a whole answer
+        httpx.post(address + "/api/chat", json={**story, "stream": False}, timeout=0.5)
+    deadline = time.monotonic() + 20
+    while len([r for r in server.records if r.path == "/api/chat"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gave_up = [r for r in server.records if r.path == "/api/chat"][-1]
+    assert gave_up.status == 499 and gave_up.tokens_out is None  # stopped, not written to the end
+    assert [m.busy for m in server.loaded()] == [0]
     quick = httpx.post(address + "/api/generate", json={"model": ID, "prompt": "Hi", "stream": False,
                                                        "options": {"num_predict": 3}}, timeout=60)
     assert quick.status_code == 200 and quick.json()["eval_count"] == 3

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from anyascii import anyascii
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from desktop.core import net
 from desktop.core.errors import HearthError
@@ -630,6 +630,9 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
         try:
             async for raw in events:
                 last = json.loads(raw)
+                if await request.is_disconnected():  # nobody waits for the rest: stop the engine
+                    exchange.status = 499
+                    return Response(status_code=499)
         finally:  # the client may leave while the whole answer is written: the model is handed back
             await finish()
         if "error" in last:
