@@ -57,7 +57,6 @@ from desktop.ui.theme import Theme
 from desktop.ui.widgets import muted, page_frame
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
-ServerFactory = Callable[[Services, ServerConfig], Any]
 LOG_ROWS = 500  # the live log keeps the last this many requests, newest first
 ALL_INTERFACES = "0.0.0.0"
 EXAMPLE_PATH = "/v1/models"
@@ -131,16 +130,14 @@ def host_port(address: str) -> str:
 class ServerSwitch(QObject):
     """Starts and stops the window's `LocalServer` on the event loop and says what it is doing.
     `state` is "off", "starting", "on" or "stopping"; `error` the last sentence a start or stop
-    gave (""). `config` is what the running server was started with. `factory(services, config)`
-    makes the server (the real `LocalServer` unless a test gives another that keeps its contract)."""
+    gave (""). `config` is what the running server was started with."""
 
     changed = Signal()
     request = Signal(object)  # a RequestRecord, on the GUI thread
 
-    def __init__(self, services: Services, spawn: Spawn, factory: ServerFactory = local_server,
-                 parent: QObject | None = None) -> None:
+    def __init__(self, services: Services, spawn: Spawn, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.services, self.spawn, self.factory = services, spawn, factory
+        self.services, self.spawn = services, spawn
         self.server: Any = None
         self.state = "off"
         self.error = ""
@@ -222,7 +219,7 @@ class ServerSwitch(QObject):
         self._set("starting", "")
         try:
             config = self.wanted_config()
-            server = self.factory(self.services, config)
+            server = local_server(self.services, config)
             server.on_request = self.request.emit
             try:
                 await server.start()

@@ -5,7 +5,6 @@ said in one sentence. Requests come from httpx in a thread, as another app's wou
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -17,83 +16,8 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from desktop.core import secrets
-from desktop.core.server import KEY_NAME, LOOPBACK, RequestRecord, ServerError
+from desktop.core.server import KEY_NAME, LOOPBACK, RequestRecord
 from desktop.ui.server_page import LOG_ROWS, KeyDialog, origin_problem
-
-
-class StandInServer:
-    """Keeps `LocalServer`'s contract (desktop/core/server/__init__.py) with a real HTTP server on
-    the window's event loop, until the real one lands: GET /v1/models lists the installed models,
-    a key is required off loopback, and every request is reported to `on_request`."""
-
-    def __init__(self, services, config) -> None:
-        self.services, self.config = services, config
-        self.on_request = None
-        self.address = ""
-        self._server: asyncio.Server | None = None
-        self.used: list = []
-
-    async def start(self) -> None:
-        if self.config.host != LOOPBACK and not self.config.api_key:
-            raise ServerError("Serving on the network needs a key.")
-        try:
-            self._server = await asyncio.start_server(self._serve, self.config.host, self.config.port)
-        except OSError as exc:
-            raise ServerError(f"Port {self.config.port} is in use by another program: choose another "
-                              "port.") from exc
-        self.address = f"http://{LOOPBACK}:{self.config.port}"
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    def loaded(self) -> list:
-        return list({m.id: m for m in self.used}.values())
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        started = time.time()
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        method, path, _ = head[0].split(" ", 2)
-        headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in head[1:] if line)}
-        if self.config.api_key and headers.get("authorization") != f"Bearer {self.config.api_key}":
-            status, body = 401, {"error": {"message": "A key is needed.", "type": "invalid_request_error"}}
-        elif method == "POST" and path == "/v1/chat/completions":
-            asked = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
-            model = self.services.library.get(asked["model"])
-            self.used.append(model)
-            status, body = 200, {"object": "chat.completion", "model": model.id,
-                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello."},
-                                              "finish_reason": "stop"}],
-                                 "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}}
-        elif method == "GET" and path == "/v1/models":
-            status, body = 200, {"object": "list", "data": [{"id": m.id, "object": "model", "owned_by": "hearth"}
-                                                            for m in self.services.library.models()]}
-        else:
-            status, body = 404, {"error": {"message": "No such route.", "type": "invalid_request_error"}}
-        data = json.dumps(body).encode()
-        writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                     f"Connection: close\r\n\r\n".encode() + data)
-        await writer.drain()
-        writer.close()
-        peer = writer.get_extra_info("peername")[0]
-        usage = body.get("usage", {})
-        if self.on_request is not None and path != "/v1/models":  # as LocalServer: model routes only
-            self.on_request(RequestRecord(at=started, client=f"{peer} {headers.get('user-agent', '')}",
-                                          method=method, path=path, model=body.get("model", ""), status=status,
-                                          tokens_in=usage.get("prompt_tokens"),
-                                          tokens_out=usage.get("completion_tokens"),
-                                          duration_ms=(time.time() - started) * 1000))
-
-
-def server_factory():
-    """The real LocalServer once it is part of Hearth, else the stand-in that keeps its contract."""
-    try:
-        from desktop.core.server.local import LocalServer  # noqa: F401
-    except ImportError:
-        return StandInServer
-    return None
 
 
 def free_port() -> int:
@@ -137,11 +61,7 @@ def port(services) -> int:
 @pytest.fixture
 def server_window(make_window, model, port):
     def make(dark: bool = False):
-        window = make_window(dark=dark)
-        factory = server_factory()
-        if factory is not None:
-            window.server.factory = factory
-        return window
+        return make_window(dark=dark)
     return make
 
 
@@ -227,9 +147,6 @@ def test_the_server_comes_back_with_a_new_window_and_stops_with_the_old(qtbot, s
     try:
         second = MainWindow(again, apply_theme(qtbot_app(), dark=False), preload_model=False)
         qtbot.addWidget(second)
-        factory = server_factory()
-        if factory is not None:
-            second.server.factory = factory
         second.show()
         second.server.start_if_enabled()  # what app.py does once the window is drawn
         qtbot.waitUntil(lambda: second.server.state == "on", timeout=60_000)
