@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ import pytest
 
 from desktop.core.server import LocalServer, RequestRecord, ServerConfig, ServerError
 from desktop.core.settings import LoadOptions
+from tests.gguf_forge import write_gguf
 
 N_CTX = 512
 
@@ -309,3 +311,21 @@ def test_a_client_that_leaves_mid_answer_frees_the_model_for_the_next(serve, sma
     logged = json.loads(running.records[-1].body)  # the user asked for a log with bodies
     assert logged["prompt"] == [{"role": "user", "content": "Hi"}]
     assert logged["answer"] == answer.choices[0].message.content
+
+
+def test_a_model_too_big_for_this_computer_is_a_507_with_the_numbers_and_no_engine(services, serve, small, tmp_path):
+    total = psutil.virtual_memory().total
+    elements = (total * 2) // 4  # F32 weights twice the size of the machine's memory
+    big = write_gguf(tmp_path / "huge.gguf", {"general.architecture": "llama"},
+                     [("w", [elements], 0)], write_data=False)
+    with open(big, "r+b") as fh:  # sparse: costs no disk
+        fh.truncate(os.path.getsize(big) + elements * 4)
+    services.store.add_model(replace(small, id="huge", name="Huge", path=str(big), file="huge.gguf"))
+    running = serve()
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model="huge", messages=[{"role": "user", "content": "Hi"}])
+    assert refused.value.status_code == 507
+    assert refused.value.code == "insufficient_memory"
+    assert "“Huge” needs about" in refused.value.message and "of memory in all" in refused.value.message
+    assert running.server.pool.engine_pids() == []
