@@ -65,9 +65,19 @@ NO_KEYRING = "kept in memory until Hearth closes (this computer has no keyring)"
 
 def local_server(services: Services, config: ServerConfig) -> Any:
     """The real `LocalServer` (desktop/core/server), imported only when the server starts."""
-    from desktop.core.server import LocalServer  # imported at first use (FastAPI, uvicorn)
+    from desktop.core.server import LocalServer
 
     return LocalServer(services, config)
+
+
+def import_server() -> None:
+    """Import the server's modules (FastAPI, uvicorn: ~0.4 s the first time); called in a worker
+    thread so the window does not stop while they load."""
+    import importlib
+
+    for name in ("uvicorn", "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto",
+                 "uvicorn.lifespan.on", "desktop.core.server.app", "desktop.core.server.local"):
+        importlib.import_module(name)  # what uvicorn.Config.load() would import on the loop's thread
 
 
 def origin_problem(text: str) -> str:
@@ -158,12 +168,13 @@ class ServerSwitch(QObject):
         settings = self.services.settings
         self.services.save_settings(replace(settings, server=replace(settings.server, **changes)))
 
-    def wanted_config(self) -> ServerConfig:
-        """The config the settings ask for now, with the key from the keyring. Raises ServerError
+    def wanted_config(self, *, with_key: bool = True) -> ServerConfig:
+        """The config the settings ask for now, with the key from the keyring (a lookup that may
+        take a while: call it off the GUI thread) unless `with_key` is False. Raises ServerError
         when the network is chosen and no key is kept (a key kept in memory ended with the app)."""
         s = self.settings
-        key = secrets.get(KEY_NAME) or ""
-        if s.network and not key:
+        key = (secrets.get(KEY_NAME) or "") if with_key and s.network else ""
+        if with_key and s.network and not key:
             raise ServerError("Serving on your network needs a key, and none is kept (a key kept only in "
                               "memory ended when Hearth closed): make a new key on the Local server page.")
         return ServerConfig(host=ALL_INTERFACES if s.network else LOOPBACK, port=s.port,
@@ -175,10 +186,11 @@ class ServerSwitch(QObject):
         starts again)."""
         if self.state != "on" or self.config is None:
             return False
-        try:
-            return self.wanted_config() != self.config
-        except ServerError:
-            return True
+        return self.wanted_config(with_key=False) != replace(self.config, api_key="")
+
+    def _prepare(self) -> ServerConfig:
+        import_server()
+        return self.wanted_config()
 
     def busy(self) -> bool:
         """True while a start or stop asked for has not finished."""
@@ -218,7 +230,8 @@ class ServerSwitch(QObject):
             return True
         self._set("starting", "")
         try:
-            config = self.wanted_config()
+            # The keyring (its first use imports and probes backends) and FastAPI load in a worker thread.
+            config = await asyncio.get_running_loop().run_in_executor(None, self._prepare)
             server = local_server(self.services, config)
             server.on_request = self.request.emit
             try:
@@ -718,10 +731,9 @@ class ServerPage(QWidget):
         self.show_key()
 
     def show_key(self) -> None:
-        kept = secrets.get(KEY_NAME)
-        if not self.network.isChecked():
+        if not self.network.isChecked():  # (no keyring lookup on the GUI thread when none is needed)
             self.key_label.setText("No key needed: only this computer can reach the server.")
-        elif not kept:
+        elif not secrets.get(KEY_NAME):
             self.key_label.setText("No key is kept: make a new one before the server can serve your network.")
         elif secrets.in_memory_only(KEY_NAME):
             self.key_label.setText(f"A key is {NO_KEYRING}.")
