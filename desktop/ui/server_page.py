@@ -27,7 +27,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QGuiApplication, QPainter
+from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -558,7 +558,7 @@ class ServerPage(QWidget):
         form.addLayout(port_row)
 
         form.addWidget(self._section("Network"))
-        self.network = QCheckBox("Serve on my network")
+        self.network = self._checkbox("Serve on my network")
         self.network.setObjectName("ServerNetwork")
         self.network.toggled.connect(self._network_toggled)
         form.addWidget(self.network)
@@ -615,7 +615,7 @@ class ServerPage(QWidget):
         form.addLayout(ttl_row)
 
         form.addWidget(self._section("Privacy"))
-        self.log_bodies = QCheckBox("Log prompts and answers")
+        self.log_bodies = self._checkbox("Log prompts and answers")
         self.log_bodies.setObjectName("ServerLogBodies")
         self.log_bodies.toggled.connect(lambda on: self._save(log_bodies=on))
         form.addWidget(self.log_bodies)
@@ -707,6 +707,14 @@ class ServerPage(QWidget):
         outer.addWidget(box)
         outer.addStretch(1)
         return holder
+
+    def _checkbox(self, text: str) -> QCheckBox:
+        box = QCheckBox(text)
+        if self.theme.dark:  # Fusion draws the box's edge from the window colour: on a dark one it vanishes
+            palette = box.palette()
+            palette.setColor(QPalette.ColorRole.Window, QColor(self.theme.muted))
+            box.setPalette(palette)
+        return box
 
     @staticmethod
     def _section(text: str) -> QLabel:
