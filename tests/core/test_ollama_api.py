@@ -199,6 +199,7 @@ def test_an_ollama_only_app_lists_shows_and_chats_with_hearths_model(server, mod
     shown = client.show("smollm2:135m")
     assert shown.modelinfo["llama.context_length"] == model.context_length == 8192
     assert "im_start" in shown.template and "temperature" in shown.parameters
+    assert "num_ctx 2048" in shown.parameters.splitlines()  # the context it is loaded with here
     assert shown.details.family == "llama" and "completion" in shown.capabilities
 
     ask = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]

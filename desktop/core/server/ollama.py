@@ -155,22 +155,25 @@ def tag_entry(model: ModelRecord) -> dict[str, Any]:
             "digest": model.sha256, "details": details(model)}
 
 
-def parameters_text(sampling: Sampling) -> str:
-    """The default sampling of a model as Ollama's `/api/show` writes `parameters`: one
-    `name value` per line (a Modelfile's PARAMETER lines without the keyword)."""
-    lines = [f"temperature {sampling.temperature:g}", f"top_p {sampling.top_p:g}", f"top_k {sampling.top_k}",
+def parameters_text(sampling: Sampling, n_ctx: int = 0) -> str:
+    """The default sampling of a model, and `num_ctx` (the context in tokens it is loaded with,
+    when known), as Ollama's `/api/show` writes `parameters`: one `name value` per line (a
+    Modelfile's PARAMETER lines without the keyword). Tools such as Continue read num_ctx to
+    know how long a prompt may be."""
+    lines = [f"num_ctx {n_ctx}"] if n_ctx else []
+    lines += [f"temperature {sampling.temperature:g}", f"top_p {sampling.top_p:g}", f"top_k {sampling.top_k}",
              f"min_p {sampling.min_p:g}", f"repeat_penalty {sampling.repeat_penalty:g}"]
     if sampling.seed >= 0:
         lines.append(f"seed {sampling.seed}")
     return "\n".join(lines)
 
 
-def show_body(model: ModelRecord, sampling: Sampling, template: str) -> dict[str, Any]:
+def show_body(model: ModelRecord, sampling: Sampling, template: str, n_ctx: int = 0) -> dict[str, Any]:
     """Ollama's `/api/show` answer: a Modelfile-like summary, the parameters, the chat template
     (the GGUF's Jinja template: Hearth renders it, not Ollama's Go templates), details,
     `model_info` with the GGUF keys Ollama shows (`<arch>.context_length` among them) and
     capabilities ("completion")."""
-    params = parameters_text(sampling)
+    params = parameters_text(sampling, n_ctx)
     modelfile = "\n".join([f"# Served by Hearth from {model.path}", f"FROM {model.path}",
                            f"TEMPLATE {json.dumps(template)}" if template else "",
                            *(f"PARAMETER {line}" for line in params.splitlines()),
@@ -582,7 +585,13 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
             template = gguf.read_info(model.path).chat_template
         except (gguf.GGUFError, OSError):
             template = ""
-        return show_body(model, services.settings.sampling, template)
+        # The context it runs with now, or would be loaded with (engine.plan_load's rule: the user's
+        # setting, 4096 when unset, capped at what the model was trained for).
+        n_ctx = next((m.n_ctx for m in pool.loaded() if m.id == model.id), 0)
+        if not n_ctx:
+            n_ctx = services.settings.load.n_ctx if services.settings.load.n_ctx > 0 else 4096
+            n_ctx = min(n_ctx, model.context_length) if model.context_length else n_ctx
+        return show_body(model, services.settings.sampling, template, n_ctx)
 
     @app.get("/api/ps")
     async def ps() -> dict[str, Any]:
