@@ -329,3 +329,34 @@ def test_a_model_too_big_for_this_computer_is_a_507_with_the_numbers_and_no_engi
     assert refused.value.code == "insufficient_memory"
     assert "“Huge” needs about" in refused.value.message and "of memory in all" in refused.value.message
     assert running.server.pool.engine_pids() == []
+
+
+def test_an_answer_cut_off_by_the_window_on_a_shared_engine_ends_in_an_error_not_in_silence(services, serve, small):
+    running = serve()
+    running.call(services.engine.ensure(small, services.settings.load))
+    window = services.engine.endpoint()
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    try:
+        stream = client.chat.completions.create(
+            model=small.id, max_tokens=400, stream=True,
+            messages=[{"role": "user", "content": "Write a very long story about a lighthouse."}])
+        chunks = iter(stream)
+        next(chunks)
+        # The user asks the same model something in the chat window meanwhile.
+        asked = threading.Thread(target=lambda: httpx.post(
+            window.base_url + "/chat/completions", timeout=120,
+            headers={"Authorization": f"Bearer {window.api_key}"},
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "stream": True}))
+        asked.start()
+        with pytest.raises(openai.APIError, match="cut off before its end"):
+            for _ in chunks:
+                pass
+        asked.join(120)
+        stream.close()
+        for _ in range(100):  # the server logs the request as its stream closes
+            if running.records:
+                break
+            running.call(asyncio.sleep(0.05))
+        assert [r.status for r in running.records] == [503]
+    finally:
+        running.call(services.engine.stop())

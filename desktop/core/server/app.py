@@ -383,9 +383,12 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                      stack: contextlib.AsyncExitStack, done: Callable[[], None],
                      status: dict[str, int], answer: list[str]) -> AsyncIterator[bytes]:
         """The engine's SSE stream with the model named by its Hearth id, a usage chunk at the end
-        when asked for (llama-cpp-python's server sends none), and an error event if it breaks."""
+        when asked for (llama-cpp-python's server sends none), and an error event if it breaks or
+        ends with no finish_reason (the engine cut it: a request from the window on a shared
+        engine interrupts a stream there), so a cut answer is never taken for a whole one."""
         out = 0
         last: dict[str, Any] = {}
+        finished = False
         try:
             async for line in upstream.aiter_lines():
                 if not line.startswith("data:"):
@@ -402,9 +405,18 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                     if words:
                         out += 1
                         answer.append(words)
+                    finished = finished or bool(choice.get("finish_reason"))
                 last = chunk
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
             usage["out"] = out
+            if not finished:
+                why = await lease.engine.confirm_death(within=0.5) or (
+                    "The answer was cut off before its end: the engine stopped it (the chat window may have "
+                    "asked the same model something meanwhile). Ask again.")
+                status["code"] = 503
+                yield ("data: " + json.dumps({"error": {"message": why, "type": "server_error", "param": None,
+                                                        "code": "answer_interrupted"}}) + "\n\n").encode()
+                return
             if want_usage:
                 yield ("data: " + json.dumps({
                     "id": last.get("id", f"chatcmpl-{uuid.uuid4().hex}"), "object": last.get("object", "chat.completion.chunk"),
