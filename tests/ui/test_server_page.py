@@ -86,6 +86,10 @@ def turn_on(qtbot, window):
 def test_turning_the_server_on_serves_the_models_and_logs_each_request(qtbot, server_window, model, port, services):
     window = server_window()
     assert window.server_status.text() == "Server: off"
+    qtbot.waitUntil(lambda: window.server_status.width() >= window.server_status.sizeHint().width())  # laid out
+    qtbot.mouseClick(window.server_status, Qt.MouseButton.LeftButton)  # the status bar's entry opens the page
+    assert window.pages.currentWidget() is window.server_page
+    window.show_chat()
     page = open_page(qtbot, window)
     address = f"http://{LOOPBACK}:{port}"
     assert page.log_stack.currentWidget() is page.empty  # no request yet: how to try it
@@ -136,6 +140,8 @@ def test_the_server_comes_back_with_a_new_window_and_stops_with_the_old(qtbot, s
     page.origin_input.setText("http://localhost:3000")
     page.add_origin()
     page.ttl.setValue(5)
+    assert not page.log_bodies.isChecked()  # off unless the user asks
+    page.log_bodies.setChecked(True)
     turn_on(qtbot, window)
     assert window.server.state == "on", window.server.error
     window.close()  # the app quits: the server stops before the engines
@@ -153,6 +159,8 @@ def test_the_server_comes_back_with_a_new_window_and_stops_with_the_old(qtbot, s
         assert request(qtbot, f"http://{LOOPBACK}:{port}/v1/models").status_code == 200
         shown = open_page(qtbot, second)
         assert shown.power.isChecked() and shown.port.value() == port and shown.ttl.value() == 5
+        assert shown.log_bodies.isChecked() and second.server.config.log_bodies
+        assert second.server.config.ttl_s == 300
         assert [shown.origins.item(i).text() for i in range(shown.origins.count())] == ["http://localhost:3000"]
         second.close()
         qtbot.waitUntil(lambda: not second._tasks, timeout=10_000)
