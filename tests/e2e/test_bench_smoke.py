@@ -18,7 +18,7 @@ def test_the_benchmark_suite_runs_every_benchmark_and_writes_the_table(tmp_path,
                             env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert {"machine", "stream", "engine", "startup", "big_data", "smooth", "render", "download",
+    assert {"machine", "stream", "engine", "serve", "startup", "big_data", "smooth", "render", "download",
             "faults"} <= set(results)
     assert results["machine"]["llama_cpp_python"] and results["machine"]["pyside6"]
     table = (tmp_path / "results.md").read_text()
@@ -27,7 +27,8 @@ def test_the_benchmark_suite_runs_every_benchmark_and_writes_the_table(tmp_path,
                    "Start-up to the window drawn, s", "and the hidden pages built after it", "Open a 400-message chat", "Search 2,000 messages",
                    "App memory with that chat open", "GUI stall during a", "GUI stall scrolling 300 messages",
                    "Download throughput, MB/s", "Fetched again after a kill",
-                   "Faults survived, all kinds (of injected)"):
+                   "Faults survived, all kinds (of injected)", "Through the local server (openai SDK), tokens/s",
+                   "8 clients at once: answered"):
         line = next((line for line in table.splitlines() if figure in line), None)
         assert line is not None, f"{figure!r} missing from the table"
         hearth_cell = line.split("|")[3].strip()
