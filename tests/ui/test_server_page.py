@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 
 import httpx
+import psutil
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
@@ -121,16 +122,20 @@ def test_turning_the_server_on_serves_the_models_and_logs_each_request(qtbot, se
 
     page.show_loaded()  # (the page asks every 2 s)
     assert model.name in page.loaded_label.text()
+    engines = window.server.server.pool.engine_pids()
+    assert engines  # the model runs in an engine child of the server's own (the window had none loaded)
 
     qtbot.mouseClick(page.power, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not window.server.busy(), timeout=30_000)
     assert window.server.state == "off"
     assert window.server_status.text() == "Server: off"
+    assert not [pid for pid in engines if psutil.pid_exists(pid)]  # its model was unloaded with it
     with pytest.raises(httpx.ConnectError):
         request(qtbot, f"{address}/v1/models")
 
 
-def test_the_server_comes_back_with_a_new_window_and_stops_with_the_old(qtbot, server_window, port, services, qt_loop):
+def test_the_server_comes_back_with_a_new_window_and_stops_with_the_old(qtbot, server_window, port, services,
+                                                                        model):
     from desktop.core.services import open_services
     from desktop.ui.main_window import MainWindow
     from desktop.ui.theme import apply_theme
@@ -144,8 +149,13 @@ def test_the_server_comes_back_with_a_new_window_and_stops_with_the_old(qtbot, s
     page.log_bodies.setChecked(True)
     turn_on(qtbot, window)
     assert window.server.state == "on", window.server.error
-    window.close()  # the app quits: the server stops before the engines
+    answer = request(qtbot, f"http://{LOOPBACK}:{port}/v1/completions", "POST",
+                     json={"model": model.id, "prompt": "The sea is", "max_tokens": 4})
+    assert answer.status_code == 200, answer.text
+    engines = window.server.server.pool.engine_pids()
+    window.close()  # the app quits: the server stops (and unloads what it loaded) before the engines
     assert window.server.state == "off"
+    assert not [pid for pid in engines if psutil.pid_exists(pid)]
     with pytest.raises(httpx.ConnectError):
         request(qtbot, f"http://{LOOPBACK}:{port}/v1/models")
 
