@@ -197,10 +197,18 @@ class ServerSwitch(QObject):
         return self._work is not None and not self._work.done()
 
     def set_enabled(self, on: bool) -> asyncio.Future[Any]:
-        """The user's switch: saved (so the next launch does the same), then started or stopped."""
+        """The user's switch: saved (so the next launch does the same), then started or stopped.
+        A start that fails leaves it off, saved off too (what the switch shows)."""
         if on != self.settings.enabled:
             self.save(enabled=on)
-        return self._run(self.start() if on else self.stop())
+
+        async def turn_on() -> bool:
+            started = await self.start()
+            if not started and self.settings.enabled:
+                self.save(enabled=False)
+            return started
+
+        return self._run(turn_on() if on else self.stop())
 
     def start_if_enabled(self) -> asyncio.Future[Any] | None:
         """At launch, once the window is drawn: start the server when the user left it on."""

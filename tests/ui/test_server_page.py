@@ -274,6 +274,7 @@ def test_a_port_in_use_is_said_in_one_sentence_and_the_switch_stays_off(qtbot, s
         sentence = page.error_label.text()
         assert str(port) in sentence and "Traceback" not in sentence and "\n" not in sentence
         assert not page.power.isChecked()
+        assert not window.services.settings.server.enabled  # off as the switch shows, at the next launch too
         assert window.server_status.text() == "Server: off"
         window.grab().save(str(shots_dir / "server-page-port-in-use-light.png"))
 
@@ -313,3 +314,18 @@ def test_the_page_looks_right(qtbot, server_window, shots_dir, model, dark):
     assert page.table.isVisible()
     open_settings(qtbot, page)
     window.grab().save(str(shots_dir / f"server-page-settings-{name}.png"))
+
+
+def test_a_server_left_on_that_cannot_start_at_launch_says_so_over_the_chat(qtbot, server_window, services, port):
+    services.save_settings(replace(services.settings, server=replace(services.settings.server, enabled=True)))
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, port))
+        taken.listen()
+        window = server_window()
+        window.server.start_if_enabled()  # what app.py does once the window is drawn
+        qtbot.waitUntil(lambda: not window.server.busy(), timeout=60_000)
+    assert window.pages.currentWidget() is window.chat_page
+    assert window.banner.isVisible()
+    assert window.banner.label.text().startswith("The local server is off: ") and str(port) in window.banner.label.text()
+    assert window.server_status.text() == "Server: off"
+    assert services.settings.server.enabled  # the user's choice stands: it starts next time the port is free
