@@ -7,9 +7,7 @@ LocalServer and the real SmolLM2 starter model in llama.cpp.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from dataclasses import replace
 
@@ -33,6 +31,7 @@ from desktop.core.server.ollama import (
 )
 from desktop.core.settings import LoadOptions, Sampling
 from tests.gguf_forge import write_gguf
+from tests.server_thread import ServerThread
 
 ID = "smollm2-135m-instruct-q4_1"
 
@@ -137,42 +136,10 @@ def test_ollama_names_find_a_hearth_model_or_say_which_command_lists_them(servic
 
 # --- end to end: Ollama's own client, a real server, a real model --------------------------------
 
-class ServerThread:
-    """A LocalServer in an event loop of its own thread, as the window runs it beside Qt: the
-    test's blocking clients talk to it over real HTTP."""
-
-    def __init__(self, services, **config) -> None:
-        from desktop.core.server import LocalServer
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="server-loop", daemon=True)
-        self.thread.start()
-        self.records = []
-        self.server = LocalServer(services, ServerConfig(**{"port": 0, "ttl_s": 600, **config}))
-        self.server.on_request = self.records.append
-        self.call(self.server.start())
-
-    def call(self, coro, timeout: float = 120):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def loaded(self) -> list:
-        async def read():
-            return self.server.loaded()
-        return self.call(read())
-
-    def close(self) -> None:
-        try:
-            self.call(self.server.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-
 @pytest.fixture
 def server(services, model):
     services.settings = replace(services.settings, load=LoadOptions(n_ctx=2048, n_threads=2))
-    running = ServerThread(services)
+    running = ServerThread(services, ServerConfig(port=0, ttl_s=600)).start()
     yield running
     running.close()
 
@@ -308,7 +275,8 @@ def test_an_app_that_leaves_mid_answer_frees_the_model_for_the_next_request(serv
     assert left and left[0].model == ID  # recorded, though the app left
     assert [m.busy for m in server.loaded()] == [0]  # the model's turn was handed back
     with pytest.raises(httpx.ReadTimeout):  # an app that gives up waiting for a whole answer
-        httpx.post(address + "/api/chat", json={**story, "stream": False}, timeout=0.5)
+        # (gives up after 50 ms: before even a short answer is written whole, whatever the model says)
+        httpx.post(address + "/api/chat", json={**story, "stream": False}, timeout=0.05)
     deadline = time.monotonic() + 20
     while len([r for r in server.records if r.path == "/api/chat"]) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -323,7 +291,7 @@ def test_an_app_that_leaves_mid_answer_frees_the_model_for_the_next_request(serv
 def test_a_server_with_a_key_lets_an_ollama_client_in_only_with_it(services, model):
     import ollama
 
-    running = ServerThread(services, api_key="sesame-123", log_bodies=True)
+    running = ServerThread(services, ServerConfig(port=0, ttl_s=600, api_key="sesame-123", log_bodies=True)).start()
     try:
         address = running.server.address
         with pytest.raises(ollama.ResponseError) as refused:
