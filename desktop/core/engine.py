@@ -228,13 +228,21 @@ class Engine:
             return message
         return None
 
+    def _crashed_with(self) -> str | None:
+        """Why the child died, if it has been marked crashed (by `check_alive`, whoever called it)."""
+        if self.state == "crashed" and self._proc is not None and self._proc.poll() is not None:
+            return explain_exit(self.log_tail(), self._proc.returncode, self.model.name if self.model else "the model")
+        return None
+
     async def confirm_death(self, within: float = 2.0) -> str | None:
         """After a broken connection: if the child is dying, wait for it and say why; None if it
         lives on. (The socket closes a moment before a killed process can be reaped.)"""
         deadline = time.monotonic() + within
         while self._proc is not None and self._proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        return self.check_alive()
+        # The window's own check may have marked the death first (it runs once the answer's
+        # stream has ended): the answer still says why, not just that the connection broke.
+        return self.check_alive() or self._crashed_with()
 
     def death_message(self) -> str:
         """Why the child is gone, for a child that was running and is no longer."""

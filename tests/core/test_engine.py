@@ -228,3 +228,23 @@ def test_the_engine_never_sees_the_users_keys_and_tokens(services, model, monkey
     assert answer.status_code == 200
     assert '"content"' in answer.text
     assert answer.text.rstrip().endswith("data: [DONE]")
+
+
+def test_a_killed_engine_is_named_even_when_the_window_noticed_it_first(services, model):
+    """The window's timer may mark the dead child before the answer's own check runs (the stream
+    ended, so the chat is no longer busy): the answer must still say the engine was killed, not
+    only that the connection broke off."""
+    engine = services.engine
+
+    async def scenario():
+        await engine.ensure(model, services.settings.load)
+        os.kill(engine.pid, signal.SIGKILL)
+        while engine._proc.poll() is None:
+            await asyncio.sleep(0.01)
+        noticed = engine.check_alive()  # the window's check, first
+        return noticed, await engine.confirm_death()
+
+    noticed, told = asyncio.run(scenario())
+    assert noticed and "killed (SIGKILL)" in noticed
+    assert told == noticed
+    asyncio.run(engine.stop())
