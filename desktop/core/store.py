@@ -140,6 +140,7 @@ ROLES = ("system", "user", "assistant")
 # An answer being written is saved at least this often, even while no token arrives.
 HEARTBEAT_S = 2.0
 STALE_STREAM_S = 15.0
+NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"  # SQLite's clock as Unix seconds (ms precision)
 # How long one write waits for a lock another program holds before it fails as DatabaseBusy. Short,
 # as the window's thread writes too: the chat tries such a write again later (chat.LOCK_WAIT_S).
 BUSY_TIMEOUT_MS = 100
@@ -443,8 +444,9 @@ class Store:
         changes = dict(meta)
         if content is not None:
             changes["content"] = content
-        changes["updated_at"] = time.time()
-        sets = ", ".join(f"{k} = ?" for k in changes)
+        # The time it is written (SQLite's clock, in Unix seconds), not the time it was asked for:
+        # a write that waited for another program's lock is stamped when the lock let it in.
+        sets = ", ".join([*(f"{k} = ?" for k in changes), f"updated_at = {NOW_SQL}"])
         self._write(f"UPDATE messages SET {sets} WHERE id = ?", (*changes.values(), message_id))
 
     def message(self, message_id: int) -> Message:
