@@ -28,6 +28,36 @@ def no_system_keyring():
     yield
 
 
+@pytest.fixture
+def ring():
+    """A keyring for this test (it stands in for the desktop's Secret Service, Keychain or
+    Credential Manager): its `items` are {(service, name): secret}."""
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class MemoryKeyring(KeyringBackend):
+        priority = 1
+
+        def __init__(self):
+            super().__init__()
+            self.items = {}
+
+        def get_password(self, service, username):
+            return self.items.get((service, username))
+
+        def set_password(self, service, username, password):
+            self.items[(service, username)] = password
+
+        def delete_password(self, service, username):
+            self.items.pop((service, username), None)
+
+    before = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(before)
+
+
 @pytest.fixture(autouse=True)
 def forget_secrets_kept_in_memory():
     """A secret kept in memory (no keyring) lasts one run of Hearth: here, one test."""

@@ -93,6 +93,16 @@ def pass_wheel_on(widget: QWidget, event: QWheelEvent) -> None:
     event.accept()
 
 
+def scroll_sideways_only(view, event: QWheelEvent, scroll) -> None:
+    """A block's wheel: up and down belong to the chat around it (passed on); only sideways
+    turns scroll the block itself, with `scroll(event)` (the view's own handler)."""
+    delta = event.angleDelta()
+    if abs(delta.x()) > abs(delta.y()) and view.horizontalScrollBar().maximum() > 0:
+        scroll(event)
+    else:
+        pass_wheel_on(view, event)
+
+
 def mono_font() -> QFont:
     """The monospaced face code is drawn in (the system's fixed font, at the text's size)."""
     font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
@@ -143,12 +153,7 @@ class _DocumentView(AnswerBrowser):
         return QSize(40, 20)
 
     def wheelEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        # Up and down belong to the chat around the block; only sideways turns scroll it.
-        delta = event.angleDelta()
-        if abs(delta.x()) > abs(delta.y()) and self.horizontalScrollBar().maximum() > 0:
-            super().wheelEvent(event)
-        else:
-            pass_wheel_on(self, event)
+        scroll_sideways_only(self, event, super().wheelEvent)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         # QTextEdit lays the whole text out again on every resize, even to the same width (a
@@ -284,12 +289,7 @@ class CodeView(QPlainTextEdit):
         self.updateGeometry()
 
     def wheelEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        # Up and down belong to the chat around the block; only sideways turns scroll the code.
-        delta = event.angleDelta()
-        if abs(delta.x()) > abs(delta.y()) and self.horizontalScrollBar().maximum() > 0:
-            super().wheelEvent(event)
-        else:
-            pass_wheel_on(self, event)
+        scroll_sideways_only(self, event, super().wheelEvent)
 
     def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
         return True

@@ -117,19 +117,6 @@ def test_masking_keeps_ordinary_words_and_hides_key_like_strings():
                      "Try https://me:…@host/v1?api-version=1&key=… with Authorization: Bearer …; token=…")
 
 
-@pytest.fixture
-def ring():
-    import keyring
-
-    from tests.core.test_secrets import MemoryKeyring
-
-    before = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(before)
-
-
 def test_an_address_an_older_hearth_saved_with_its_key_is_cleaned_and_the_key_kept(services, server, ring):
     """providers.json from before addresses were cleaned: the key moves to the keyring, the file is
     rewritten without it, the query setting stays, and the provider still answers."""
@@ -148,18 +135,7 @@ def test_an_address_an_older_hearth_saved_with_its_key_is_cleaned_and_the_key_ke
     assert ring.items == {("Hearth", "azure"): QUERY_KEY}
 
 
-@pytest.fixture
-def no_ring():
-    import keyring
-    from keyring.backends import fail
-
-    before = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    yield
-    keyring.set_keyring(before)
-
-
-def test_without_a_keyring_an_old_address_keeps_its_key_in_the_file_but_never_shows_it(services, server, no_ring):
+def test_without_a_keyring_an_old_address_keeps_its_key_in_the_file_but_never_shows_it(services, server):
     """With nowhere safe to move it, the key stays where the user left it (else it would be gone
     after this run); it is still never shown, and requests go to the right place."""
     path = services.paths.config / "providers.json"

@@ -1,40 +1,9 @@
 """Secrets: the environment first, then the system keyring, else memory for this run only."""
 
 import keyring
-import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from desktop.core import secrets
-
-
-class MemoryKeyring(KeyringBackend):
-    """Stands in for the desktop's keychain (Secret Service, Keychain, Credential Manager)."""
-
-    priority = 1
-
-    def __init__(self):
-        super().__init__()
-        self.items = {}
-
-    def get_password(self, service, username):
-        return self.items.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.items[(service, username)] = password
-
-    def delete_password(self, service, username):
-        self.items.pop((service, username), None)
-
-
-@pytest.fixture
-def ring():
-    before = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(before)
-    secrets._memory.clear()
 
 
 def test_a_secret_goes_to_the_keyring_and_nowhere_else(ring, home, monkeypatch):
