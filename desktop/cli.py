@@ -128,6 +128,7 @@ def _engine_parser() -> argparse.ArgumentParser:
     engine.add_argument("--threads", type=int, default=0)
     engine.add_argument("--parent-pid", type=int, default=0)
     engine.add_argument("--chat-format", default="auto")
+    engine.add_argument("--embedding", action="store_true")
     return engine
 
 
@@ -160,7 +161,8 @@ def _run(argv: list[str]) -> int:
 
         return serve(model=args.model, port=args.port, api_key=os.environ.get("HEARTH_ENGINE_KEY", ""),
                      n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-                     parent_pid=args.parent_pid, chat_format=args.chat_format)
+                     parent_pid=args.parent_pid, chat_format=args.chat_format,
+                     embedding=args.embedding)
     args = _build_parser().parse_args(argv)
     if args.command in (None, "gui"):
         from desktop.app import run_app

@@ -163,10 +163,12 @@ class Engine:
     """The local model engine: one child process, loaded with one model at a time."""
 
     def __init__(self, paths: Paths, on_state: Callable[[str, str], None] | None = None, *,
-                 log_name: str = "engine") -> None:
+                 log_name: str = "engine", embedding: bool = False) -> None:
         """`log_name`: the child's log file in the logs folder (`<log_name>.log`); each engine
-        running beside another (the local server's) needs its own."""
+        running beside another (the local server's) needs its own. `embedding`: the child runs
+        llama.cpp in embedding mode (it answers /v1/embeddings, not chat)."""
         self.paths = paths
+        self.embedding = embedding
         self.on_state = on_state  # (state, detail): stopped, loading, ready, failed, crashed
         self.state = "stopped"
         self.plan: LoadPlan | None = None
@@ -329,6 +331,8 @@ class Engine:
             "--parent-pid", str(os.getpid()),
             "--chat-format", self.chat_format_for(plan),
         ]
+        if self.embedding:
+            args.append("--embedding")
         env = dict(engine_environment(), HEARTH_ENGINE_KEY=self._api_key)  # never on a command line
         if self._log_path.exists():
             os.replace(self._log_path, self._log_path.with_suffix(".previous.log"))

@@ -430,7 +430,7 @@ def _tolerate_unreadable_templates() -> None:
 
 
 def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int, n_threads: int,
-          parent_pid: int, chat_format: str = "auto") -> int:
+          parent_pid: int, chat_format: str = "auto", embedding: bool = False) -> int:
     if parent_pid:
         _die_with_parent(parent_pid)
     import uvicorn
@@ -457,6 +457,7 @@ def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int,
         # Verbose while loading: llama.cpp's reasons for failing (an unknown architecture, a failed
         # allocation) reach the engine log only then, and the app reads them. Quiet afterwards.
         verbose=True,
+        embedding=embedding,
     )
     _tolerate_unreadable_templates()
     print(f"hearth-engine: loading {model}", file=sys.stderr, flush=True)

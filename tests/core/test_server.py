@@ -244,8 +244,6 @@ def test_errors_are_in_openai_shape(serve, small):
     assert missing.status_code == 404 and missing.json()["error"]["message"]
     bad = httpx.post(running.url + "/v1/chat/completions", content=b"{not json")
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
-    embeddings = httpx.post(running.url + "/v1/embeddings", json={"model": small.id, "input": "hi"})
-    assert embeddings.status_code == 501 and "documents" in embeddings.json()["error"]["message"]
 
 
 def test_a_forced_tool_call_comes_back_as_tool_calls(serve, small):

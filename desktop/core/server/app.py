@@ -481,19 +481,10 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
     async def completions(request: Request) -> Response:
         return await forward(request, "completion")
 
-    @app.post("/v1/embeddings")
-    async def embeddings(request: Request) -> Response:
-        record(RequestRecord(at=time.time(), client=client_of(request), method="POST", path=request.url.path,
-                             model="", status=501, tokens_in=None, tokens_out=None, duration_ms=0.0))
-        raise ApiError(501, "Embeddings are not served yet: they come with Hearth's documents work (an "
-                       "engine in llama.cpp's embedding mode).", type="not_implemented", code="not_implemented")
+    from desktop.core.server import embed, ollama
 
-    with contextlib.suppress(ImportError):
-        from desktop.core.server import ollama
-
-        register = getattr(ollama, "register", None)
-        if callable(register):
-            register(app, services, pool, record)
+    for module in (embed, ollama):  # more routes on the same app, checks and errors
+        module.register(app, services, pool, record)
 
     # Outermost last: the Host and Origin guard, then CORS (answers preflight), then the key.
     app.add_middleware(_KeyCheck, key=config.api_key)

@@ -64,6 +64,7 @@ class LoadedModel:
     shared: bool
     busy: int
     idle_until: float | None
+    embedding: bool = False  # loaded in llama.cpp's embedding mode
 
     @property
     def id(self) -> str:
@@ -86,6 +87,11 @@ class _Slot:
     ttl_s: float = 600.0
     idle_until: float | None = None
     unload: asyncio.Task | None = None
+
+
+def slot_key(model_id: str, embedding: bool) -> str:
+    """The pool's key for a model's engine: its id, or "ID#embedding" for embedding mode."""
+    return f"{model_id}#embedding" if embedding else model_id
 
 
 class ModelPool:
@@ -122,22 +128,27 @@ class ModelPool:
             raise ModelUnavailable(str(exc), 404) from exc
 
     @contextlib.asynccontextmanager
-    async def use(self, model_ref: str, ttl_s: float | None = None) -> AsyncIterator[Lease]:
-        """The model's turn, loaded: see the class. Yields a Lease."""
+    async def use(self, model_ref: str, ttl_s: float | None = None, *,
+                  embedding: bool = False) -> AsyncIterator[Lease]:
+        """The model's turn, loaded: see the class. Yields a Lease. `embedding`: the model in
+        llama.cpp's embedding mode, in an engine child of its own (never the window's), which
+        answers the stock `/v1/embeddings` route (`lease.openai_base`)."""
         model = self.model(model_ref)
         options = self.services.settings.load
         window: Engine = self.services.engine
-        if window.loaded_with(model, options):
+        if not embedding and window.loaded_with(model, options):
             async with self._window_turn:
                 if window.loaded_with(model, options):  # still, after the wait
                     yield Lease(model=model, endpoint=window.endpoint(), n_ctx=window.n_ctx,
                                 engine=window, shared=True)
                     return
-        slot = self._slots.get(model.id)
+        key = slot_key(model.id, embedding)
+        slot = self._slots.get(key)
         if slot is None:
-            engine = Engine(self.services.paths, log_name=f"engine-server-{model.id}")
+            engine = Engine(self.services.paths, embedding=embedding,
+                            log_name=f"engine-server-{model.id}{'-embedding' if embedding else ''}")
             engine.on_template_hung = window.on_template_hung
-            slot = self._slots[model.id] = _Slot(engine=engine, ttl_s=self.ttl_s)
+            slot = self._slots[key] = _Slot(engine=engine, ttl_s=self.ttl_s)
         slot.users += 1
         if ttl_s is not None:
             slot.ttl_s = float(ttl_s)
@@ -161,8 +172,8 @@ class ModelPool:
                             engine=slot.engine)
         finally:
             slot.users -= 1
-            if slot.users == 0 and self._slots.get(model.id) is slot:
-                self._schedule_unload(model.id, slot)
+            if slot.users == 0 and self._slots.get(key) is slot:
+                self._schedule_unload(key, slot)
 
     def _schedule_unload(self, model_id: str, slot: _Slot) -> None:
         if slot.ttl_s < 0:
@@ -184,7 +195,8 @@ class ModelPool:
             model = slot.engine.model
             if model is not None and slot.engine.is_alive():
                 found.append(LoadedModel(model=model, n_ctx=slot.engine.n_ctx, shared=False,
-                                         busy=slot.users, idle_until=slot.idle_until))
+                                         busy=slot.users, idle_until=slot.idle_until,
+                                         embedding=slot.engine.embedding))
         window: Engine = self.services.engine
         if self._window_turn.locked() and window.model is not None:
             found.append(LoadedModel(model=window.model, n_ctx=window.n_ctx,
@@ -192,24 +204,27 @@ class ModelPool:
         return found
 
     async def unload(self, model_ref: str) -> bool:
-        """Unload a model the pool loaded, now, unless a request is using it (then it goes when
-        that request ends). False when the pool holds no such model (the window's is never
-        unloaded from here)."""
+        """Unload the engines the pool loaded for a model (chat and embedding mode), now, unless a
+        request is using one (then it goes when that request ends). False when the pool holds no
+        such model (the window's is never unloaded from here)."""
         try:
             model_id = self.model(model_ref).id
         except ModelUnavailable:
             model_id = model_ref
-        slot = self._slots.get(model_id)
-        if slot is None:
-            return False
-        if slot.users:
-            slot.ttl_s = 0.0
-            return True
-        del self._slots[model_id]
-        if slot.unload is not None:
-            slot.unload.cancel()
-        await slot.engine.stop()
-        return True
+        found = False
+        for key in (slot_key(model_id, False), slot_key(model_id, True)):
+            slot = self._slots.get(key)
+            if slot is None:
+                continue
+            found = True
+            if slot.users:
+                slot.ttl_s = 0.0
+                continue
+            del self._slots[key]
+            if slot.unload is not None:
+                slot.unload.cancel()
+            await slot.engine.stop()
+        return found
 
     def engine_pids(self) -> list[int]:
         """The process ids of the engine children this pool started and still runs."""
