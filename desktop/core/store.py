@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,39 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN replaces INTEGER;
     ALTER TABLE messages ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: what apps used through the local API server, one row per local day, app (address and user
+    # agent), model and where it was processed; and, only when the user asks for it, each request
+    # with its prompt and answer.
+    """
+    CREATE TABLE api_use (
+        day TEXT NOT NULL,
+        address TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        processed_on TEXT NOT NULL,
+        requests INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        tokens_in INTEGER NOT NULL DEFAULT 0,
+        tokens_out INTEGER NOT NULL DEFAULT 0,
+        bytes_sent INTEGER NOT NULL DEFAULT 0,
+        last_at REAL NOT NULL,
+        PRIMARY KEY (day, address, user_agent, model, processed_on)
+    );
+    CREATE TABLE api_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        address TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        tokens_in INTEGER,
+        tokens_out INTEGER,
+        duration_ms REAL NOT NULL,
+        body TEXT NOT NULL
+    );
+    """,
 ]
 
 ROLES = ("system", "user", "assistant")
@@ -236,6 +269,75 @@ class UsageRow:
     tokens_out: int
     bytes_sent: int
     cost: float
+
+
+@dataclass(frozen=True)
+class ApiUse:
+    """What one app used of one model on one day through the local API server (the ledger's
+    "used by apps on this computer"), or the sum of such rows. `day` is the local date
+    (YYYY-MM-DD); an app is its `address` (the client's IP address) and `user_agent` (its
+    User-Agent header, "" when it sent none); `processed_on` is THIS_MACHINE or the host the
+    request was forwarded to. `failed`: requests answered with an HTTP status of 400 or more.
+    `last_at`: the latest request, in seconds since the epoch."""
+
+    day: str
+    address: str
+    user_agent: str
+    model: str
+    processed_on: str = THIS_MACHINE
+    requests: int = 1
+    failed: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    bytes_sent: int = 0
+    last_at: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        """The row it adds to: day, address, user agent, model, where."""
+        return (self.day, self.address, self.user_agent, self.model, self.processed_on)
+
+    def plus(self, other: ApiUse) -> ApiUse:
+        """Both counted together (the key is this one's)."""
+        return replace(self, requests=self.requests + other.requests, failed=self.failed + other.failed,
+                       tokens_in=self.tokens_in + other.tokens_in, tokens_out=self.tokens_out + other.tokens_out,
+                       bytes_sent=self.bytes_sent + other.bytes_sent, last_at=max(self.last_at, other.last_at))
+
+
+@dataclass(frozen=True)
+class ApiUseTotals:
+    """The ledger's API use summed over days from `since` (a YYYY-MM-DD local date, "" for all):
+    how many distinct apps (address and user agent), requests, failed requests, tokens and bytes
+    sent off the machine, and the hosts other than this machine that processed any of it."""
+
+    since: str
+    apps: int
+    requests: int
+    failed: int
+    tokens_in: int
+    tokens_out: int
+    bytes_sent: int
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One request kept with its prompt and answer (only while the user asks for a log with
+    bodies). `at`: seconds since the epoch; `body`: what the server logged, for OpenAI routes a
+    JSON object {"prompt": …, "answer": "…"}."""
+
+    at: float
+    address: str
+    user_agent: str
+    method: str
+    path: str
+    model: str
+    status: int
+    tokens_in: int | None
+    tokens_out: int | None
+    duration_ms: float
+    body: str
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -671,6 +773,81 @@ class Store:
             WHERE m.processed_on NOT IN ('', ?) GROUP BY c.id ORDER BY c.updated_at DESC
             """, (THIS_MACHINE,))
         return [(self._conversation(r), r["hosts"], r["sent"], r["spent"]) for r in rows]
+
+    # -- used by apps on this computer (the local API server) ----------------------------------
+    def add_api_use(self, uses: Iterable[ApiUse], requests: Iterable[ApiRequest] = ()) -> None:
+        """Count `uses` into their day's rows (adding to a row with the same key) and keep
+        `requests` (with bodies), all in one transaction: all of it is saved, or none. Raises
+        DatabaseBusy while another program holds the database locked, StoreError when the disk
+        is full. Safe from any thread (the connection is shared under the store's lock)."""
+        with self._lock:
+            self._write("BEGIN IMMEDIATE")
+            try:
+                for u in uses:
+                    self._write(
+                        "INSERT INTO api_use (day, address, user_agent, model, processed_on, requests, failed,"
+                        " tokens_in, tokens_out, bytes_sent, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (day, address, user_agent, model, processed_on) DO UPDATE SET"
+                        " requests = requests + excluded.requests, failed = failed + excluded.failed,"
+                        " tokens_in = tokens_in + excluded.tokens_in, tokens_out = tokens_out + excluded.tokens_out,"
+                        " bytes_sent = bytes_sent + excluded.bytes_sent, last_at = MAX(last_at, excluded.last_at)",
+                        (u.day, u.address, u.user_agent, u.model, u.processed_on, u.requests, u.failed,
+                         u.tokens_in, u.tokens_out, u.bytes_sent, u.last_at))
+                for r in requests:
+                    self._write(
+                        "INSERT INTO api_requests (at, address, user_agent, method, path, model, status, tokens_in,"
+                        " tokens_out, duration_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (r.at, r.address, r.user_agent, r.method, r.path, r.model, r.status, r.tokens_in,
+                         r.tokens_out, r.duration_ms, r.body))
+                self._write("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def api_use(self, limit: int = 200, since: str = "") -> list[ApiUse]:
+        """The per-day rows, newest day first (then the most recently used), at most `limit`,
+        from the local date `since` (YYYY-MM-DD) on when given."""
+        rows = self._db.execute("SELECT * FROM api_use WHERE day >= ? ORDER BY day DESC, last_at DESC LIMIT ?",
+                                (since, limit))
+        return [ApiUse(**{k: r[k] for k in r.keys()}) for r in rows]
+
+    def api_use_totals(self, since: str = "") -> ApiUseTotals:
+        """Everything apps used from the local date `since` (YYYY-MM-DD; "" for all time)."""
+        r = self._db.execute(
+            "SELECT COUNT(DISTINCT address || ' ' || user_agent) AS apps, COALESCE(SUM(requests), 0) AS requests,"
+            " COALESCE(SUM(failed), 0) AS failed, COALESCE(SUM(tokens_in), 0) AS tokens_in,"
+            " COALESCE(SUM(tokens_out), 0) AS tokens_out, COALESCE(SUM(bytes_sent), 0) AS bytes_sent"
+            " FROM api_use WHERE day >= ?", (since,)).fetchone()
+        hosts = self._db.execute("SELECT DISTINCT processed_on FROM api_use WHERE day >= ? AND processed_on != ?"
+                                 " ORDER BY processed_on", (since, THIS_MACHINE))
+        return ApiUseTotals(since=since, hosts=tuple(h[0] for h in hosts), **{k: r[k] for k in r.keys()})
+
+    def api_requests(self, limit: int = 200) -> list[ApiRequest]:
+        """The requests kept with their prompts and answers, newest first."""
+        rows = self._db.execute("SELECT * FROM api_requests ORDER BY at DESC, id DESC LIMIT ?", (limit,))
+        return [ApiRequest(**{k: r[k] for k in r.keys()}) for r in rows]
+
+    def count_api_requests(self) -> int:
+        """How many requests are kept with their prompts and answers."""
+        return self._db.execute("SELECT COUNT(*) FROM api_requests").fetchone()[0]
+
+    def clear_api_requests(self) -> int:
+        """Delete every request kept with its prompt and answer (the per-day figures stay); how
+        many were deleted. Their text is overwritten in the file too (SQLite's secure_delete,
+        then a checkpoint that empties the write-ahead log when no other reader holds it), not
+        only unlinked. Raises DatabaseBusy while another program holds the database."""
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete = ON")
+            try:
+                deleted = self._write("DELETE FROM api_requests").rowcount
+            finally:
+                self._db.execute("PRAGMA secure_delete = OFF")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError:  # another program reads: the log is emptied at a later checkpoint
+                pass
+        return deleted
 
     # -- models ---------------------------------------------------------------------------------
     @staticmethod

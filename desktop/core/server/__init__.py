@@ -51,7 +51,9 @@ class ServerConfig:
 class RequestRecord:
     """One request, for the window's live log and the ledger. Times are seconds since the epoch
     (`at`) and milliseconds (`duration_ms`); `client` is "address user-agent"; `body` is the
-    prompt and answer only when the user asked for a log with bodies, else ""."""
+    prompt and answer only when the user asked for a log with bodies, else "". `processed_on`:
+    "" when this machine answered, else the host the request was forwarded to, with the
+    `bytes_sent` there (the ledger's "where it was processed", as for chat messages)."""
 
     at: float
     client: str
@@ -63,6 +65,8 @@ class RequestRecord:
     tokens_out: int | None
     duration_ms: float
     body: str = ""
+    processed_on: str = ""
+    bytes_sent: int = 0
 
 
 def __getattr__(name: str):

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable, Iterator
 
 from desktop.core.server import RequestRecord, ServerConfig, ServerError
+from desktop.core.server.ledger import ApiLedger
 from desktop.core.server.pool import LoadedModel, ModelPool
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,16 @@ class LocalServer:
 
     `start()` binds `config.host:config.port` (port 0: any free port) and serves until `stop()`.
     Raises ServerError with a sentence when the port is taken or the network is asked for without
-    a key. `address` is the URL clients on this computer use once started."""
+    a key. `address` is the URL clients on this computer use once started. Every request to a
+    model route is counted in the data ledger (`ledger`, into `services.store`) before
+    `on_request` hears of it; `stop()` saves what a locked database kept waiting."""
 
     def __init__(self, services, config: ServerConfig) -> None:
         self.services = services
         self.config = config
         self.on_request: Callable[[RequestRecord], None] | None = None
         self.pool = ModelPool(services, ttl_s=config.ttl_s)
+        self.ledger = ApiLedger(services.store, self._keep_bodies)
         self.port = 0
         self._server = None
         self._task: asyncio.Task | None = None
@@ -70,7 +74,16 @@ class LocalServer:
 
         return is_loopback_host(self.config.host)
 
+    def _keep_bodies(self) -> bool:
+        """Prompts and answers are kept while the server was started with a log with bodies and
+        the saved setting still asks for one: turning it off stops keeping them at once."""
+        saved = getattr(getattr(self.services, "settings", None), "server", None)
+        return self.config.log_bodies and getattr(saved, "log_bodies", True)
+
     def _record(self, entry: RequestRecord) -> None:
+        """After each request to a model route: counted in the data ledger (services.store)
+        first, then told to `on_request`."""
+        self.ledger.add(entry)
         if self.on_request is not None:
             self.on_request(entry)
 
@@ -144,6 +157,7 @@ class LocalServer:
                     await task
         self._server = self._task = None
         self.port = 0
+        await self.ledger.close()
         await self.pool.close()
 
     def loaded(self) -> list[LoadedModel]:
