@@ -32,7 +32,7 @@ COALESCE_S = 0.1
 FIRST_WORDS_WAIT_S = 0.1
 # Request fields passed through to llama-cpp-python's create_chat_completion.
 CHAT_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed",
-               "stop", "presence_penalty", "frequency_penalty")
+               "stop", "presence_penalty", "frequency_penalty", "mirostat_mode", "mirostat_tau", "mirostat_eta")
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -210,11 +210,11 @@ class Prompter:
         except Exception:  # noqa: BLE001 - a model without that token's text: no such marker
             return ""
 
-    def prompt(self, messages: list[dict[str, Any]]):
-        """(templates.Prompt, prompt tokens, ids of single-token stop markers). Raises
-        templates.TemplateError with a sentence."""
+    def prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None):
+        """(templates.Prompt, prompt tokens, ids of single-token stop markers). `tools`: OpenAI's
+        tool list, for templates that take them. Raises templates.TemplateError with a sentence."""
         with self.watchdog.rendering():
-            prompt = self.builder.build(messages)
+            prompt = self.builder.build(messages, tools=tools)
         llama = self.llama
         tokens = llama.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=True)
         bos = llama.token_bos()
@@ -249,8 +249,17 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
         """How many tokens `messages` make as a prompt, by the model's template (the local API
         server checks a prompt against the context before sending it). Needs no model lock:
         tokenizing reads only the vocabulary."""
+        from fastapi.responses import JSONResponse
+
+        from desktop.core.templates import TemplateError
+
         body = await request.json()
-        _prompt, ids, _stops = await asyncio.to_thread(prompter.prompt, body.get("messages") or [])
+        try:
+            _prompt, ids, _stops = await asyncio.to_thread(prompter.prompt, body.get("messages") or [],
+                                                           body.get("tools") or None)
+        except TemplateError as exc:
+            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                           "code": "template_failed"}}, status_code=400)
         return {"count": len(ids)}
 
     @app.post("/hearth/v1/chat/completions", dependencies=[Depends(authenticate)])
@@ -261,6 +270,19 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
         # No seed asked for: a fresh one. llama-cpp-python would otherwise start every engine from
         # the same seed, and a "random" answer would be the same after every restart.
         kwargs.setdefault("seed", secrets.randbelow(2**31 - 1))
+        if body.get("logit_bias"):  # OpenAI's keys are token ids written as strings
+            kwargs["logit_bias"] = {int(k): float(v) for k, v in body["logit_bias"].items()}
+        if body.get("grammar"):  # GBNF (JSON answers, a schema, a forced tool call: the local server's)
+            from fastapi.responses import JSONResponse
+            from llama_cpp import LlamaGrammar
+
+            try:
+                kwargs["grammar"] = LlamaGrammar.from_string(body["grammar"], verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                return JSONResponse({"error": {"message": f"The grammar cannot be used: {exc}.",
+                                               "type": "invalid_request_error", "code": "bad_grammar"}},
+                                    status_code=400)
+        tools = body.get("tools") or None
         messages = body["messages"]
         model = body.get("model", "local")
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -279,7 +301,7 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
 
                 def generate() -> None:
                     try:
-                        prompt, tokens, stop_ids = prompter.prompt(messages)
+                        prompt, tokens, stop_ids = prompter.prompt(messages, tools)
                         if prompt.notice:
                             pending.append({"hearth_notice": prompt.notice})
                         if stop.is_set():

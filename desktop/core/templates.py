@@ -16,6 +16,7 @@ DeepSeek: the V3/R1 tokenizer_config.json templates).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -331,17 +332,28 @@ class Template:
         except (RecursionError, MemoryError):
             raise TemplateError(f"{who} is too large or too deeply nested to read.") from None
 
-    def render(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
-        """The prompt text for `messages` (dicts with "role" and "content")."""
+    @property
+    def takes_tools(self) -> bool:
+        """The template reads a `tools` variable: it has a place for the tools a request offers
+        (Qwen 2.5, Llama 3.1+, Mistral, Hermes… as their publishers wrote them)."""
+        return bool(re.search(r"\btools\b", self.source))
+
+    def render(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True,
+               tools: Sequence[dict[str, Any]] | None = None) -> str:
+        """The prompt text for `messages` (dicts with "role" and "content"; an assistant turn may
+        carry `tool_calls`, a "tool" turn a `tool_call_id`). `tools`: OpenAI's tool list
+        (`[{"type": "function", "function": {"name", "description", "parameters"}}]`), given to
+        the template as transformers' apply_chat_template does; None leaves it undefined."""
         from jinja2.exceptions import SecurityError
         from jinja2.exceptions import TemplateError as JinjaError
 
+        extra = {"tools": [dict(t) for t in tools]} if tools else {}
         self._env.clock.deadline = time.monotonic() + self.time_limit
         try:
             text = self._template.render(
                 messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token, eos_token=self.eos_token, raise_exception=_raise_exception,
-                strftime_now=_strftime_now)  # tools left undefined, as transformers does without tools
+                strftime_now=_strftime_now, **extra)
         except TemplateTimeout:
             raise TemplateTimeout(f"{self.who} ran for more than {self.time_limit:g} s and was stopped.") from None
         except _Raised as exc:
@@ -371,15 +383,20 @@ def normalize_turns(messages: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     consecutive turns of one role (a user message whose answer was stopped before its first word,
     or failed) are joined with a blank line, so no template sees two user turns side by side."""
     system: list[str] = []
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for message in messages:
-        role, content = message["role"], message["content"]
+        role, content = message["role"], message.get("content") or ""
+        if role == "tool" or message.get("tool_calls"):
+            # A tool round (an answer that called tools, a tool's result): kept as it is, for
+            # the templates that take tools; never joined with a neighbour.
+            turns.append({**message, "content": content})
+            continue
         if not content.strip():
             continue
         if role == "system":
             system.append(content)
             continue
-        if turns and turns[-1]["role"] == role:
+        if turns and turns[-1]["role"] == role and not turns[-1].get("tool_calls"):
             turns[-1] = {"role": role, "content": turns[-1]["content"] + "\n\n" + content}
         elif not turns and role == "assistant":
             continue  # an answer to nothing: a template would refuse it
@@ -521,12 +538,26 @@ class PromptBuilder:
                                    time_limit=self.time_limit, who=f"The {fmt.label} format")
         return self._known.render(fold_system(messages) if not fmt.system else list(messages))
 
-    def build(self, messages: Iterable[dict[str, str]]) -> Prompt:
+    @property
+    def takes_tools(self) -> bool:
+        """The prompt can offer tools: the model's own template is in use and has a place for them."""
+        return self._own is not None and self._own.takes_tools
+
+    def build(self, messages: Iterable[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None) -> Prompt:
         """The prompt for a conversation. A model template that fails on this conversation gives
         way to the detected format (for good: it is not tried again), with a notice saying why.
+        `tools` (OpenAI's list) go to the model's own template; see `takes_tools`.
 
-        Raises TemplateError only if the fallback format itself fails (it should not)."""
+        Raises TemplateError if tools are given and the template has no place for them, or (it
+        should not) if the fallback format itself fails."""
         turns = normalize_turns(messages)
+        if tools or any(t["role"] == "tool" or t.get("tool_calls") for t in turns):
+            if not self.takes_tools:
+                raise TemplateError("This model's chat template has no place for tools, so the model cannot "
+                                    "be offered any.")
+            # The template's own failure is the request's: falling back would lose the tools.
+            return Prompt(self._own.render(fold_system(turns) if self.system_folded else turns, tools=tools),
+                          self.stops)
         if self._own is not None:
             try:
                 try:
@@ -548,7 +579,8 @@ class PromptBuilder:
         """What the engine reports about its prompts (GET /hearth/v1/info)."""
         return {"chat_format": self.format_name, "format_label": (
                     "the model's own chat template" if self._own is not None else self.detected.format.label),
-                "system_folded": self.system_folded, "notice": self.notice, "stops": list(self.stops)}
+                "system_folded": self.system_folded, "notice": self.notice, "stops": list(self.stops),
+                "tools": self.takes_tools}
 
 
 def describe(chat_template: str, architecture: str, tokens: Iterable[str], choice: str = AUTO) -> str:

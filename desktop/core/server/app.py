@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,21 +36,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from desktop.core import net
 from desktop.core.server import LOOPBACK, RequestRecord, ServerConfig
 from desktop.core.server.pool import Lease, ModelPool, ModelUnavailable
+from desktop.core.server.tools import ToolRequest, ToolsError, call_schema, parse_calls, tool_request
+from desktop.core.server.tools import describe as describe_tools
 
 log = logging.getLogger(__name__)
 
 CAPPED_HEADER = "X-Hearth-Max-Tokens-Capped"  # "asked -> given" when max_tokens was cut to what fits
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "localhost.localdomain"})
-# Sampling and format fields passed through to the engine child as the client sent them.
-CHAT_FIELDS = ("messages", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
-               "frequency_penalty", "stop", "seed", "logit_bias", "logprobs", "top_logprobs", "n", "user",
-               "tools", "tool_choice", "functions", "function_call", "grammar", "mirostat_mode",
-               "mirostat_tau", "mirostat_eta", "min_tokens")
-# Fields only llama-cpp-python's stock route serves (grammars, tools, log-probabilities…): a chat
-# request with any of them goes there; the others go through Hearth's own route.
-STOCK_ONLY = {"tools", "tool_choice", "functions", "function_call", "grammar", "response_format", "logit_bias",
-              "logprobs", "top_logprobs", "n", "mirostat_mode", "mirostat_tau", "mirostat_eta", "min_tokens",
-              "user", "messages_with_grammar"}
+# Sampling fields passed through to the engine's own chat route as the client sent them.
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
+                   "frequency_penalty", "stop", "seed", "logit_bias", "mirostat_mode", "mirostat_tau", "mirostat_eta")
+# Chat fields no engine here serves: a request that sets them gets a 400 saying so, not an
+# answer that silently ignores them. (Log-probabilities need logits kept for every token, which
+# costs n_ctx x vocabulary floats; Hearth's engines do not keep them.)
+UNSERVED = {"logprobs": "log-probabilities", "top_logprobs": "log-probabilities", "min_tokens": "min_tokens",
+            "audio": "audio answers", "modalities": "other modalities than text", "prediction": "predicted outputs"}
 COMPLETION_FIELDS = ("prompt", "suffix", "temperature", "top_p", "top_k", "min_p", "repeat_penalty",
                      "presence_penalty", "frequency_penalty", "stop", "seed", "logit_bias", "logprobs", "echo",
                      "n", "best_of", "user", "grammar", "min_tokens")
@@ -254,20 +255,19 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
             code = {404: "model_not_found", 507: "insufficient_memory"}.get(exc.status, "model_load_failed")
             raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=code, param="model") from None
 
-    async def count_chat(lease: Lease, messages: Any) -> int:
-        """The tokens `messages` make as the model's prompt (the engine's template, /hearth/v1/tokens)."""
+    async def count_chat(lease: Lease, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+        """The tokens `messages` (and `tools`) make as the model's prompt (the engine's template,
+        /hearth/v1/tokens). Raises ApiError 400 when the template cannot render them."""
         root = lease.root
         try:
-            response = await engine_client().post(f"{root}/hearth/v1/tokens", json={"messages": messages},
+            response = await engine_client().post(f"{root}/hearth/v1/tokens", json={"messages": messages, "tools": tools},
                                                   headers={"Authorization": f"Bearer {lease.endpoint.api_key}"})
         except httpx.TransportError:
             why = await lease.engine.confirm_death() or "The model's engine stopped answering."
             raise ApiError(503, why, type="server_error", code="engine_failed") from None
         if response.status_code == 200:
             return int(response.json()["count"])
-        # The template could not render these messages here; count their words at least.
-        text = "\n".join(str(m.get("content") or "") for m in messages if isinstance(m, dict))
-        return await count_text(lease, text)
+        raise _engine_error(response.status_code, response.content)
 
     async def count_text(lease: Lease, text: str) -> int:
         root = lease.root
@@ -294,6 +294,89 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                      prompt_tokens, n_ctx)
             return room, f"{asked} -> {room}"
         return asked, ""
+
+    async def chat_payload(checked: CheckedChat, lease: Lease) -> tuple[int, dict[str, Any]]:
+        """The prompt's size in tokens and the request for the engine's own route, for a model
+        now loaded. Raises ApiError 400 tools_not_supported when tools are offered to a model
+        whose template has no place for them and the request lets the model choose."""
+        messages, tools = checked.messages, checked.tools
+        engine_tools = None
+        if tools.offered:
+            if lease.engine.prompt_info.get("tools"):
+                engine_tools = list(tools.tools)
+            elif tools.forced:  # the grammar makes it call one; the prompt says what it fills in
+                messages = [{"role": "system", "content": describe_tools(tools)}, *messages]
+            else:
+                raise ApiError(400, f"“{lease.model.name}”'s chat template has no place for tools, so the model "
+                               "cannot choose to call one. Name the function in tool_choice to make it call that "
+                               "function, or use a model whose template takes tools (Qwen 2.5, Llama 3.1 and "
+                               "later, Mistral…).", code="tools_not_supported", param="tools")
+        prompt_tokens = await count_chat(lease, messages, engine_tools)
+        # Hearth's sampling defaults (the window's) for what the client leaves out: OpenAI's API
+        # has no repeat_penalty, top_k or min_p, and without them small models loop.
+        d = services.settings.sampling
+        payload = {"temperature": d.temperature, "top_p": d.top_p, "top_k": d.top_k, "min_p": d.min_p,
+                   "repeat_penalty": d.repeat_penalty, **({"seed": d.seed} if d.seed >= 0 else {})}
+        payload.update({k: checked.body[k] for k in SAMPLING_FIELDS if checked.body.get(k) is not None})
+        payload["messages"] = messages
+        if engine_tools:
+            payload["tools"] = engine_tools
+        if checked.grammar:
+            payload["grammar"] = checked.grammar
+        return prompt_tokens, payload
+
+    async def collect_chat(upstream: httpx.Response, lease: Lease, tools: ToolRequest,
+                           usage: dict[str, int | None]) -> dict[str, Any]:
+        """The engine's streamed answer read whole, as OpenAI's chat.completion object: the text,
+        its reasoning (`reasoning_content`, as llama-server sends it), the tool calls read from
+        it when tools were offered, the finish reason and the usage. Raises ApiError when the
+        engine reports an error or the answer stops short."""
+        text: list[str] = []
+        thought: list[str] = []
+        finish = None
+        async for line in upstream.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(chunk, dict) or "hearth_notice" in chunk:
+                continue
+            if isinstance(chunk.get("error"), dict):
+                raise ApiError(500, str(chunk["error"].get("message") or "The model's engine failed."),
+                               type="server_error", code="engine_failed")
+            if chunk.get("usage") and not chunk.get("choices"):
+                usage["in"] = chunk["usage"].get("prompt_tokens") or usage["in"]
+                usage["out"] = chunk["usage"].get("completion_tokens")
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                text.append(delta.get("content") or "")
+                thought.append(delta.get("reasoning_content") or "")
+                finish = choice.get("finish_reason") or finish
+        if finish is None:
+            why = await lease.engine.confirm_death(within=0.5) or (
+                "The answer was cut off before its end: the engine stopped it (the chat window may have asked "
+                "the same model something meanwhile). Ask again.")
+            raise ApiError(503, why, type="server_error", code="answer_interrupted")
+        content, calls = "".join(text), []
+        if tools.offered:
+            content, calls = parse_calls(content, tools.names)
+        message: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
+        if "".join(thought):
+            message["reasoning_content"] = "".join(thought)
+        if calls:
+            message["tool_calls"] = calls
+            finish = "tool_calls"
+        out = usage["out"] or 0
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": lease.model.id, "choices": [{"index": 0, "message": message, "logprobs": None,
+                                                      "finish_reason": finish}],
+                "usage": {"prompt_tokens": usage["in"], "completion_tokens": out,
+                          "total_tokens": (usage["in"] or 0) + out}}
 
     def renamed(data: dict[str, Any], model_id: str) -> dict[str, Any]:
         if "model" in data:
@@ -324,15 +407,12 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         try:
             body = await body_of(request)
             model_name = body.get("model") if isinstance(body.get("model"), str) else ""
+            if kind == "chat":
+                checked = check_chat(body)  # before any model is loaded for it
             lease = await stack.enter_async_context(lease_for(body))
             model_name = lease.model.id
             if kind == "chat":
-                messages = body.get("messages")
-                if not isinstance(messages, list) or not messages:
-                    raise ApiError(400, "messages must be a list of at least one message.", param="messages")
-                prompt_tokens = await count_chat(lease, messages)
-                payload = {k: body[k] for k in CHAT_FIELDS if body.get(k) is not None}
-                payload.update(_response_format(body.get("response_format")))
+                prompt_tokens, payload = await chat_payload(checked, lease)
                 param = "messages"
             else:
                 prompt = body.get("prompt")
@@ -345,17 +425,19 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 payload["prompt"] = prompt
                 param = "prompt"
             max_tokens, capped = fit_max_tokens(body, prompt_tokens, lease.n_ctx, param)
-            payload.update(model="local", max_tokens=max_tokens, stream=bool(body.get("stream")))
+            streamed = bool(body.get("stream"))
+            payload.update(model="local", max_tokens=max_tokens, stream=streamed)
             headers = {CAPPED_HEADER: capped} if capped else {}
             usage["in"] = prompt_tokens
             route = "/chat/completions" if kind == "chat" else "/completions"
             base = lease.openai_base
-            if kind == "chat" and payload["stream"] and not set(payload) & STOCK_ONLY:
-                # Hearth's own route (the window's): the model's chat template through Hearth's
-                # Prompter, tokens sent in batches, a usage chunk at the end. Streaming through
-                # llama-cpp-python's stock route ran at 0.57 of bare llama.cpp (tests/bench/serve.py).
+            if kind == "chat":
+                # Every chat goes through Hearth's own route (the window's): the model's chat
+                # template in Hearth's sandbox, with its time limit, grammars and tools; tokens
+                # sent in batches, a usage chunk at the end. Streaming through llama-cpp-python's
+                # stock route ran at 0.57 of bare llama.cpp (tests/bench/serve.py).
                 base = lease.endpoint.base_url
-                payload["stream_options"] = {"include_usage": True}
+                payload.update(stream=True, stream_options={"include_usage": True})
             auth = {"Authorization": f"Bearer {lease.endpoint.api_key}"}
             client = engine_client()
             try:
@@ -368,6 +450,16 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
             if upstream.status_code != 200:
                 raw = await upstream.aread()
                 raise _engine_error(upstream.status_code, raw)
+            if kind == "chat" and (not streamed or checked.tools.offered):
+                # Whole answers, and answers that may be tool calls (read whole, then sent).
+                data = await collect_chat(upstream, lease, checked.tools, usage)
+                message = data["choices"][0]["message"]
+                answer.append(message.get("content") or json.dumps(message.get("tool_calls") or []))
+                if not streamed:
+                    return JSONResponse(data, headers=headers)
+                want = bool((body.get("stream_options") or {}).get("include_usage"))
+                return StreamingResponse(_as_events(data, want), media_type="text/event-stream",
+                                         headers={**headers, "Cache-Control": "no-cache"})
             if not payload["stream"]:
                 data = renamed(json.loads(await upstream.aread()), lease.model.id)
                 got = data.get("usage") or {}
@@ -508,11 +600,12 @@ def schema_grammar(schema: Any) -> str:
     return grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]', 1)
 
 
-def _response_format(fmt: Any) -> dict[str, Any]:
-    """What to send the engine for OpenAI's response_format: `json_object` as it is (llama-cpp-
-    python's JSON grammar), `json_schema` (and json_object with a schema) as a grammar."""
+def format_grammar(fmt: Any) -> str:
+    """The grammar for OpenAI's response_format: "" for text or none, llama-cpp-python's JSON
+    grammar for `json_object`, one made from the schema for `json_schema` (and json_object with a
+    schema). Raises ApiError 400 for anything else."""
     if fmt is None:
-        return {}
+        return ""
     if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
         raise ApiError(400, "response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
                        "{\"type\": \"json_schema\", \"json_schema\": {\"schema\": …}}.", param="response_format")
@@ -520,8 +613,117 @@ def _response_format(fmt: Any) -> dict[str, Any]:
     if fmt["type"] == "json_schema" and not isinstance(schema, dict):
         raise ApiError(400, "response_format json_schema needs a schema (json_schema.schema).", param="response_format")
     if schema is not None:
-        return {"grammar": schema_grammar(schema)}
-    return {"response_format": {"type": fmt["type"]}}
+        return schema_grammar(schema)
+    if fmt["type"] == "json_object":
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        return JSON_GBNF
+    return ""
+
+
+def chat_messages(messages: Any) -> list[dict[str, Any]]:
+    """OpenAI chat messages as the engine's template takes them: content as text (a list of text
+    parts joined; `developer` is the system role, legacy `function` a tool result); an
+    assistant's `tool_calls` and a tool's `tool_call_id` kept. Raises ApiError 400 for what is
+    not a message list, and for images or audio (Hearth's engines read text)."""
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "messages must be a list of at least one message.", param="messages")
+    out = []
+    for n, message in enumerate(messages, 1):
+        role = message.get("role") if isinstance(message, dict) else None
+        role = {"developer": "system", "function": "tool"}.get(role, role)
+        if role not in ("system", "user", "assistant", "tool"):
+            raise ApiError(400, f"message {n} needs a role: system, developer, user, assistant or tool.",
+                           param="messages")
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind not in ("text", "input_text"):
+                    raise ApiError(400, f"message {n} carries {kind or 'a part'} content; Hearth's models read text "
+                                   "only.", param="messages")
+                parts.append(str(part.get("text") or ""))
+            content = "\n".join(parts)
+        elif content is not None and not isinstance(content, str):
+            raise ApiError(400, f"message {n}'s content must be text or a list of text parts.", param="messages")
+        turn: dict[str, Any] = {"role": role, "content": content or ""}
+        if role == "assistant" and message.get("tool_calls"):
+            calls = message["tool_calls"]
+            if not isinstance(calls, list):
+                raise ApiError(400, f"message {n}'s tool_calls must be a list.", param="messages")
+            turn["tool_calls"] = [_call_for_template(c) for c in calls]
+        if role == "tool":
+            turn["tool_call_id"] = str(message.get("tool_call_id") or "")
+            if message.get("name"):
+                turn["name"] = str(message["name"])
+        out.append(turn)
+    return out
+
+
+def _call_for_template(call: Any) -> dict[str, Any]:
+    """An earlier tool call as chat templates read it: `arguments` as an object (Qwen's and
+    Llama's templates write it with tojson; OpenAI sends it as JSON text)."""
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        raise ApiError(400, "a tool call must be {\"id\", \"type\": \"function\", \"function\": {\"name\", "
+                       "\"arguments\"}}.", param="messages")
+    function = dict(call["function"])
+    if isinstance(function.get("arguments"), str):
+        with contextlib.suppress(ValueError):
+            function["arguments"] = json.loads(function["arguments"])
+    return {**call, "type": "function", "function": function}
+
+
+@dataclass(frozen=True)
+class CheckedChat:
+    """A chat request checked before any model is loaded for it: its body, its messages as the
+    engine takes them, its tools, and the grammar its answer must follow ("" for none)."""
+
+    body: dict[str, Any]
+    messages: list[dict[str, Any]]
+    tools: ToolRequest
+    grammar: str
+
+
+def check_chat(body: dict[str, Any]) -> CheckedChat:
+    """Check an OpenAI chat request. Raises ApiError 400 with a sentence for what cannot be
+    served: malformed messages or tools, n other than 1, log-probabilities."""
+    for name, what in UNSERVED.items():
+        if body.get(name) not in (None, False, 0, [], {}):
+            raise ApiError(400, f"Hearth's server does not offer {what} ({name}); leave it out.", param=name)
+    if body.get("n") not in (None, 1):
+        raise ApiError(400, "Hearth's server writes one answer per request: n must be 1.", param="n")
+    messages = chat_messages(body.get("messages"))
+    try:
+        tools = tool_request(body)
+    except ToolsError as exc:
+        raise ApiError(400, str(exc), param=exc.param) from None
+    grammar = schema_grammar(call_schema(tools)) if tools.forced else format_grammar(body.get("response_format"))
+    if body.get("grammar"):  # llama-cpp-python's own extension: GBNF text
+        if not isinstance(body["grammar"], str):
+            raise ApiError(400, "grammar must be GBNF text.", param="grammar")
+        grammar = grammar or body["grammar"]
+    return CheckedChat(body=body, messages=messages, tools=tools, grammar=grammar)
+
+
+async def _as_events(data: dict[str, Any], want_usage: bool) -> AsyncIterator[bytes]:
+    """A whole chat.completion sent as OpenAI's stream of chunks: the role and the text (or the
+    tool calls, each with its index), the finish reason, the usage when asked for, [DONE]."""
+    message = data["choices"][0]["message"]
+    base = {"id": data["id"], "object": "chat.completion.chunk", "created": data["created"], "model": data["model"]}
+    delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    if message.get("reasoning_content"):
+        delta["reasoning_content"] = message["reasoning_content"]
+    if message.get("tool_calls"):
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+    chunks = [{**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]},
+              {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                    "finish_reason": data["choices"][0]["finish_reason"]}]}]
+    if want_usage:
+        chunks.append({**base, "choices": [], "usage": data["usage"]})
+    for chunk in chunks:
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
 
 def _engine_error(status: int, raw: bytes) -> ApiError:

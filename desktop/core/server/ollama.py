@@ -30,6 +30,7 @@ from desktop.core.errors import HearthError
 from desktop.core.library import LibraryError
 from desktop.core.providers import api_url
 from desktop.core.server import RequestRecord
+from desktop.core.server.tools import ToolRequest, ToolsError, parse_calls, tool_request
 from desktop.core.settings import Sampling
 from desktop.core.store import ModelRecord
 from desktop.core.units import human_count
@@ -290,7 +291,18 @@ def chat_messages(messages: Any) -> list[dict[str, str]]:
         content = message.get("content") or ""
         if not isinstance(content, str):
             raise OllamaError(400, f"message {n}'s content must be text.")
-        out.append({"role": message["role"], "content": content})
+        turn: dict[str, Any] = {"role": message["role"], "content": content}
+        calls = message.get("tool_calls")
+        if message["role"] == "assistant" and calls:
+            # Ollama's calls ({"function": {"name", "arguments": {…}}}) as chat templates read them.
+            if not isinstance(calls, list) or not all(isinstance(c, dict) and isinstance(c.get("function"), dict)
+                                                      for c in calls):
+                raise OllamaError(400, f"message {n}'s tool_calls must be a list of {{\"function\": {{\"name\", "
+                                       "\"arguments\"}}} objects.")
+            turn["tool_calls"] = [{"type": "function", "function": c["function"]} for c in calls]
+        if message["role"] == "tool" and message.get("tool_name"):
+            turn["name"] = str(message["tool_name"])
+        out.append(turn)
     return out
 
 
@@ -501,12 +513,14 @@ class _Exchange:
     chat: bool
     stream: bool
     ttl_s: float | None
-    url_path: str  # "chat" (Hearth's route), "stock-chat" or "stock-completion"
+    url_path: str  # "chat" (Hearth's route) or "stock-completion"
     body: dict[str, Any] | None  # None: no words to answer, only load or unload the model
     timing: Timing = field(default_factory=Timing)
     status: int = 200
     answer: list[str] = field(default_factory=list)
     thinking: list[str] = field(default_factory=list)
+    tools: ToolRequest = field(default_factory=lambda: ToolRequest((), "none"))
+    calls: list[dict[str, Any]] = field(default_factory=list)  # Ollama's tool_calls, read from the answer
 
     @property
     def prompt(self) -> str:
@@ -648,7 +662,8 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
             return JSONResponse(last, status_code=exchange.status)
         text, thinking = "".join(exchange.answer), "".join(exchange.thinking)
         if chat:
-            last["message"] = {"role": "assistant", "content": text, **({"thinking": thinking} if thinking else {})}
+            last["message"] = {"role": "assistant", "content": text, **({"thinking": thinking} if thinking else {}),
+                               **({"tool_calls": exchange.calls} if exchange.calls else {})}
         else:
             last["response"] = text
             if thinking:
@@ -670,8 +685,12 @@ def _prepare(body: dict[str, Any], chat: bool, model: ModelRecord, defaults: Sam
     name = str(body.get("model"))
     stream = _flag(body, "stream", True)
     ttl = keep_alive_s(body.get("keep_alive"))
-    if body.get("tools"):
-        raise OllamaError(400, f"“{name}” does not support tools through Hearth's Ollama API.")
+    try:
+        tools = tool_request({"tools": body.get("tools")}) if chat and body.get("tools") else ToolRequest((), "none")
+    except ToolsError as exc:
+        raise OllamaError(400, str(exc)) from None
+    if body.get("tools") and not chat:
+        raise OllamaError(400, "tools go with /api/chat, not /api/generate.")
     if chat:
         messages = chat_messages(body.get("messages"))
         if not messages:
@@ -699,15 +718,17 @@ def _prepare(body: dict[str, Any], chat: bool, model: ModelRecord, defaults: Sam
             raise OllamaError(400, "format cannot be combined with raw: leave out one of them.")
         # max_tokens 0: llama-cpp-python's completions stop at the context's end (its default is 16).
         out = {"prompt": body["prompt"], "stream": stream, "max_tokens": 0, **fields}
-    elif fmt:
-        # Hearth's streaming route has no grammars: a JSON answer is written by the stock route,
-        # whole (it then has exact token counts), and sent as one line.
-        path = "stock-chat"
-        out = {"messages": messages, "stream": False, "response_format": fmt, **fields}
     else:
         out = {"messages": messages, "stream": True, "stream_options": {"include_usage": True}, **fields}
+        if fmt:  # JSON, or JSON following a schema: a grammar on Hearth's route
+            from desktop.core.server.app import ApiError, format_grammar
+
+            try:
+                out["grammar"] = format_grammar(fmt)
+            except ApiError as exc:
+                raise OllamaError(400, exc.message) from None
     out["model"] = model.id
-    return _Exchange(name, model, chat, stream, ttl, path, out)
+    return _Exchange(name, model, chat, stream, ttl, path, out, tools=tools)
 
 
 def ps_entry(model: ModelRecord, n_ctx: int, expires_at: float) -> dict[str, Any]:
@@ -756,10 +777,14 @@ async def _run(pool: Any, exchange: _Exchange) -> AsyncIterator[bytes]:
         lease = await stack.enter_async_context(_lease(pool, exchange))
         timing.loaded = time.perf_counter_ns()
         endpoint = lease.endpoint
+        if exchange.tools.offered:
+            if not lease.engine.prompt_info.get("tools"):
+                raise OllamaError(400, f"“{exchange.name}” does not support tools: its chat template has no place "
+                                       "for them. Use a model whose template takes tools (Qwen 2.5, Llama 3.1 and "
+                                       "later, Mistral…).")
+            exchange.body["tools"] = list(exchange.tools.tools)
         if exchange.url_path == "chat":
             url = stock_url(endpoint.base_url, "/hearth/v1/chat/completions")
-        elif exchange.url_path == "stock-chat":
-            url = stock_url(endpoint.base_url, "/v1/chat/completions")
         else:
             url = stock_url(endpoint.base_url, "/v1/completions")
         import httpx
@@ -783,6 +808,8 @@ async def _run(pool: Any, exchange: _Exchange) -> AsyncIterator[bytes]:
                 counted += 1
                 exchange.answer.append(piece.text)
                 exchange.thinking.append(piece.thinking)
+                if exchange.tools.offered:
+                    continue  # the answer may be a call: read whole, then sent (below)
                 if not ready:
                     ready = True
                     yield b""
@@ -794,6 +821,17 @@ async def _run(pool: Any, exchange: _Exchange) -> AsyncIterator[bytes]:
             yield ndjson({"error": str(exc)})  # the stream has begun: Ollama says it in a line
             return
         timing.ended = time.perf_counter_ns()
+        if exchange.tools.offered:
+            content, calls = parse_calls("".join(exchange.answer), exchange.tools.names)
+            exchange.answer = [content]
+            exchange.calls = [{"function": {"name": c["function"]["name"],
+                                            "arguments": json.loads(c["function"]["arguments"])}} for c in calls]
+            ready = True
+            yield b""
+            whole = chat_line(exchange.name, content, "".join(exchange.thinking))
+            if exchange.calls:
+                whole["message"]["tool_calls"] = exchange.calls
+            yield ndjson(whole)
         if not timing.answer_tokens:  # the stock completion route streams no usage: a chunk is a token
             timing.answer_tokens = counted
             timing.prompt_tokens = await count_tokens(http, endpoint.base_url, endpoint.api_key,
