@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -32,7 +34,7 @@ from desktop.core import cloud, compare, secrets
 from desktop.core.chat import LiveAnswer
 from desktop.core.errors import HearthError
 from desktop.core.services import Services
-from desktop.core.store import Message
+from desktop.core.store import THIS_MACHINE, ApiUseTotals, Message
 from desktop.core.units import human_bytes
 from desktop.ui import export_html
 from desktop.ui.answer_view import AnswerView, answer_label
@@ -48,6 +50,44 @@ NONE = ""
 CUSTOM = "custom"
 MARKDOWN_FILTER = "Markdown (*.md)"
 HTML_FILTER = "Web page (*.html)"
+
+
+APPS_ROWS = 200  # per-day rows of apps' use shown (newest first)
+APPS_REFRESH_MS = 250
+APP_NAME_CHARS = 48
+LOCAL_ADDRESSES = ("127.0.0.1", "::1", "localhost")
+
+
+def app_name(address: str, user_agent: str) -> str:
+    """An app as a person knows it: its user agent without the bracketed details (system,
+    build), cut to APP_NAME_CHARS; an app on another computer also by its address."""
+    name = " ".join(re.sub(r"\([^)]*\)?", " ", user_agent).split()) or "An app with no name"
+    if len(name) > APP_NAME_CHARS:
+        name = name[:APP_NAME_CHARS - 1].rstrip() + "…"
+    return name if address in LOCAL_ADDRESSES else f"{address} · {name}"
+
+
+def app_tip(address: str, user_agent: str) -> str:
+    where = "this computer" if address in LOCAL_ADDRESSES else "another computer"
+    return f"{user_agent or '(no user agent)'}\nfrom {address} ({where})"
+
+
+def apps_sentence(month: ApiUseTotals, ever: ApiUseTotals) -> str:
+    """The ledger's sentence on what apps used this month (`month`) and ever (`ever`)."""
+    if not ever.requests:
+        return ("No app has used your models yet. When the local server is on, editors, note apps and scripts "
+                "can use them, and what they use is counted here by day.")
+    if not month.requests:
+        return f"No app used your models this month ({ever.requests:,} requests before)."
+    apps = "1 app" if month.apps == 1 else f"{month.apps:,} apps"
+    times = "once" if month.requests == 1 else f"{month.requests:,} times"
+    failed = f" ({month.failed:,} failed)" if month.failed else ""
+    if month.hosts:
+        where = (f"some were sent to {', '.join(month.hosts)}"
+                 + (f" ({human_bytes(month.bytes_sent)})" if month.bytes_sent else ""))
+    else:
+        where = "everything stayed on this computer"
+    return f"{apps} used your models {times} this month{failed}; {where}."
 
 
 def item(text: str, tip: str = "", align_right: bool = False) -> QTableWidgetItem:
@@ -682,7 +722,7 @@ class CloudPage(QWidget):
 
     # -- your data --------------------------------------------------------------------------------
     def _build_data(self) -> QWidget:
-        page = QWidget()
+        page = self.data_tab = QWidget()
         layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 10, 0, 0)
         self.data_summary = QLabel()
@@ -697,7 +737,71 @@ class CloudPage(QWidget):
         layout.addWidget(title)
         self.left = data_table(["Conversation", "Sent to", "Sent", "Cost"], "LeftTable")
         layout.addWidget(self.left, 1)
+        layout.addWidget(self._build_apps(), 2)
         return page
+
+    def _build_apps(self) -> QWidget:
+        """"Used by apps on this computer": what other programs used through the local server."""
+        box = QWidget()
+        box.setObjectName("AppsSection")
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 6, 0, 0)
+        title = QLabel("Used by apps on this computer")
+        title.setObjectName("CardTitle")
+        layout.addWidget(title)
+        self.apps_summary = muted()
+        self.apps_summary.setObjectName("AppsSummary")
+        layout.addWidget(self.apps_summary)
+        self.apps = data_table(["Day", "App", "Model", "Requests", "Tokens in", "Tokens out", "Where"],
+                               "AppsTable", stretch=1)
+        self.apps.setTextElideMode(Qt.TextElideMode.ElideRight)
+        # App and model names can be long: they share the spare width, cut at their end (whole on hover).
+        self.apps.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        layout.addWidget(self.apps, 1)
+        self.apps_prompts = muted()
+        self.apps_prompts.setObjectName("AppsPrompts")
+        layout.addWidget(self.apps_prompts)
+        # Requests come in bursts (an editor asks several times a second): one read per burst.
+        self._apps_timer = QTimer(self, singleShot=True, interval=APPS_REFRESH_MS)
+        self._apps_timer.timeout.connect(self.refresh_apps)
+        return box
+
+    def api_request_arrived(self, _record: object = None) -> None:
+        """An app used a model through the local server (the window's ServerSwitch.request, on
+        the GUI thread, once the ledger has it): the Data tab shows it if it is open."""
+        if self.isVisible() and self.tabs.currentWidget() is self.data_tab:
+            self._apps_timer.start()
+
+    def refresh_apps(self) -> None:
+        """The section's sentence, its per-day rows (newest first, APPS_ROWS at most) and what is
+        said of prompts kept, from the store."""
+        store = self.services.store
+        month = time.strftime("%Y-%m-01")
+        totals, ever = store.api_use_totals(since=month), store.api_use_totals()
+        self.apps_summary.setText(apps_sentence(totals, ever))
+        rows = store.api_use(limit=APPS_ROWS)
+        self.apps.setRowCount(len(rows))
+        for row, r in enumerate(rows):
+            where = "this computer" if r.processed_on == THIS_MACHINE else r.processed_on
+            requests = f"{r.requests:,}" + (f" ({r.failed:,} failed)" if r.failed else "")
+            cells = [(r.day, ""), (app_name(r.address, r.user_agent), app_tip(r.address, r.user_agent)),
+                     (r.model or "–", r.model or "No model was named, or the request failed before."),
+                     (requests, ""), (f"{r.tokens_in:,}", ""), (f"{r.tokens_out:,}", ""),
+                     (where + (f" ({human_bytes(r.bytes_sent)})" if r.bytes_sent else ""), "")]
+            for col, (text, tip) in enumerate(cells):
+                self.apps.setItem(row, col, item(text, tip, align_right=col in (3, 4, 5)))
+        self.apps.setVisible(bool(rows))
+        kept, on = store.count_api_requests(), self.services.settings.server.log_bodies
+        requests = f"{kept:,} request is" if kept == 1 else f"{kept:,} requests are"
+        if on:
+            self.apps_prompts.setText(f"Log prompts and answers is on (Local server page): {requests} kept with what "
+                                      "the app sent and got back.")
+        elif kept:
+            self.apps_prompts.setText(f"{requests} still kept with the prompt and answer from when the log was on: "
+                                      "turning the log off keeps them until you delete them on the Local server page.")
+        else:
+            self.apps_prompts.setText("Prompts and answers are not kept: only which app asked, which model and how "
+                                      "many tokens.")
 
     def refresh_data(self) -> None:
         store = self.services.store
@@ -729,6 +833,7 @@ class CloudPage(QWidget):
             self.left.setItem(row, 1, item(hosts.replace(",", ", ")))
             self.left.setItem(row, 2, item(human_bytes(sent), align_right=True))
             self.left.setItem(row, 3, item(money(cost), align_right=True))
+        self.refresh_apps()
 
     # -- providers --------------------------------------------------------------------------------
     def _build_providers(self) -> QWidget:

@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
             page = self._add_page(CloudPage(self.services, self.theme, self.spawn))
             page.providers_changed.connect(self.refresh_models)
             page.offline_changed.connect(self.set_offline)
+            self.server.request.connect(page.api_request_arrived)  # the Data tab's apps, as they use it
             self._cloud_page = page
         return self._cloud_page
 

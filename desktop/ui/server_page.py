@@ -53,8 +53,9 @@ from desktop.core import secrets
 from desktop.core.server import KEY_NAME, LOOPBACK, RequestRecord, ServerConfig, ServerError
 from desktop.core.services import Services
 from desktop.core.settings import ServerSettings
+from desktop.core.store import StoreError
 from desktop.ui.theme import Theme
-from desktop.ui.widgets import muted, page_frame
+from desktop.ui.widgets import confirm, muted, page_frame
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 LOG_ROWS = 500  # the live log keeps the last this many requests, newest first
@@ -630,6 +631,12 @@ class ServerPage(QWidget):
         form.addWidget(muted("Off: the log keeps only who asked, which model and how many tokens. On: what "
                              "apps send and get back is kept too, where anyone who uses this computer "
                              "can read it."))
+        self.forget_prompts = QPushButton("Delete kept prompts and answers…")
+        self.forget_prompts.setObjectName("ServerForgetBodies")
+        self.forget_prompts.setToolTip("Turning the log off stops keeping them; those already kept stay until "
+                                       "you delete them here. The counts in the data ledger stay.")
+        self.forget_prompts.clicked.connect(self.delete_kept_prompts)
+        form.addWidget(self.forget_prompts, 0, Qt.AlignmentFlag.AlignLeft)
         form.addStretch(1)
         return holder
 
@@ -826,6 +833,28 @@ class ServerPage(QWidget):
         self.key_dialog.open()
         if restart and self.switch.state == "on" and self.switch.settings.network:  # the old key stops now
             self.switch.restart()
+
+    def delete_kept_prompts(self) -> None:
+        """After asking: delete every prompt and answer the request log kept in the database
+        (the data ledger's counts per app and day stay). Says how many, or why it could not."""
+        store = self.switch.services.store
+        kept = store.count_api_requests()
+        if not kept:
+            self.notify("No prompts or answers are kept.", "info")
+            return
+
+        def delete() -> None:
+            try:
+                gone = store.clear_api_requests()
+            except StoreError as exc:
+                self.notify(str(exc), "error")
+                return
+            self.notify(f"Deleted the prompts and answers of {gone:,} request{'s' * (gone != 1)}.", "info")
+
+        self.forget_dialog = confirm(self, "ForgetPromptsDialog", "Delete kept prompts and answers",
+                                     f"Delete the prompts and answers of {kept:,} request{'s' * (kept != 1)}?",
+                                     "They are overwritten on disk. The counts of what each app used stay.",
+                                     "Delete", delete, destructive=True)
 
     def add_origin(self) -> None:
         text = self.origin_input.text().strip()
