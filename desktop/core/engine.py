@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,13 +171,19 @@ class Engine:
         self.embedding = embedding
         self.on_state = on_state  # (state, detail): stopped, loading, ready, failed, crashed
         self.state = "stopped"
+        self.state_detail = ""  # the sentence that came with the state ("… loaded in 1.2 s")
         self.plan: LoadPlan | None = None
         self.options: LoadOptions | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._port = 0
         self._api_key = ""
-        self._log_path = paths.logs / f"{log_name}.log"
+        self._log_path = self._own_log_path = paths.logs / f"{log_name}.log"
         self._lock = asyncio.Lock()
+        # Set by the local server's pool (server/pool.py), so one model is never loaded twice or
+        # kept idle at the cost of another: `donor(model, options)` hands over an idle engine that
+        # already holds the model (None: none), `make_room()` unloads idle engines, True if any.
+        self.donor: Callable[[ModelRecord, LoadOptions], Engine | None] | None = None
+        self.make_room: Callable[[], Awaitable[bool]] | None = None
         # What the engine said of its prompts (GET /hearth/v1/info): the format in use, whether
         # the system prompt is folded into the first message, and a notice for the user.
         self.prompt_info: dict = {}
@@ -188,7 +194,7 @@ class Engine:
 
     # -- state --------------------------------------------------------------------------------
     def _set_state(self, state: str, detail: str = "") -> None:
-        self.state = state
+        self.state, self.state_detail = state, detail
         if self.on_state:
             self.on_state(state, detail)
 
@@ -270,9 +276,21 @@ class Engine:
                 await self._load(model, options)
 
     async def _load(self, model: ModelRecord, options: LoadOptions) -> None:
+        given = self.donor(model, options) if self.donor is not None else None
+        if given is not None and given is not self and given.loaded_with(model, options):
+            await self._stop()
+            self._take_over(given)
+            self._set_state("ready", f"{model.name} is ready (already loaded by the local server)")
+            return
         releasable = hardware.process_memory(self.pid) if self.is_alive() else 0
         try:
-            plan = plan_load(model, options, releasable=releasable)
+            try:
+                plan = plan_load(model, options, releasable=releasable)
+            except EngineError as exc:
+                # Models the local server loaded and nobody is using may go, to make room.
+                if "memory" not in str(exc) or self.make_room is None or not await self.make_room():
+                    raise
+                plan = plan_load(model, options, releasable=releasable)
         except HearthError as exc:
             self._set_state("failed", str(exc))
             raise
@@ -293,6 +311,15 @@ class Engine:
                 self._set_state("failed", str(exc))
                 raise
         self._set_state("ready", f"{model.name} loaded in {time.monotonic() - started:.1f} s")
+
+    def _take_over(self, other: Engine) -> None:
+        """Become `other`'s running child (its process, port, key, plan and log), leaving `other`
+        stopped without stopping the child: one model, one engine, whoever asked first."""
+        self._proc, self._port, self._api_key = other._proc, other._port, other._api_key
+        self.plan, self.options, self.prompt_info = other.plan, other.options, other.prompt_info
+        self.notice_pending, self._log_path = other.notice_pending, other._log_path
+        other._proc, other.plan, other.prompt_info, other.notice_pending = None, None, {}, ""
+        other._set_state("stopped", "")
 
     def chat_format_for(self, plan: LoadPlan) -> str:
         """The user's choice for the model; a known format instead of a template that hung."""
@@ -334,6 +361,7 @@ class Engine:
         if self.embedding:
             args.append("--embedding")
         env = dict(engine_environment(), HEARTH_ENGINE_KEY=self._api_key)  # never on a command line
+        self._log_path = self._own_log_path
         if self._log_path.exists():
             os.replace(self._log_path, self._log_path.with_suffix(".previous.log"))
         with open(self._log_path, "wb") as log:

@@ -155,6 +155,42 @@ def test_the_window_engine_holding_the_model_is_shared_not_loaded_again(services
         running.call(services.engine.stop())
 
 
+def test_the_window_takes_over_the_model_an_app_loaded_rather_than_loading_it_again(services, serve, small):
+    """An app loaded the model through the server; the user then opens a chat with it: the
+    window uses that engine (no second child, no second copy in memory) and the app goes on
+    using it, shared, until the window is done with it."""
+    running = serve()
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    ask = {"model": small.id, "max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}]}
+    client.chat.completions.create(**ask)
+    loaded_by_app = running.server.pool.engine_pids()
+    assert len(loaded_by_app) == 1
+    try:
+        running.call(services.engine.ensure(small, services.settings.load))
+        assert services.engine.pid == loaded_by_app[0]  # the same child, handed over
+        assert "already loaded by the local server" in services.engine.state_detail
+        assert running.server.pool.engine_pids() == []
+        assert [p.pid for p in _engine_children()] == loaded_by_app
+        client.chat.completions.create(**ask)  # the app is answered by the window's engine now
+        assert running.server.pool.loads == 1
+        assert [(m.id, m.shared) for m in running.loaded()] in ([], [(small.id, True)])
+        running.call(running.server.stop())
+        assert services.engine.is_alive()  # stopping the server leaves the window's model alone
+    finally:
+        running.call(services.engine.stop())
+    assert not _engine_children()
+
+
+def test_idle_models_the_server_loaded_go_to_make_room(services, serve, small):
+    running = serve()
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    client.chat.completions.create(model=small.id, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
+    assert running.server.pool.engine_pids()
+    assert running.call(services.engine.make_room()) is True  # what the window asks when memory is short
+    assert running.server.pool.engine_pids() == [] and not _engine_children()
+    assert running.call(services.engine.make_room()) is False  # nothing idle is left to unload
+
+
 def test_a_model_that_is_not_installed_is_a_404_with_a_sentence(serve):
     running = serve()
     client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)

@@ -411,6 +411,9 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 checked = check_chat(body)  # before any model is loaded for it
             lease = await stack.enter_async_context(lease_for(body))
             model_name = lease.model.id
+            if await request.is_disconnected():  # it left while waiting for its turn: nothing to write
+                status["code"] = 499
+                return Response(status_code=499)
             if kind == "chat":
                 prompt_tokens, payload = await chat_payload(checked, lease)
                 param = "messages"

@@ -14,6 +14,7 @@ from desktop.core.engine import Engine, EngineError
 from desktop.core.errors import HearthError
 from desktop.core.providers import Endpoint
 from desktop.core.server import ServerError
+from desktop.core.settings import LoadOptions
 from desktop.core.store import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class ModelPool:
         self.loads = 0
         self._slots: dict[str, _Slot] = {}
         self._window_turn = asyncio.Lock()  # the window's engine serves one request at a time too
+        window: Engine = services.engine
+        window.donor, window.make_room = self.hand_over, self.release_idle
 
     def model(self, ref: str) -> ModelRecord:
         """An installed model by id (or name, as `Library.get` finds it). Paths are never taken:
@@ -162,7 +165,12 @@ class ModelPool:
                     self.loads += 1
                     log.info("loading %s for the local server", model.id)
                     try:
-                        await slot.engine.ensure(model, options)
+                        try:
+                            await slot.engine.ensure(model, options)
+                        except EngineError as exc:  # idle models may go to make room, once
+                            if "memory" not in str(exc) or not await self.release_idle(keep=key):
+                                raise
+                            await slot.engine.ensure(model, options)
                     except EngineError as exc:
                         status = 507 if "memory" in str(exc) else 500
                         raise ModelUnavailable(str(exc), status) from exc
@@ -174,6 +182,32 @@ class ModelPool:
             slot.users -= 1
             if slot.users == 0 and self._slots.get(key) is slot:
                 self._schedule_unload(key, slot)
+
+    def hand_over(self, model: ModelRecord, options: LoadOptions) -> Engine | None:
+        """The window asks for a model: the engine the pool loaded for it, if it holds the model
+        with these options and no request is using or waiting for it, is handed over (the pool
+        forgets it; later requests share it as the window's). None otherwise."""
+        key = slot_key(model.id, False)
+        slot = self._slots.get(key)
+        if slot is None or slot.users or not slot.engine.loaded_with(model, options):
+            return None
+        del self._slots[key]
+        if slot.unload is not None:
+            slot.unload.cancel()
+        log.info("handing %s over to the window: loaded once, shared", model.id)
+        return slot.engine
+
+    async def release_idle(self, keep: str | None = None) -> bool:
+        """Unload every engine the pool loaded that no request is using or waiting for (but the
+        one keyed `keep`), to make room for another model. True if any was unloaded."""
+        idle = [(key, slot) for key, slot in self._slots.items() if not slot.users and key != keep]
+        for key, slot in idle:
+            del self._slots[key]
+            if slot.unload is not None:
+                slot.unload.cancel()
+            log.info("unloading %s to make room", key)
+            await slot.engine.stop()
+        return bool(idle)
 
     def _schedule_unload(self, model_id: str, slot: _Slot) -> None:
         if slot.ttl_s < 0:
@@ -232,6 +266,9 @@ class ModelPool:
 
     async def close(self) -> None:
         """Unload every model the pool loaded (never the window's engine)."""
+        window: Engine = self.services.engine
+        if window.donor == self.hand_over:
+            window.donor = window.make_room = None
         slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
             if slot.unload is not None:
