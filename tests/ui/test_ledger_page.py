@@ -130,19 +130,26 @@ def test_a_long_list_of_apps_and_failures_reads_well(qtbot, make_window, service
     dark.grab().save(str(shots_dir / "ledger-apps-many-dark.png"))
 
 
-def test_prompts_kept_are_said_in_the_ledger_and_deleted_from_the_local_server_page(qtbot, make_window, services):
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_prompts_kept_are_said_in_the_ledger_and_deleted_from_the_local_server_page(qtbot, make_window, services,
+                                                                                    shots_dir, dark):
     kept = ApiRequest(at=time.time(), address="127.0.0.1", user_agent="Logged/1", method="POST",
                       path="/v1/chat/completions", model="m", status=200, tokens_in=5, tokens_out=3, duration_ms=80,
                       body='{"prompt": [{"role": "user", "content": "my secret"}], "answer": "ok"}')
     services.store.add_api_use([ApiUse(day=time.strftime("%Y-%m-%d"), address="127.0.0.1", user_agent="Logged/1",
                                        model="m", tokens_in=5, tokens_out=3, last_at=kept.at)], [kept])
-    window = make_window()
+    window = make_window(dark=dark)
     page = data_tab(window)
     assert page.apps_prompts.text().startswith("1 request is still kept with the prompt and answer from when the log "
                                                "was on: turning the log off keeps them until you delete them")
 
     window.show_server()
     server_page = window.server_page
+    server_page.tabs.setCurrentIndex(1)  # Settings, down to Privacy
+    settings = server_page.tabs.currentWidget()
+    settings.ensureWidgetVisible(server_page.forget_prompts)
+    qtbot.waitUntil(lambda: not server_page.forget_prompts.visibleRegion().isEmpty())
+    window.grab().save(str(shots_dir / f"ledger-forget-prompts-{'dark' if dark else 'light'}.png"))
     qtbot.mouseClick(server_page.forget_prompts, Qt.MouseButton.LeftButton)
     dialog = server_page.forget_dialog
     assert dialog.text() == "Delete the prompts and answers of 1 request?"
