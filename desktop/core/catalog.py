@@ -32,6 +32,14 @@ class Entry:
     layers: int
     kv_heads: int
     head_dim: int
+    # "chat" (the default) or "embedding": a model that turns text into vectors for search (the
+    # local server's /v1/embeddings, documents search) and cannot chat. Pickers of chat models
+    # leave the embedding ones out.
+    kind: str = "chat"
+
+    @property
+    def is_embedding(self) -> bool:
+        return self.kind == "embedding"
 
     def kv_cache_bytes(self, n_ctx: int) -> int:
         """f16 keys and values for `n_ctx` tokens (the same formula gguf.py uses on a real file)."""
@@ -54,7 +62,7 @@ def load(path: Path | None = None) -> list[Entry]:
                       parameters_b=float(m["parameters_b"]), license=m["license"],
                       context_length=int(m["context_length"]), good_for=m["good_for"],
                       layers=int(m["attention"]["layers"]), kv_heads=int(m["attention"]["kv_heads"]),
-                      head_dim=int(m["attention"]["head_dim"]))
+                      head_dim=int(m["attention"]["head_dim"]), kind=str(m.get("kind", "chat")))
                 for m in doc["models"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CatalogError(f"Hearth's model catalog ({path}) could not be read ({type(exc).__name__}); "

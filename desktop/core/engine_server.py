@@ -419,6 +419,229 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
         return StreamingResponse(events(), media_type="text/event-stream")
 
 
+# --- embedding mode ------------------------------------------------------------------------------
+#
+# Pooling: an embedding model's GGUF says how its token vectors become one (`<arch>.pooling_type`:
+# 1 mean, 2 CLS, 3 last; written by llama.cpp's convert_hf_to_gguf from the model's
+# sentence-transformers config), and llama.cpp then pools inside the graph. A chat model's GGUF
+# says nothing, and llama.cpp gives one vector per token, which is not what OpenAI's or Ollama's
+# API returns. For those Hearth takes the LAST token's vector: in a causal model it is the only
+# position that has read the whole input; it is what Ollama does (runner.go: when
+# GetEmbeddingsSeq gives nil it takes GetEmbeddingsIth of the sequence's last token) and how
+# decoder embedding models are trained (e5-mistral, gte-Qwen, Qwen3-Embedding all pool "last").
+# llama-server instead refuses pooling "none" on its OpenAI route. Measured here on SmolLM2 with
+# llama.cpp's own pooling, last was also 7x faster than mean for one input at a time (a mean
+# over a 256-sequence context). Only the last token of each input is marked as an output, so
+# llama.cpp computes no logits for the others: marking every token (as llama-cpp-python's
+# embed does) costs n_batch x vocabulary floats (805 MB for SmolLM2 at 4096 tokens).
+# A non-causal model (BERT-like) with no pooling in its file is averaged here (mean).
+NON_CAUSAL = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert",
+                        "neo-bert", "t5encoder"})
+LLAMA_POOLING = {1: "mean", 2: "cls", 3: "last", 4: "rank"}
+
+
+def embedding_plan(metadata: dict[str, Any], n_ctx: int) -> dict[str, Any]:
+    """How the engine embeds with a model, from its GGUF metadata: {"pooling": "mean" | "cls" |
+    "last" | "rank", "by": "model" (llama.cpp pools, as the file says) or "hearth" (no pooling
+    in the file: Hearth takes the last token of a causal model, the mean of a non-causal one),
+    "n_batch", "n_ubatch"}. A model that pools, and any non-causal model, reads each input in
+    one batch and one micro-batch (its attention sees the whole input at once, and llama.cpp
+    asserts n_ubatch >= tokens for them), so both are n_ctx; a causal model without pooling
+    keeps llama-cpp-python's 512 and reads a long input in steps."""
+    arch = str(metadata.get("general.architecture", ""))
+    declared = metadata.get(f"{arch}.pooling_type")
+    causal = bool(metadata.get(f"{arch}.attention.causal", arch not in NON_CAUSAL))
+    if isinstance(declared, int) and declared in LLAMA_POOLING:
+        return {"pooling": LLAMA_POOLING[declared], "by": "model", "n_batch": n_ctx, "n_ubatch": n_ctx}
+    if causal:
+        return {"pooling": "last", "by": "hearth", "n_batch": min(512, n_ctx), "n_ubatch": min(512, n_ctx)}
+    return {"pooling": "mean", "by": "hearth", "n_batch": n_ctx, "n_ubatch": n_ctx}
+
+
+class TooLong(ValueError):
+    """An input has more tokens than the context: `index` (of the input), `tokens`, `n_ctx`."""
+
+    def __init__(self, index: int, tokens: int, n_ctx: int) -> None:
+        super().__init__(f"Input {index} is {tokens} tokens, but this model's maximum context length is "
+                         f"{n_ctx} tokens.")
+        self.index, self.tokens, self.n_ctx = index, tokens, n_ctx
+
+
+class Embedder:
+    """One vector per input, of unit length (L2), as float32, from a model loaded in embedding
+    mode. llama-cpp-python's `Llama.embed` is not used: it cuts an input to n_batch tokens
+    without a word, takes only text, and returns per-token vectors for a chat model."""
+
+    def __init__(self, llama: Any, plan: dict[str, Any]) -> None:
+        self.llama, self.plan = llama, plan
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.llama.n_ctx())
+
+    @property
+    def dim(self) -> int:
+        return int(self.llama.n_embd())
+
+    def tokens(self, items: list[Any], truncate: bool) -> tuple[list[list[int]], list[int]]:
+        """The tokens of each input (a text, tokenized with the model's BOS/CLS and EOS/SEP as
+        llama-cpp-python's embed does, or a list of token ids taken as they are), and the
+        indices of the inputs cut to the context (only when `truncate`). Raises TooLong, or
+        ValueError for a token id outside the vocabulary."""
+        n_vocab, n_ctx = int(self.llama.n_vocab()), self.n_ctx
+        out, cut = [], []
+        for index, item in enumerate(items):
+            if isinstance(item, str):
+                ids = self.llama.tokenize(item.encode("utf-8"), add_bos=True, special=False)
+            else:
+                ids = [int(t) for t in item]
+                bad = next((t for t in ids if not 0 <= t < n_vocab), None)
+                if bad is not None:
+                    raise ValueError(f"Input {index} has the token id {bad}, but this model's vocabulary "
+                                     f"has ids 0 to {n_vocab - 1}.")
+            if len(ids) > n_ctx:
+                if not truncate:
+                    raise TooLong(index, len(ids), n_ctx)
+                ids, _ = ids[:n_ctx], cut.append(index)
+            out.append(ids)
+        return out, cut
+
+    def embed(self, seqs: list[list[int]]):
+        """A (len(seqs), dim) float32 numpy array of unit vectors. Inputs are packed into one
+        decode while they fit in n_batch tokens and the context's parallel sequences."""
+        import numpy as np
+
+        llama = self.llama
+        n_batch = int(llama.n_batch)
+        n_seq_max = max(1, int(llama.context_params.n_seq_max))
+        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
+        group: list[int] = []
+        used = 0
+        try:
+            for index, ids in enumerate(seqs):
+                if len(ids) > n_batch:  # only a causal model without pooling: read in steps
+                    self._decode(group, seqs, out)
+                    group, used = [], 0
+                    self._long(index, ids, out)
+                    continue
+                if group and (used + len(ids) > n_batch or len(group) >= n_seq_max):
+                    self._decode(group, seqs, out)
+                    group, used = [], 0
+                group.append(index)
+                used += len(ids)
+            self._decode(group, seqs, out)
+        finally:
+            llama._ctx.kv_cache_clear()
+            llama.reset()  # llama-cpp-python's idea of what the context holds: nothing
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1, norms)
+
+    def _fill(self, ids: list[int], seq_id: int, start: int, outputs: str) -> None:
+        batch = self.llama._batch.batch
+        first = batch.n_tokens
+        for i, token in enumerate(ids):
+            j = first + i
+            batch.token[j] = token
+            batch.pos[j] = start + i
+            batch.seq_id[j][0] = seq_id
+            batch.n_seq_id[j] = 1
+            batch.logits[j] = outputs == "all"
+        if outputs == "last" and ids:
+            batch.logits[first + len(ids) - 1] = True
+        batch.n_tokens = first + len(ids)
+
+    def _vector(self, pointer: Any):
+        import numpy as np
+
+        if not pointer:
+            raise RuntimeError("llama.cpp gave no embedding for an input")
+        return np.ctypeslib.as_array(pointer, shape=(self.dim,)).astype(np.float32)
+
+    def _decode(self, group: list[int], seqs: list[list[int]] | None = None, out: Any = None) -> None:
+        if not group:
+            return
+        from llama_cpp import llama_cpp as lib
+
+        llama = self.llama
+        llama._ctx.kv_cache_clear()
+        llama._batch.reset()
+        by, pooling = self.plan["by"], self.plan["pooling"]
+        outputs = "all" if by == "model" or pooling == "mean" else "last"
+        spans = []
+        for seq_id, index in enumerate(group):
+            start = llama._batch.batch.n_tokens
+            self._fill(seqs[index], seq_id, 0, outputs)
+            spans.append((start, len(seqs[index])))
+        llama._ctx.decode(llama._batch)
+        ctx = llama._ctx.ctx
+        for seq_id, (index, (start, length)) in enumerate(zip(group, spans, strict=True)):
+            if by == "model":
+                out[index] = self._vector(lib.llama_get_embeddings_seq(ctx, seq_id))
+            elif pooling == "last":
+                out[index] = self._vector(lib.llama_get_embeddings_ith(ctx, start + length - 1))
+            else:
+                out[index] = sum(self._vector(lib.llama_get_embeddings_ith(ctx, start + k)) for k in range(length)) / length
+        llama._batch.reset()
+
+    def _long(self, index: int, ids: list[int], out: Any) -> None:
+        """An input longer than n_batch, in a causal model: read in n_batch steps (the KV cache
+        keeps the earlier ones), the last token's vector taken."""
+        from llama_cpp import llama_cpp as lib
+
+        llama = self.llama
+        n_batch = int(llama.n_batch)
+        llama._ctx.kv_cache_clear()
+        for start in range(0, len(ids), n_batch):
+            llama._batch.reset()
+            part = ids[start:start + n_batch]
+            last = start + n_batch >= len(ids)
+            self._fill(part, 0, start, "last" if last else "none")
+            llama._ctx.decode(llama._batch)
+            if last:
+                out[index] = self._vector(lib.llama_get_embeddings_ith(llama._ctx.ctx, len(part) - 1))
+        llama._batch.reset()
+
+
+def add_embedding_routes(app: Any, embedder: Embedder) -> None:
+    """`POST /hearth/v1/embeddings` in the engine child: `{"input": [text | [token id, ...], ...],
+    "truncate": false}` -> `{"embeddings": base64 of little-endian float32, rows of "dim", "dim",
+    "tokens": [per input], "n_ctx", "pooling", "truncated": [indices cut to the context]}`.
+    An input over the context without truncate: 400, code context_length_exceeded, with
+    `index`, `tokens` and `n_ctx`. The model's lock is held as for any other request."""
+    import base64
+
+    from fastapi import Depends, Request
+    from fastapi.responses import JSONResponse
+    from llama_cpp.server.app import authenticate, get_llama_proxy
+
+    @app.post("/hearth/v1/embeddings", dependencies=[Depends(authenticate)])
+    async def embeddings(request: Request):
+        body = await request.json()
+        items, truncate = body.get("input") or [], bool(body.get("truncate"))
+
+        def run() -> dict[str, Any]:
+            seqs, cut = embedder.tokens(items, truncate)
+            vectors = embedder.embed(seqs)
+            return {"embeddings": base64.b64encode(vectors.astype("<f4").tobytes()).decode("ascii"),
+                    "dim": embedder.dim, "tokens": [len(s) for s in seqs], "n_ctx": embedder.n_ctx,
+                    "pooling": embedder.plan["pooling"], "truncated": cut}
+
+        async with contextlib.asynccontextmanager(get_llama_proxy)():
+            try:
+                return await asyncio.to_thread(run)
+            except TooLong as exc:
+                return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                               "code": "context_length_exceeded", "index": exc.index,
+                                               "tokens": exc.tokens, "n_ctx": exc.n_ctx}}, status_code=400)
+            except ValueError as exc:
+                return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                               "code": "invalid_input"}}, status_code=400)
+
+    @app.get("/hearth/v1/embeddings/info", dependencies=[Depends(authenticate)])
+    async def embedding_info() -> dict[str, Any]:
+        return {"dim": embedder.dim, "n_ctx": embedder.n_ctx, **embedder.plan}
+
+
 def _quiet(llama: Any) -> None:
     """Stop the per-answer debug output (about 20 ms before every answer); errors still print."""
     from llama_cpp import _logger
@@ -481,12 +704,27 @@ def serve(*, model: str, port: int, api_key: str, n_ctx: int, n_gpu_layers: int,
         verbose=True,
         embedding=embedding,
     )
+    plan: dict[str, Any] = {}
+    if embedding:
+        from desktop.core import gguf
+
+        try:
+            metadata = gguf.read_info(model).metadata
+        except gguf.GGUFError:
+            metadata = {}
+        plan = embedding_plan(metadata, n_ctx or int(metadata.get(
+            f"{metadata.get('general.architecture', '')}.context_length") or 4096))
+        model_settings.n_batch, model_settings.n_ubatch = plan["n_batch"], plan["n_ubatch"]
+        print(f"hearth-engine: embedding mode, pooling {plan['pooling']} (by the {plan['by']}), "
+              f"batch {plan['n_batch']}", file=sys.stderr, flush=True)
     _tolerate_unreadable_templates()
     print(f"hearth-engine: loading {model}", file=sys.stderr, flush=True)
     app = create_app(server_settings=server, model_settings=[model_settings])
     llama = app_module._llama_proxy(None)
     _quiet(llama)
     add_hearth_routes(app, Prompter(llama, model, chat_format))
+    if embedding:
+        add_embedding_routes(app, Embedder(llama, plan))
     print(f"hearth-engine: ready on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     return 0

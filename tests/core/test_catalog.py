@@ -33,3 +33,12 @@ def test_a_broken_catalog_gets_a_sentence(tmp_path):
         assert "could not be read" in str(exc) and "search the hub" in str(exc)
     else:
         raise AssertionError("a broken catalog was accepted")
+
+
+def test_embedding_models_are_in_the_catalog_and_marked_as_not_for_chat():
+    entries = catalog.load()
+    embedding = [e for e in entries if e.is_embedding]
+    assert {e.repo for e in embedding} >= {"nomic-ai/nomic-embed-text-v1.5-GGUF",
+                                           "CompendiumLabs/bge-small-en-v1.5-gguf"}
+    assert all("not a chat model" in e.good_for for e in embedding)
+    assert {e.kind for e in entries} == {"chat", "embedding"}
