@@ -444,7 +444,8 @@ def embedding_plan(metadata: dict[str, Any], n_ctx: int) -> dict[str, Any]:
     """How the engine embeds with a model, from its GGUF metadata: {"pooling": "mean" | "cls" |
     "last" | "rank", "by": "model" (llama.cpp pools, as the file says) or "hearth" (no pooling
     in the file: Hearth takes the last token of a causal model, the mean of a non-causal one),
-    "n_batch", "n_ubatch"}. A model that pools, and any non-causal model, reads each input in
+    "n_batch", "n_ubatch", "n_ctx"}; n_ctx is the longest input in tokens (the context asked for:
+    llama.cpp rounds its own up to 256, past what a model with learned positions can read). A model that pools, and any non-causal model, reads each input in
     one batch and one micro-batch (its attention sees the whole input at once, and llama.cpp
     asserts n_ubatch >= tokens for them), so both are n_ctx; a causal model without pooling
     keeps llama-cpp-python's 512 and reads a long input in steps."""
@@ -452,10 +453,11 @@ def embedding_plan(metadata: dict[str, Any], n_ctx: int) -> dict[str, Any]:
     declared = metadata.get(f"{arch}.pooling_type")
     causal = bool(metadata.get(f"{arch}.attention.causal", arch not in NON_CAUSAL))
     if isinstance(declared, int) and declared in LLAMA_POOLING:
-        return {"pooling": LLAMA_POOLING[declared], "by": "model", "n_batch": n_ctx, "n_ubatch": n_ctx}
+        return {"pooling": LLAMA_POOLING[declared], "by": "model", "n_batch": n_ctx, "n_ubatch": n_ctx, "n_ctx": n_ctx}
     if causal:
-        return {"pooling": "last", "by": "hearth", "n_batch": min(512, n_ctx), "n_ubatch": min(512, n_ctx)}
-    return {"pooling": "mean", "by": "hearth", "n_batch": n_ctx, "n_ubatch": n_ctx}
+        return {"pooling": "last", "by": "hearth", "n_batch": min(512, n_ctx), "n_ubatch": min(512, n_ctx),
+                "n_ctx": n_ctx}
+    return {"pooling": "mean", "by": "hearth", "n_batch": n_ctx, "n_ubatch": n_ctx, "n_ctx": n_ctx}
 
 
 class TooLong(ValueError):
@@ -477,7 +479,8 @@ class Embedder:
 
     @property
     def n_ctx(self) -> int:
-        return int(self.llama.n_ctx())
+        """The longest input, in tokens: the context the engine was asked for."""
+        return int(self.plan.get("n_ctx") or self.llama.n_ctx())
 
     @property
     def dim(self) -> int:
@@ -519,7 +522,9 @@ class Embedder:
         used = 0
         try:
             for index, ids in enumerate(seqs):
-                if len(ids) > n_batch:  # only a causal model without pooling: read in steps
+                if len(ids) > n_batch:  # only a causal model without pooling (n_batch < n_ctx): in steps
+                    if self.plan["pooling"] != "last" or self.plan["by"] != "hearth":
+                        raise TooLong(index, len(ids), n_batch)
                     self._decode(group, seqs, out)
                     group, used = [], 0
                     self._long(index, ids, out)

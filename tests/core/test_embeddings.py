@@ -178,11 +178,100 @@ def test_an_ollama_app_embeds_and_ollamas_truncate_is_honoured_and_said(server, 
 
 def test_the_pooling_comes_from_the_model_file_or_is_the_last_token_of_a_chat_model():
     nomic = {"general.architecture": "nomic-bert", "nomic-bert.pooling_type": 1, "nomic-bert.attention.causal": False}
-    assert embedding_plan(nomic, 2048) == {"pooling": "mean", "by": "model", "n_batch": 2048, "n_ubatch": 2048}
+    assert embedding_plan(nomic, 2048) == {"pooling": "mean", "by": "model", "n_batch": 2048, "n_ubatch": 2048,
+                                           "n_ctx": 2048}
     qwen_embedding = {"general.architecture": "qwen3", "qwen3.pooling_type": 3}
     assert embedding_plan(qwen_embedding, 4096)["pooling"] == "last"
     assert embedding_plan(qwen_embedding, 4096)["n_ubatch"] == 4096  # whole input in one step
     chat = {"general.architecture": "llama"}
-    assert embedding_plan(chat, 4096) == {"pooling": "last", "by": "hearth", "n_batch": 512, "n_ubatch": 512}
+    assert embedding_plan(chat, 4096) == {"pooling": "last", "by": "hearth", "n_batch": 512, "n_ubatch": 512,
+                                          "n_ctx": 4096}
     bert_without_pooling = {"general.architecture": "bert"}
     assert embedding_plan(bert_without_pooling, 512)["pooling"] == "mean"
+
+
+def forge_bert(path, *, n_embd: int = 32, n_ctx: int = 64, seed: int = 0):
+    """A tiny BERT embedding model (one layer, random weights, a WordPiece vocabulary of a dozen
+    words and the letters) written with the `gguf` package: what llama.cpp needs to load one,
+    with mean pooling and non-causal attention declared in the file as convert_hf_to_gguf does."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    words = ["hello", "world", "cat", "dog", "mat", "tax", "the", "a", "sat", "on", "rug", "kitten"]
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + ["\u2581" + w for w in words] + list("abcdefghijklmnopqrstuvwxyz")
+    writer = gguf.GGUFWriter(str(path), "bert")
+    writer.add_name("forged-bert-embedding")
+    writer.add_context_length(n_ctx)
+    writer.add_embedding_length(n_embd)
+    writer.add_feed_forward_length(2 * n_embd)
+    writer.add_block_count(1)
+    writer.add_head_count(2)
+    writer.add_layer_norm_eps(1e-12)
+    writer.add_causal_attention(False)
+    writer.add_pooling_type(gguf.PoolingType.MEAN)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("bert")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.CONTROL] * 4 + [gguf.TokenType.NORMAL] * (len(tokens) - 4))
+    writer.add_token_type_count(2)
+    for add, token in ((writer.add_bos_token_id, 2), (writer.add_eos_token_id, 3), (writer.add_unk_token_id, 1),
+                       (writer.add_sep_token_id, 3), (writer.add_pad_token_id, 0)):
+        add(token)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(True)
+
+    def tensor(name: str, *shape: int, ones: bool = False) -> None:
+        value = np.ones(shape, np.float32) if ones else (rng.standard_normal(shape) * 0.2).astype(np.float32)
+        writer.add_tensor(name, value)
+
+    tensor("token_embd.weight", len(tokens), n_embd)
+    tensor("token_types.weight", 2, n_embd)
+    tensor("position_embd.weight", n_ctx, n_embd)
+    tensor("token_embd_norm.weight", n_embd, ones=True)
+    tensor("token_embd_norm.bias", n_embd)
+    for part in ("attn_q", "attn_k", "attn_v", "attn_output"):
+        tensor(f"blk.0.{part}.weight", n_embd, n_embd)
+        tensor(f"blk.0.{part}.bias", n_embd)
+    for norm in ("attn_output_norm", "layer_output_norm"):
+        tensor(f"blk.0.{norm}.weight", n_embd, ones=True)
+        tensor(f"blk.0.{norm}.bias", n_embd)
+    tensor("blk.0.ffn_up.weight", 2 * n_embd, n_embd)
+    tensor("blk.0.ffn_up.bias", 2 * n_embd)
+    tensor("blk.0.ffn_down.weight", n_embd, 2 * n_embd)
+    tensor("blk.0.ffn_down.bias", n_embd)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_an_embedding_model_pools_as_its_file_says_and_reads_a_whole_input_at_once(services, tmp_path):
+    """A BERT-like model (non-causal, mean pooling in its GGUF), forged: llama.cpp pools, each
+    input is read in one batch of the whole context, and the server's answer is llama-cpp-python's
+    own mean-pooled vector, normalised."""
+    from llama_cpp import Llama
+
+    path = forge_bert(tmp_path / "forged-bert-embedding.gguf")
+    bert = services.library.import_file(path, link=True)
+    services.settings = replace(services.settings, load=LoadOptions(n_ctx=512, n_threads=2))  # capped at 64
+    running = ServerThread(services, ServerConfig(port=0, ttl_s=600)).start()
+    try:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+        texts = ["hello world", "the cat sat on the mat", "hello world", "kitten on the rug " * 10]
+        got = client.embeddings.create(model=bert.id, input=texts)
+        vectors = _unit([d.embedding for d in got.data])
+        assert vectors.shape == (4, 32)
+        assert np.allclose(vectors[0], vectors[2], atol=1e-6) and not np.allclose(vectors[0], vectors[1], atol=1e-3)
+        reference = Llama(str(path), embedding=True, n_ctx=64, n_batch=64, n_ubatch=64, verbose=False)
+        expected = reference.embed(texts, normalize=True)
+        assert np.allclose(vectors, expected, atol=1e-5)
+        assert got.usage.prompt_tokens == sum(len(reference.tokenize(t.encode())) for t in texts)
+
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.embeddings.create(model=bert.id, input="hello " * 100)
+        assert "maximum context length is 64 tokens" in refused.value.body["message"]
+        assert "is 102 tokens" in refused.value.body["message"]  # 100 words, [CLS] and [SEP]
+    finally:
+        running.close()
