@@ -107,6 +107,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", metavar="ID", help="load this installed model now and keep it loaded")
     serve.add_argument("--ttl", type=float, metavar="SECONDS",
                        help="unload a model after this many idle seconds (default 600, or the app's setting)")
+    serve.add_argument("--allow-cloud", action="append", default=[], metavar="PROVIDER",
+                       help="also answer for this provider's models (PROVIDER/MODEL), sending those requests to "
+                            "it; repeat for more (added to the app's setting; off by default)")
     serve.add_argument("--api-key-stdin", action="store_true",
                        help="read the API key clients must send from standard input (else the key kept "
                             "in the keyring, needed only on the network)")
@@ -374,8 +377,11 @@ def _serve(services, args: argparse.Namespace) -> int:
                      "can use your models: pass one with --api-key-stdin.", code=2)
     if args.ttl is not None and args.ttl < 0:
         return _fail("--ttl is a number of seconds, 0 or more.", code=2)
+    for name in args.allow_cloud:
+        services.providers.get(name)  # ProviderSetupError (a sentence) for a provider not added
     config = ServerConfig(host=host, port=port, api_key=key, origins=saved.origins,
-                          ttl_s=saved.ttl_s if args.ttl is None else args.ttl, log_bodies=saved.log_bodies)
+                          ttl_s=saved.ttl_s if args.ttl is None else args.ttl, log_bodies=saved.log_bodies,
+                          cloud=tuple(dict.fromkeys([*saved.cloud, *args.allow_cloud])))
     server = LocalServer(services, config)
 
     def log_request(entry) -> None:
@@ -422,6 +428,12 @@ def _serve(services, args: argparse.Namespace) -> int:
             print(f"hearth: try: curl {base}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
                   f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
                   file=sys.stderr, flush=True)
+            for name in config.cloud:
+                provider = services.providers.find(name)
+                if provider is not None:
+                    where = "a server on this computer" if provider.on_this_machine else provider.host
+                    print(f"hearth: requests for {name}/… models are sent to {provider.label} ({where}); your "
+                          "own models' requests stay on this computer.", file=sys.stderr, flush=True)
             await stopping.wait()
             print("hearth: stopping…", file=sys.stderr, flush=True)
             return 0

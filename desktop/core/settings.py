@@ -58,13 +58,15 @@ class ServerSettings:
     origins: tuple[str, ...] = ()  # web origins allowed by CORS, e.g. "http://localhost:3000"
     ttl_s: int = 600  # a model an app loaded is unloaded after this many idle seconds
     log_bodies: bool = False  # keep prompts and answers in the request log (off: figures only)
+    cloud: tuple[str, ...] = ()  # providers the server may forward requests to (PROVIDER/MODEL)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "ServerSettings":
         data = data if isinstance(data, dict) else {}
-        origins = data.get("origins")
+        origins, cloud = data.get("origins"), data.get("cloud")
         return replace(_coerce(cls, data),
-                       origins=tuple(str(o) for o in origins) if isinstance(origins, list) else ())
+                       origins=tuple(str(o) for o in origins) if isinstance(origins, list) else (),
+                       cloud=tuple(str(c) for c in cloud) if isinstance(cloud, list) else ())
 
 
 @dataclass(frozen=True)

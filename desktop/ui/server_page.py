@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core import secrets
+from desktop.core.errors import HearthError
 from desktop.core.server import KEY_NAME, LOOPBACK, RequestRecord, ServerConfig, ServerError
 from desktop.core.services import Services
 from desktop.core.settings import ServerSettings
@@ -180,7 +181,7 @@ class ServerSwitch(QObject):
                               "memory ended when Hearth closed): make a new key on the Local server page.")
         return ServerConfig(host=ALL_INTERFACES if s.network else LOOPBACK, port=s.port,
                             api_key=key if s.network else "", origins=tuple(s.origins),
-                            ttl_s=s.ttl_s, log_bodies=s.log_bodies)
+                            ttl_s=s.ttl_s, log_bodies=s.log_bodies, cloud=tuple(s.cloud))
 
     def pending(self) -> bool:
         """True when the server is on with other settings than the saved ones (they apply when it
@@ -637,8 +638,55 @@ class ServerPage(QWidget):
                                        "you delete them here. The counts in the data ledger stay.")
         self.forget_prompts.clicked.connect(self.delete_kept_prompts)
         form.addWidget(self.forget_prompts, 0, Qt.AlignmentFlag.AlignLeft)
+
+        form.addWidget(self._section("Cloud models"))
+        form.addWidget(muted("Apps may also ask for the models of a cloud provider you allow here, by its name "
+                             "and model (for example openai/gpt-4o-mini). Their words then leave this computer, "
+                             "and the data ledger counts them. Off for every provider until you tick it."))
+        self.cloud_boxes = QVBoxLayout()
+        self.cloud_boxes.setSpacing(4)
+        form.addLayout(self.cloud_boxes)
         form.addStretch(1)
         return holder
+
+    def show_cloud(self) -> None:
+        """One box per provider the user added, ticked for those the server may forward to (made
+        again only when the providers or the choice changed)."""
+        try:
+            added, problem = self.switch.services.providers.all(), ""
+        except HearthError as exc:
+            added, problem = [], str(exc)
+        allowed = set(self.switch.settings.cloud)
+        shown = (problem, tuple((p.name, p.label, p.processed_on, p.name in allowed) for p in added))
+        if shown == getattr(self, "_cloud_shown", None):
+            return
+        self._cloud_shown = shown
+        while self.cloud_boxes.count():
+            widget = self.cloud_boxes.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        if problem:
+            self.cloud_boxes.addWidget(muted(problem))
+            return
+        if not added:
+            self.cloud_boxes.addWidget(muted("You have added no cloud provider (Compare & cloud → Providers)."))
+            return
+        for provider in added:
+            where = "on this computer" if provider.on_this_machine else f"sent to {provider.host}"
+            box = self._checkbox(f"{provider.label}: {provider.name}/… models, {where}")
+            box.setObjectName(f"ServerCloud-{provider.name}")
+            box.setChecked(provider.name in allowed)
+            box.toggled.connect(lambda on, name=provider.name: self._allow_cloud(name, on))
+            self.cloud_boxes.addWidget(box)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        self.show_cloud()  # providers may have been added or removed meanwhile
+
+    def _allow_cloud(self, name: str, on: bool) -> None:
+        allowed = [n for n in self.switch.settings.cloud if n != name] + ([name] if on else [])
+        self._save(cloud=tuple(allowed))
+        self._cloud_shown = None  # the box shows the choice already: made again on the next show
 
     def _build_activity(self) -> QWidget:
         holder = QWidget()
@@ -751,6 +799,7 @@ class ServerPage(QWidget):
             widget.blockSignals(False)
         self.origins.clear()
         self.origins.addItems(list(s.origins))
+        self.show_cloud()
         self.show_key()
 
     def show_key(self) -> None:

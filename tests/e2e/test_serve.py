@@ -101,3 +101,31 @@ def test_hearth_serve_on_a_port_in_use_says_so(home):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0
+
+
+def test_hearth_serve_forwards_to_a_provider_only_when_told_and_says_where(home):
+    from tests.cloud_server import ANSWER, CloudServer
+
+    unknown = hearth("serve", "--port", "0", "--allow-cloud", "nope")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "There is no provider called “nope”" in unknown.stderr
+    stand_in = CloudServer()
+    try:
+        hearth("providers", "add", "acme", "--base-url", stand_in.url + "/v1")
+        proc = _start("--allow-cloud", "acme")
+        try:
+            address = _address(proc)
+            client = openai.OpenAI(base_url=address + "/v1", api_key="none", max_retries=0)
+            answer = client.chat.completions.create(model="acme/gpt-4o-mini", max_tokens=6,
+                                                    messages=[{"role": "user", "content": "Hello"}])
+            assert answer.choices[0].message.content == "".join(ANSWER)
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        stand_in.stop()
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert "requests for acme/… models are sent to acme (a server on this computer)" in err
+    assert "POST /v1/chat/completions acme/gpt-4o-mini 200" in err

@@ -15,6 +15,7 @@ import httpx
 import psutil
 import pytest
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QCheckBox
 
 from desktop.core import secrets
 from desktop.core.server import KEY_NAME, LOOPBACK, RequestRecord
@@ -329,3 +330,43 @@ def test_a_server_left_on_that_cannot_start_at_launch_says_so_over_the_chat(qtbo
     assert window.banner.label.text().startswith("The local server is off: ") and str(port) in window.banner.label.text()
     assert window.server_status.text() == "Server: off"
     assert services.settings.server.enabled  # the user's choice stands: it starts next time the port is free
+
+
+def test_cloud_models_are_served_only_for_the_providers_ticked_on_the_page(qtbot, server_window, services, ring,
+                                                                         shots_dir):
+    from tests.cloud_server import CloudServer
+
+    stand_in = CloudServer()
+    try:
+        services.providers.add("acme", base_url=stand_in.url + "/v1", label="Acme AI", key="sk-acme")
+        services.providers.set_models("acme", ["gpt-4o-mini"])
+        window = server_window()
+        page = open_page(qtbot, window)
+        open_settings(qtbot, page)
+        box = page.findChild(QCheckBox, "ServerCloud-acme")
+        assert box is not None and not box.isChecked()  # off until the user ticks it
+        turn_on(qtbot, window)
+        url = page.address.text()
+        assert "acme/gpt-4o-mini" not in [m["id"] for m in request(qtbot, f"{url}/v1/models").json()["data"]]
+
+        box.setChecked(True)
+        assert services.settings.server.cloud == ("acme",)
+        assert page.pending_row.isVisibleTo(page)  # applies when the server starts again
+        page.tabs.currentWidget().ensureWidgetVisible(box)
+        qtbot.wait(20)
+        window.grab().save(str(shots_dir / "server-page-cloud.png"))
+        qtbot.mouseClick(page.restart_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not window.server.busy() and window.server.state == "on", timeout=60_000)
+        assert "acme/gpt-4o-mini" in [m["id"] for m in request(qtbot, f"{url}/v1/models").json()["data"]]
+        answer = request(qtbot, f"{url}/v1/chat/completions", "POST",
+                         json={"model": "acme/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+        qtbot.waitUntil(lambda: page.log.rowCount() == 1, timeout=10_000)
+        assert page.log.record(0).model == "acme/gpt-4o-mini" and page.log.record(0).status == 200
+
+        box = page.findChild(QCheckBox, "ServerCloud-acme")  # (the boxes are made again when the page shows)
+        assert box.isChecked()
+        box.setChecked(False)  # and off again: saved at once
+        assert services.settings.server.cloud == ()
+    finally:
+        stand_in.stop()

@@ -45,6 +45,7 @@ class ServerConfig:
     origins: tuple[str, ...] = ()
     ttl_s: int = 600
     log_bodies: bool = False
+    cloud: tuple[str, ...] = ()  # providers whose models (PROVIDER/MODEL) it may forward requests to
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from desktop.core import net
 from desktop.core.server import LOOPBACK, RequestRecord, ServerConfig
+from desktop.core.server import forward as cloud_forward
 from desktop.core.server.pool import Lease, ModelPool, ModelUnavailable
 from desktop.core.server.tools import ToolRequest, ToolsError, call_schema, parse_calls, tool_request
 from desktop.core.server.tools import describe as describe_tools
@@ -391,6 +392,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         body: dict[str, Any] = {}
         model_name = ""
         answer: list[str] = []  # the words sent back, for a log with bodies
+        where = {"on": "", "bytes": 0}  # a forwarded request: the provider's host and the bytes sent there
 
         def done() -> None:
             logged = ""
@@ -400,15 +402,43 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
             record(RequestRecord(at=started, client=client_of(request), method=request.method, path=path,
                                  model=model_name, status=status["code"], tokens_in=usage["in"],
                                  tokens_out=usage["out"], duration_ms=(time.time() - started) * 1000,
-                                 body=logged))
+                                 body=logged, processed_on=where["on"], bytes_sent=where["bytes"]))
 
         stack = contextlib.AsyncExitStack()
         streaming = False
         try:
             body = await body_of(request)
             model_name = body.get("model") if isinstance(body.get("model"), str) else ""
+            target = cloud_forward.target_for(services, body.get("model"))
+            if target is not None and kind != "chat":
+                raise ApiError(400, "Raw completions are not forwarded to cloud models; use /v1/chat/completions.",
+                               code="not_forwarded", param="model")
             if kind == "chat":
                 checked = check_chat(body)  # before any model is loaded for it
+            if target is not None:
+                model_name = target.id
+                try:
+                    cloud_forward.check(services, target, config.cloud, body)
+                    sent = cloud_forward.start(target, checked.messages, body)
+                except cloud_forward.ForwardRefused as exc:
+                    raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=exc.code,
+                                   param=exc.param) from None
+                where["on"] = sent.processed_on
+                if not body.get("stream"):
+                    try:
+                        data = await cloud_forward.answer(sent)
+                    except cloud_forward.ForwardRefused as exc:
+                        raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=exc.code,
+                                       param=exc.param) from None
+                    finally:
+                        where["bytes"] = sent.bytes_sent
+                    usage["in"], usage["out"] = data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"]
+                    answer.append(data["choices"][0]["message"]["content"])
+                    return JSONResponse(data)
+                want = bool((body.get("stream_options") or {}).get("include_usage"))
+                streaming = True
+                return StreamingResponse(cloud_relay(sent, want, usage, status, where, answer, done),
+                                         media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
             lease = await stack.enter_async_context(lease_for(body))
             model_name = lease.model.id
             if await request.is_disconnected():  # it left while waiting for its turn: nothing to write
@@ -486,6 +516,24 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 await stack.aclose()
                 done()
 
+    async def cloud_relay(sent: cloud_forward.Forwarded, want_usage: bool, usage: dict[str, int | None],
+                          status: dict[str, int], where: dict[str, Any], answer: list[str],
+                          done: Callable[[], None]) -> AsyncIterator[bytes]:
+        """A forwarded answer's events, passed on; the figures kept for the record at its end."""
+        try:
+            async for event in cloud_forward.events(sent, want_usage):
+                if event.startswith(b'data: {"error"'):
+                    status["code"] = 502
+                elif event.startswith(b"data: {"):
+                    for choice in json.loads(event[6:]).get("choices") or []:
+                        answer.append((choice.get("delta") or {}).get("content") or "")
+                yield event
+        finally:
+            got = sent.client.usage
+            usage["in"], usage["out"] = (got.prompt_tokens, got.completion_tokens) if got else (None, None)
+            where["bytes"] = sent.bytes_sent
+            done()
+
     async def _relay(upstream: httpx.Response, lease: Lease, usage: dict[str, int | None], want_usage: bool,
                      stack: contextlib.AsyncExitStack, done: Callable[[], None],
                      status: dict[str, int], answer: list[str]) -> AsyncIterator[bytes]:
@@ -553,10 +601,13 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        """Every installed model by its Hearth id, in OpenAI's list shape."""
+        """Every installed model by its Hearth id, in OpenAI's list shape; then the cloud models
+        the user allowed the server to forward to (`PROVIDER/MODEL`, owned by the provider)."""
         data = [{"id": m.id, "object": "model", "created": int(m.added_at), "owned_by": "hearth",
                  "name": m.name, "context_length": m.context_length}
                 for m in services.library.models()]
+        data += [{"id": t.id, "object": "model", "created": int(t.provider.added_at), "owned_by": t.provider.name,
+                  "name": t.title} for t in cloud_forward.allowed_targets(services, config.cloud)]
         return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model_id:path}")
