@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 from tests.bench.common import RESULTS  # noqa: E402
 
 # In the order they run: the ones that need all the cores to themselves first.
-BENCHMARKS = ("stream", "engine", "serve", "startup", "big_data", "smooth", "render", "download", "faults")
-TITLES = {"stream": "Generation", "engine": "Model load and memory", "serve": "Local API server", "startup": "Start-up",
+BENCHMARKS = ("stream", "engine", "serve", "embed", "startup", "big_data", "smooth", "render", "download", "faults")
+TITLES = {"stream": "Generation", "engine": "Model load and memory", "serve": "Local API server", "embed": "Embeddings",
+          "startup": "Start-up",
           "big_data": "Big data", "smooth": "GUI smoothness", "render": "Drawing long answers",
           "download": "Downloads", "faults": "Faults"}
 README = ROOT / "README.md"
