@@ -9,13 +9,13 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from desktop import __version__
+from desktop.core.text import printable
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -219,15 +219,6 @@ def _tell_waits(chat) -> None:
     chat.on_wait = lambda seconds, why: print(f"hearth: waiting {seconds:.0f} s ({why})…", file=sys.stderr)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # every control character but tab and newline
-
-
-def _printable(text: str) -> str:
-    """A model's words as a terminal may show them: no escape sequences (which could clear the
-    screen, retitle the window or hide text), no other control characters."""
-    return _CONTROL.sub("", text.replace("\r\n", "\n"))
-
-
 class _AnswerPrinter:
     """Writes an answer for a terminal or a pipe: the answer proper on stdout; a reasoning model's
     thinking on stderr, dimmed where stderr is a terminal, or (without --show-thinking) one line
@@ -249,7 +240,7 @@ class _AnswerPrinter:
         self.thinking_open = False  # thinking written to stderr that has no newline after it yet
 
     def _think(self, text: str) -> None:
-        text = _printable(text)
+        text = printable(text)
         sys.stderr.write(f"{self.DIM}{text}{self.PLAIN}" if self.dim else text)
         sys.stderr.flush()
         self.thinking_open = not text.endswith("\n")
@@ -281,7 +272,7 @@ class _AnswerPrinter:
             self.printed = ""
         if len(answer) > len(self.printed):
             self._close_thinking()
-            sys.stdout.write(_printable(answer[len(self.printed):]))
+            sys.stdout.write(printable(answer[len(self.printed):]))
             sys.stdout.flush()
             self.printed = answer
 
@@ -293,7 +284,7 @@ class _AnswerPrinter:
         rest = answer.content[len(self.printed):] if answer.content.startswith(self.printed) else (
             "\n" + answer.content)
         if self.printed or rest:  # an answer that failed before its first word leaves stdout empty
-            sys.stdout.write(_printable(rest) + "\n")
+            sys.stdout.write(printable(rest) + "\n")
             sys.stdout.flush()
         if answer.thinking_ms is not None:
             from desktop.core.reasoning import thinking_phrase
@@ -462,7 +453,8 @@ def _models(services, args: argparse.Namespace) -> int:
 
     library = services.library
     if args.models_command == "list":
-        from desktop.core.library import file_problem, shown
+        from desktop.core.library import file_problem
+        from desktop.core.text import shown
 
         models = library.models()
         if args.json:
@@ -485,7 +477,7 @@ def _models(services, args: argparse.Namespace) -> int:
     if args.models_command == "found":
         return _found(services, args)
     if args.models_command == "locate":
-        from desktop.core.library import shown
+        from desktop.core.text import shown
 
         record = library.locate(args.id, args.path)
         print(f"Found {shown(record.name)} again at {shown(record.path)}.")
@@ -494,7 +486,8 @@ def _models(services, args: argparse.Namespace) -> int:
         if "/" in args.id and not any(m.id == args.id for m in library.models()):
             return _hub_info(args)
         from desktop.core import gguf, templates
-        from desktop.core.library import file_problem, shown
+        from desktop.core.library import file_problem
+        from desktop.core.text import shown
 
         record = library.get(args.id)
         details = dict(asdict(record), file_problem=file_problem(record))
@@ -535,7 +528,7 @@ def _models(services, args: argparse.Namespace) -> int:
         return 0
     if args.models_command == "import":
         from desktop.core import elsewhere
-        from desktop.core.library import shown
+        from desktop.core.text import shown
 
         label = (elsewhere.ollama_name(args.path) or None) if args.link else None  # Ollama's blobs: no name
         record = library.import_file(args.path, link=args.link, progress=_progress_printer(), label=label)
@@ -549,7 +542,7 @@ def _models(services, args: argparse.Namespace) -> int:
         except HearthError as exc:
             return _fail(f"Nothing was removed. {exc}")
         note = f", freed {human_bytes(freed)}" if freed else " (the linked file was left where it is)"
-        from desktop.core.library import shown
+        from desktop.core.text import shown
 
         print(f"Removed {record.id} ({shown(record.name)}){note}.")
         return 0
@@ -565,7 +558,7 @@ def _width(text: str) -> int:
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
-    """Rows as aligned columns; cells must already be printable (library.shown)."""
+    """Rows as aligned columns; cells must already be printable (text.shown)."""
     widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -574,7 +567,7 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 def _found(services, args: argparse.Namespace) -> int:
     """`hearth models found`: what the models page's "Look for them" finds, and what it skipped."""
     from desktop.core import elsewhere
-    from desktop.core.library import shown
+    from desktop.core.text import shown
     from desktop.core.units import human_bytes
 
     known = {Path(m.path): m.id for m in services.library.models()}

@@ -150,6 +150,9 @@ class ChatService:
         # A sentence about the prompt the user should read once: the model has no chat template,
         # its template failed, … (the window shows it in its banner, the CLI on stderr).
         self.on_notice: Callable[[str], None] | None = None
+        # The sentence that a save waits for another program's lock (DATABASE_WAIT), when the
+        # listener shows it its own way (the window's banner); else it goes to on_notice.
+        self.on_database_wait: Callable[[str], None] | None = None
         self.trimmed_messages = 0  # older messages left out of the last request to fit the context
         self._inner: asyncio.Future[None] | None = None
         self._live: LiveAnswer | None = None
@@ -250,7 +253,11 @@ class ChatService:
             except DatabaseBusy as exc:
                 if not told and time.monotonic() - started >= LOCK_TELL_S:
                     told = True  # said once: the reader knows why the answer waits
-                    self._tell(DATABASE_WAIT.format(what=what))
+                    said = DATABASE_WAIT.format(what=what)
+                    if self.on_database_wait is not None:
+                        self.on_database_wait(said)
+                    else:
+                        self._tell(said)
                 if time.monotonic() >= deadline:
                     raise StoreError(
                         f"Another program kept Hearth's database ({self.store.path}) locked for "

@@ -20,10 +20,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from desktop.core import net, secrets
 from desktop.core.errors import HearthError
 from desktop.core.files import write_json
-from desktop.core.library import shown
 from desktop.core.paths import resources_dir
 from desktop.core.providers import Endpoint, api_url, error_for
 from desktop.core.store import THIS_MACHINE
+from desktop.core.text import shown
 
 log = logging.getLogger(__name__)
 

@@ -239,7 +239,7 @@ class Engine:
     def _crashed_with(self) -> str | None:
         """Why the child died, if it has been marked crashed (by `check_alive`, whoever called it)."""
         if self.state == "crashed" and self._proc is not None and self._proc.poll() is not None:
-            return explain_exit(self.log_tail(), self._proc.returncode, self.model.name if self.model else "the model")
+            return self.state_detail  # the sentence check_alive made when it marked the death
         return None
 
     async def confirm_death(self, within: float = 2.0) -> str | None:

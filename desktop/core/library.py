@@ -20,6 +20,7 @@ from desktop.core.errors import HearthError
 from desktop.core.hardware import DISK_MARGIN, free_disk
 from desktop.core.paths import Paths
 from desktop.core.store import ModelRecord, Store
+from desktop.core.text import shown
 from desktop.core.units import human_bytes
 
 CHUNK = 4 * 1024 * 1024
@@ -146,12 +147,6 @@ def file_problem(record: ModelRecord) -> str:
     if not os.access(path, os.R_OK):
         return "File unreadable"
     return ""
-
-
-def shown(text: str) -> str:
-    """Text from outside (a model's name) as one line a table can hold: every character that is not
-    printable (newline, tab, ANSI escape, right-to-left override) is written as its escape, `\\n`."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def hash_file(path: Path, progress: Progress | None = None) -> tuple["hashlib._Hash", int]:

@@ -28,13 +28,14 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core import hardware
-from desktop.core.chat import DATABASE_WAIT, NEW_CHAT, RESTART_HINT, MessageNotSaved, title_from
+from desktop.core.chat import NEW_CHAT, RESTART_HINT, MessageNotSaved, title_from
 from desktop.core.errors import HearthError
-from desktop.core.library import ModelFileMissing, file_problem, shown
+from desktop.core.library import ModelFileMissing, file_problem
 from desktop.core.server import LOOPBACK
 from desktop.core.services import Services
 from desktop.core.settings import LoadOptions, Sampling
 from desktop.core.store import Conversation, DatabaseBusy, Message
+from desktop.core.text import shown
 from desktop.core.units import human_bytes
 from desktop.ui.chat_view import (
     COLUMN_WIDTH,
@@ -157,6 +158,7 @@ class MainWindow(QMainWindow):
         services.engine.on_state = self._on_engine_state
         services.chat.on_wait = self._on_wait
         services.chat.on_notice = self._on_chat_notice
+        services.chat.on_database_wait = self._on_database_wait
         self._on_engine_state(services.engine.state, "")
         self.refresh_models()
         conversations = services.store.conversations()
@@ -412,10 +414,13 @@ class MainWindow(QMainWindow):
         return False
 
     def _on_chat_notice(self, text: str) -> None:
-        """A sentence from the chat service (a chat template replaced, the database busy)."""
-        if self._unsaved and text.startswith(DATABASE_WAIT.split(";")[0]):
-            return  # the banner already says the database is in use, and that changes wait
+        """A sentence from the chat service (a chat template replaced, …)."""
         self.banner.show_text(text, level="info")
+
+    def _on_database_wait(self, text: str) -> None:
+        """The chat service waits for another program's lock to save a message."""
+        if not self._unsaved:  # else the banner already says the database is in use, and that changes wait
+            self.banner.show_text(text, level="info")
 
     def _clear_banner(self) -> None:
         """A new message clears the last sentence, unless changes still wait for the database."""

@@ -211,11 +211,10 @@ def highlighted_html(code: str, language: str, code_bg: str, *, wrap: bool = Fal
 
 
 class _QtRenderer(mistune.HTMLRenderer):
-    def __init__(self, code_bg: str, muted: str, code_wrap: bool = True) -> None:
+    def __init__(self, code_bg: str, muted: str) -> None:
         super().__init__(escape=True)
         self.code_bg = code_bg
         self.muted = muted
-        self.code_wrap = code_wrap
 
     def text(self, text: str) -> str:
         # Entities and numeric references become their characters (CommonMark 6.2, with its
@@ -225,18 +224,16 @@ class _QtRenderer(mistune.HTMLRenderer):
 
     def block_code(self, code: str, info: str | None = None) -> str:
         """A shaded box with the language above the code, coloured when pygments knows the
-        language. Wrapped (with places to break long runs) where the view cannot scroll
-        sideways; kept as written (`white-space: pre`) where it can."""
+        language, wrapped with places to break long runs (this rich text is for views that
+        cannot scroll sideways; answer_view.CodeBlock shows code blocks whole, scrolling)."""
         lang = code_language(info)
         label = (f'<div style="color:{self.muted}; font-size:8pt; margin-bottom:4px;">'
                  f"{html.escape(lang)}</div>") if lang else ""
         code = code.rstrip("\n")
-        body = (highlighted_html(code, lang, self.code_bg, wrap=self.code_wrap)
-                or html.escape(breakable(code) if self.code_wrap else code))
-        space = "pre-wrap" if self.code_wrap else "pre"
+        body = highlighted_html(code, lang, self.code_bg, wrap=True) or html.escape(breakable(code))
         return (f'<table width="100%" cellspacing="0" cellpadding="10" style="margin: 6px 0;" '
                 f'bgcolor="{self.code_bg}"><tr><td>{label}'
-                f'<pre style="font-family:{MONO}; white-space: {space}; margin:0;">{body}</pre>'
+                f'<pre style="font-family:{MONO}; white-space: pre-wrap; margin:0;">{body}</pre>'
                 "</td></tr></table>")
 
     def codespan(self, text: str) -> str:
@@ -288,15 +285,14 @@ class _QtRenderer(mistune.HTMLRenderer):
 
 
 @lru_cache(maxsize=8)
-def _parser(code_bg: str, muted: str, code_wrap: bool = True) -> mistune.Markdown:
-    return mistune.create_markdown(renderer=_QtRenderer(code_bg, muted, code_wrap),
+def _parser(code_bg: str, muted: str) -> mistune.Markdown:
+    return mistune.create_markdown(renderer=_QtRenderer(code_bg, muted),
                                    plugins=["strikethrough", "table", "url", _math_plugin])
 
 
-def to_html(text: str, *, code_bg: str = "#f2f1f4", muted: str = "#6e6e76", code_wrap: bool = True) -> str:
-    """The rich text for a model's Markdown `text`, in the colours given (the theme's).
-    `code_wrap=False` keeps code lines whole, for a view that scrolls sideways (Compare's)."""
-    rich = str(_parser(code_bg, muted, code_wrap)(text))
+def to_html(text: str, *, code_bg: str = "#f2f1f4", muted: str = "#6e6e76") -> str:
+    """The rich text for a model's Markdown `text`, in the colours given (the theme's)."""
+    rich = str(_parser(code_bg, muted)(text))
     if "<table>\n<thead>" in rich:  # a Markdown table: padded cells under a shaded heading row
         rich = rich.replace("<table>\n<thead>\n<tr>", f'<table cellspacing="0" cellpadding="5" style="margin: 6px 0;">'
                             f'\n<thead>\n<tr bgcolor="{code_bg}">')

@@ -38,9 +38,10 @@ from desktop.core import catalog, fit, runtime, secrets
 from desktop.core import download_queue as dq
 from desktop.core.errors import HearthError
 from desktop.core.hub import RepoFiles, RepoSummary, Variant
-from desktop.core.library import ModelFileMissing, file_problem, shown
+from desktop.core.library import ModelFileMissing, file_problem
 from desktop.core.services import Services
 from desktop.core.store import ModelRecord
+from desktop.core.text import shown
 from desktop.core.units import human_bytes, human_count
 from desktop.ui.icons import icon, tool_button
 from desktop.ui.theme import Theme

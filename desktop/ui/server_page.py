@@ -123,6 +123,8 @@ def loaded_line(m: Any) -> str:
     """"SmolLM2 (unloads in 9 min)" for one of `LocalServer.loaded()` (pool.LoadedModel: name,
     busy, shared, idle_until in seconds since the epoch)."""
     name = str(getattr(m, "name", None) or getattr(m, "id", None) or m)
+    if getattr(m, "embedding", False):
+        name += " · embeddings"
     if getattr(m, "busy", 0):
         return f"{name} (answering)"
     if getattr(m, "shared", False):
