@@ -100,6 +100,7 @@ def test_bad_embedding_requests_get_a_clear_openai_error_and_nothing_is_cut(serv
 
     for bad, param in (({"input": []}, "input"), ({"input": ""}, "input"), ({"input": [""]}, "input"),
                        ({"input": [1.5]}, "input"), ({"input": "hi", "encoding_format": "hex"}, "encoding_format"),
+                       ({"input": "hi", "dimensions": 0}, "dimensions"),
                        ({"input": "hi", "dimensions": DIM + 1}, "dimensions")):
         answer = httpx.post(server.url + "/v1/embeddings", json={"model": model.id, **bad}, timeout=60)
         assert answer.status_code == 400, bad
@@ -110,7 +111,7 @@ def test_bad_embedding_requests_get_a_clear_openai_error_and_nothing_is_cut(serv
         client.embeddings.create(model="no-such-model", input="hi")
     assert missing.value.code == "model_not_found"
     statuses = [r.status for r in server.records if r.path == "/v1/embeddings"]
-    assert statuses == [400] * 7 + [404]
+    assert statuses == [400] * 8 + [404]
 
 
 def test_the_embedding_engine_is_its_own_process_and_leaves_with_the_server(services, model):

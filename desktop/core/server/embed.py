@@ -230,6 +230,8 @@ def register(app: FastAPI, services, pool, record) -> None:
             if fmt not in ("float", "base64"):
                 raise ApiError(400, "encoding_format must be \"float\" or \"base64\".", param="encoding_format")
             dimensions = body.get("dimensions")
+            if dimensions is not None and (not _is_id(dimensions) or dimensions < 1):
+                raise ApiError(400, "dimensions must be a whole number above 0.", param="dimensions")
             async with openai_lease(body) as lease:
                 state["model"] = lease.model.id
                 try:
