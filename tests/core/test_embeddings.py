@@ -276,3 +276,16 @@ def test_an_embedding_model_pools_as_its_file_says_and_reads_a_whole_input_at_on
         assert "is 102 tokens" in refused.value.body["message"]  # 100 words, [CLS] and [SEP]
     finally:
         running.close()
+
+
+def test_embedding_requests_arriving_together_are_all_answered_by_one_engine_load(server, model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    texts = [f"Note {i}: {SIMILAR[i % 2]}" for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda t: client.embeddings.create(model=model.id, input=t), texts))
+    vectors = _unit([a.data[0].embedding for a in answers])
+    alone = _unit([d.embedding for d in client.embeddings.create(model=model.id, input=texts).data])
+    assert np.allclose(vectors, alone, atol=1e-5)  # the same vectors asked together or one by one
+    assert server.server.pool.loads == 1 and len(server.server.pool.engine_pids()) == 1
