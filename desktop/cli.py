@@ -342,6 +342,22 @@ def _chat(services, args: argparse.Namespace) -> int:
         return 130
 
 
+def request_line(entry) -> str:
+    """One line of `hearth serve`'s request log for a RequestRecord: time, client address, route,
+    model, status, tokens in→out, milliseconds. What a client wrote (its model name) is shown
+    escaped, so it can neither forge a line nor send the terminal escape sequences."""
+    import time
+
+    from desktop.core.text import shown
+
+    tokens = (f" {entry.tokens_in or 0}→{entry.tokens_out or 0} tokens"
+              if entry.tokens_in is not None or entry.tokens_out is not None else "")
+    where = f" via {entry.processed_on}" if entry.processed_on and entry.processed_on != "this machine" else ""
+    return (f"hearth: {time.strftime('%H:%M:%S', time.localtime(entry.at))} {shown(entry.client.split(' ')[0])} "
+            f"{entry.method} {shown(entry.path)} {shown(entry.model[:200]) or '-'} {entry.status}{tokens}{where} "
+            f"{entry.duration_ms:.0f} ms")
+
+
 def _serve(services, args: argparse.Namespace) -> int:
     """`hearth serve`: the local API server in the foreground until Ctrl+C (or SIGTERM), which
     stops it cleanly (exit 0). The address goes to stdout, the rest (an example, the request log)
@@ -349,7 +365,7 @@ def _serve(services, args: argparse.Namespace) -> int:
     sentence, exit 2 (1 for the model)."""
     import signal
 
-    from desktop.core import secrets
+    from desktop.core import net, secrets
     from desktop.core.server import KEY_NAME, LocalServer, ServerConfig, ServerError
     from desktop.core.server.app import is_loopback_host
 
@@ -361,6 +377,9 @@ def _serve(services, args: argparse.Namespace) -> int:
         key = sys.stdin.readline().strip()
         if not key:
             return _fail("No API key came on standard input.", code=2)
+        if len(key) < 12:
+            return _fail("That API key is too short to keep anyone out: use at least 12 characters (for "
+                         "example from: python -c 'import secrets; print(secrets.token_urlsafe(24))').", code=2)
     else:
         key = "" if loopback else (secrets.get(KEY_NAME) or "")
     if not loopback and not key:
@@ -375,16 +394,7 @@ def _serve(services, args: argparse.Namespace) -> int:
                           cloud=tuple(dict.fromkeys([*saved.cloud, *args.allow_cloud])))
     server = LocalServer(services, config)
 
-    def log_request(entry) -> None:
-        import time
-
-        tokens = (f" {entry.tokens_in or 0}→{entry.tokens_out or 0} tokens"
-                  if entry.tokens_in is not None or entry.tokens_out is not None else "")
-        print(f"hearth: {time.strftime('%H:%M:%S', time.localtime(entry.at))} {entry.client.split(' ')[0]} "
-              f"{entry.method} {entry.path} {entry.model or '-'} {entry.status}{tokens} "
-              f"{entry.duration_ms:.0f} ms", file=sys.stderr, flush=True)
-
-    server.on_request = log_request
+    server.on_request = lambda entry: print(request_line(entry), file=sys.stderr, flush=True)
 
     async def run() -> int:
         stopping = asyncio.Event()
@@ -416,6 +426,8 @@ def _serve(services, args: argparse.Namespace) -> int:
             print(base, flush=True)
             print(f"hearth: serving your models at {base}/v1 (OpenAI API){'' if loopback else ' to your network'}; "
                   "Ctrl+C stops.", file=sys.stderr)
+            if not loopback and host in ("0.0.0.0", "::") and (lan := net.lan_address()):
+                print(f"hearth: other computers reach it at http://{lan}:{server.port}/v1", file=sys.stderr)
             print(f"hearth: try: curl {base}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
                   f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
                   file=sys.stderr, flush=True)

@@ -100,7 +100,7 @@ def plan_load(model: ModelRecord, options: LoadOptions, *, releasable: int = 0) 
     info = gguf.read_info(path)
     if runtime.knows_architecture(info.architecture) is False:
         raise EngineError(runtime.unknown_architecture_reason(info.architecture, model.name))
-    n_ctx = options.n_ctx if options.n_ctx > 0 else 4096
+    n_ctx = options.n_ctx if options.n_ctx > 0 else 4096  # (server.pool.context_for says the same, from the record)
     if info.context_length:
         n_ctx = min(n_ctx, info.context_length)
     memory = hardware.estimate_memory(info.file_size, info.kv_cache_bytes(n_ctx))

@@ -228,8 +228,8 @@ class Prompter:
         return prompt, tokens, stop_ids
 
 
-def _chat_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {"id": "hearth", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+def _chat_chunk(model: str, delta: dict[str, Any], finish: str | None = None, *, id: str = "hearth") -> dict[str, Any]:
+    return {"id": id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
@@ -285,6 +285,7 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
         tools = body.get("tools") or None
         messages = body["messages"]
         model = body.get("model", "local")
+        answer_id = f"chatcmpl-{secrets.token_hex(12)}"  # one id for every chunk of this answer, as OpenAI's
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         loop = asyncio.get_running_loop()
 
@@ -315,7 +316,7 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                         # thinking with no <think> of their own: sent as reasoning_content, as
                         # llama-server does, since a reader of the stream cannot know the prompt.
                         thinking = ThinkingSplitter() if prompt.opens_thinking else None
-                        pending.append(_chat_chunk(model, {"role": "assistant"}))
+                        pending.append(_chat_chunk(model, {"role": "assistant"}, id=answer_id))
                         for chunk in stream:
                             prompter.abort.disarm()
                             choice = chunk["choices"][0]
@@ -326,10 +327,10 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                                 counted["finish"] = choice["finish_reason"]
                             if thinking is not None:
                                 for delta in thinking.split(text, end=bool(choice.get("finish_reason"))):
-                                    pending.append(_chat_chunk(model, delta))
+                                    pending.append(_chat_chunk(model, delta, id=answer_id))
                                 text = ""
                             delta = {"content": text} if text else {}
-                            pending.append(_chat_chunk(model, delta, choice.get("finish_reason")))
+                            pending.append(_chat_chunk(model, delta, choice.get("finish_reason"), id=answer_id))
                             if not first_sent.is_set():  # until the first words are out: at once
                                 loop.call_soon_threadsafe(arrived.set)
                                 if text:
@@ -396,7 +397,7 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
                         completion = counted["tokens"]
                         in_context = int(llama.n_tokens) + (1 if counted["finish"] == "length" else 0)
                         prompt_tokens = max(in_context - completion, 0)
-                        yield _sse({"id": "usage", "object": "chat.completion.chunk", "created": int(time.time()),
+                        yield _sse({"id": answer_id, "object": "chat.completion.chunk", "created": int(time.time()),
                                     "model": model, "choices": [],
                                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                                               "total_tokens": prompt_tokens + completion}})

@@ -133,3 +133,15 @@ def async_client(*, local_only: bool, timeout: float | httpx.Timeout = 30.0,
                                                                 socket_options=NO_DELAY),
                              timeout=_timeout(timeout), trust_env=not local_only, follow_redirects=True,
                              event_hooks={"request": [guard]})
+
+
+def lan_address() -> str:
+    """This computer's address on its local network as others see it, or "" when it has none.
+    (A UDP socket 'connected' to a private address picks the outgoing interface; nothing is sent.)"""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.254.254.254", 1))
+            address = probe.getsockname()[0]
+    except OSError:
+        return ""
+    return "" if address.startswith("127.") or address == "0.0.0.0" else address

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import secrets as token_source
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -49,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import secrets
+from desktop.core import net, secrets
 from desktop.core.errors import HearthError
 from desktop.core.server import KEY_NAME, LOOPBACK, RequestRecord, ServerConfig, ServerError
 from desktop.core.services import Services
@@ -105,18 +104,6 @@ def origin_problem(text: str) -> str:
     if not parts.hostname or port == 0:
         return f"“{text}” names no host or port a browser could send, {example}."
     return ""
-
-
-def lan_address() -> str:
-    """This computer's address on its local network as others see it, or "" when it has none.
-    (A UDP socket 'connected' to a private address picks the outgoing interface; nothing is sent.)"""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("10.254.254.254", 1))
-            address = probe.getsockname()[0]
-    except OSError:
-        return ""
-    return "" if address.startswith("127.") or address == ALL_INTERFACES else address
 
 
 def loaded_line(m: Any) -> str:
@@ -827,7 +814,7 @@ class ServerPage(QWidget):
         address = sw.address or f"http://{LOOPBACK}:{port}"
         self.address.setText(address)
         self.example.setText(f"curl {address}{EXAMPLE_PATH}")
-        lan = lan_address() if sw.state == "on" and sw.config and sw.config.host != LOOPBACK else ""
+        lan = net.lan_address() if sw.state == "on" and sw.config and sw.config.host != LOOPBACK else ""
         self.lan_label.setText(f"Other computers: http://{lan}:{port} (with the key)" if lan else
                                "Only apps on this computer can reach it." if sw.state == "on" else
                                "Off: no app can reach your models through Hearth.")

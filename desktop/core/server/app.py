@@ -13,11 +13,13 @@ Other modules add routes with `app.state`: `services`, `config`, `pool`, `record
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
 import json
 import logging
+import math
 import socket
 import time
 import uuid
@@ -36,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from desktop.core import net
 from desktop.core.server import LOOPBACK, RequestRecord, ServerConfig
 from desktop.core.server import forward as cloud_forward
-from desktop.core.server.pool import Lease, ModelPool, ModelUnavailable
+from desktop.core.server.pool import Lease, ModelPool, ModelUnavailable, context_for
 from desktop.core.server.tools import ToolRequest, ToolsError, call_schema, parse_calls, tool_request
 from desktop.core.server.tools import describe as describe_tools
 
@@ -52,6 +54,11 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "
 # costs n_ctx x vocabulary floats; Hearth's engines do not keep them.)
 UNSERVED = {"logprobs": "log-probabilities", "top_logprobs": "log-probabilities", "min_tokens": "min_tokens",
             "audio": "audio answers", "modalities": "other modalities than text", "prediction": "predicted outputs"}
+MAX_BODY = 32 * 2**20  # bytes: far more than any context holds (a 128k-token prompt is ~0.5 MB)
+MAX_CHARS_PER_TOKEN = 128  # no tokenizer's token is longer (the longest in common vocabularies: runs of spaces)
+NUMBER_FIELDS = ("temperature", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty",
+                 "mirostat_tau", "mirostat_eta")
+WHOLE_FIELDS = ("top_k", "seed", "mirostat_mode")
 COMPLETION_FIELDS = ("prompt", "suffix", "temperature", "top_p", "top_k", "min_p", "repeat_penalty",
                      "presence_penalty", "frequency_penalty", "stop", "seed", "logit_bias", "logprobs", "echo",
                      "n", "best_of", "user", "grammar", "min_tokens")
@@ -108,6 +115,9 @@ def machine_names(config: ServerConfig) -> frozenset[str]:
             names.add(config.host.lower())
         hostname = socket.gethostname().lower()
         names.update({hostname, f"{hostname}.local", socket.getfqdn().lower()})
+        # Docker's names for the computer it runs on (Open WebUI in a container): reserved names
+        # no web page's DNS can answer for, so no door for DNS rebinding.
+        names.update({"host.docker.internal", "gateway.docker.internal"})
         for addresses in psutil.net_if_addrs().values():
             for address in addresses:
                 if address.family in (socket.AF_INET, socket.AF_INET6):
@@ -126,8 +136,9 @@ def host_name(header: str) -> str:
 class _Guard:
     """Refuses, before anything else runs: a Host that is not this machine, an Origin not allowed."""
 
-    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
-        self.app, self.config = app, config
+    def __init__(self, app: ASGIApp, config: ServerConfig,
+                 on_refused: Callable[[Scope, int], None] | None = None) -> None:
+        self.app, self.config, self.on_refused = app, config, on_refused
         self.names = machine_names(config)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -140,22 +151,29 @@ class _Guard:
             response = error_response(path, 403, "This server answers only requests addressed to this computer "
                                       "(the Host header names another).", type="permission_error",
                                       code="host_not_allowed")
+            _refused(self.on_refused, scope, 403)
             return await response(scope, receive, send)
         origin = headers.get("origin")
         if origin and origin not in self.config.origins:
             response = error_response(path, 403, f"Web pages from {origin} may not use this server: allow the "
                                       "origin in Hearth's Local server settings.", type="permission_error",
                                       code="origin_not_allowed")
+            _refused(self.on_refused, scope, 403)
             return await response(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def _refused(listener: Callable[[Scope, int], None] | None, scope: Scope, status: int) -> None:
+    if listener is not None:
+        listener(scope, status)
 
 
 class _KeyCheck:
     """Every request carries `Authorization: Bearer KEY` when the server has a key (CORS preflight,
     which browsers send without it, is answered outside this check)."""
 
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app, self.key = app, key.encode("utf-8")
+    def __init__(self, app: ASGIApp, key: str, on_refused: Callable[[Scope, int], None] | None = None) -> None:
+        self.app, self.key, self.on_refused = app, key.encode("utf-8"), on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.key:
@@ -170,6 +188,7 @@ class _KeyCheck:
                                           "The API key is not this server's key.",
                                           type="authentication_error", code="invalid_api_key",
                                           headers={"WWW-Authenticate": "Bearer"})
+                _refused(self.on_refused, scope, 401)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -204,6 +223,16 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 log.exception("the request listener failed")
 
     app.state.services, app.state.config, app.state.pool, app.state.record = services, config, pool, record
+    app.state.stopping = asyncio.Event()  # set by LocalServer.stop: answers being streamed end, saying so
+
+    def refused(scope: Scope, status: int) -> None:
+        """A request the security checks turned away, in the log and the ledger (failed key
+        attempts on the network must not be invisible)."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        address = scope["client"][0] if scope.get("client") else "?"
+        record(RequestRecord(at=time.time(), client=f"{address} {headers.get('user-agent', '')}".strip(),
+                             method=scope.get("method", ""), path=scope.get("path", ""), model="", status=status,
+                             tokens_in=None, tokens_out=None, duration_ms=0.0))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -231,8 +260,16 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         return f"{host} {request.headers.get('user-agent', '')}".strip()
 
     async def body_of(request: Request) -> dict[str, Any]:
+        """The request's JSON object, read up to MAX_BODY bytes. Raises ApiError 413 beyond,
+        400 for what is not a JSON object."""
+        raw = bytearray()
+        async for part in request.stream():
+            raw += part
+            if len(raw) > MAX_BODY:
+                raise ApiError(413, f"The request is larger than {MAX_BODY // 2**20} MB, far more than any model's "
+                               "context holds; send less.", code="request_too_large")
         try:
-            body = json.loads(await request.body() or b"null")
+            body = json.loads(bytes(raw) or b"null")
         except ValueError:
             raise ApiError(400, "The request body is not JSON.") from None
         if not isinstance(body, dict):
@@ -243,8 +280,9 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         ttl = body.get("ttl")
         if ttl is None:
             return None
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-            raise ApiError(400, "ttl must be a number of seconds.", param="ttl")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl != ttl:
+            raise ApiError(400, "ttl must be a number of seconds (0: unload after this request; -1: keep loaded).",
+                           param="ttl")
         return float(ttl)
 
     @contextlib.asynccontextmanager
@@ -253,7 +291,8 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
             async with pool.use(body.get("model"), ttl_s=ttl_of(body)) as lease:
                 yield lease
         except ModelUnavailable as exc:
-            code = {404: "model_not_found", 507: "insufficient_memory"}.get(exc.status, "model_load_failed")
+            code = {400: "model_missing", 404: "model_not_found", 507: "insufficient_memory"}.get(
+                exc.status, "model_load_failed")
             raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=code, param="model") from None
 
     async def count_chat(lease: Lease, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
@@ -271,11 +310,28 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         raise _engine_error(response.status_code, response.content)
 
     async def count_text(lease: Lease, text: str) -> int:
+        """The tokens `text` makes for the model (BOS included, as a completion reads it)."""
         root = lease.root
-        response = await engine_client().post(f"{root}/extras/tokenize/count", json={"input": text},
-                                              headers={"Authorization": f"Bearer {lease.endpoint.api_key}"})
-        response.raise_for_status()
+        try:
+            response = await engine_client().post(f"{root}/extras/tokenize/count", json={"input": text},
+                                                  headers={"Authorization": f"Bearer {lease.endpoint.api_key}"})
+        except httpx.TransportError:
+            why = await lease.engine.confirm_death() or "The model's engine stopped answering."
+            raise ApiError(503, why, type="server_error", code="engine_failed") from None
+        if response.status_code != 200:
+            raise _engine_error(response.status_code, response.content)
         return int(response.json()["count"])
+
+    def surely_too_long(text_chars: int, n_ctx: int, param: str) -> None:
+        """Refuse at once a prompt too long for the context whatever the tokenizer: no
+        tokenizer writes more than MAX_CHARS_PER_TOKEN characters per token, so counting
+        tokens (seconds of the engine's time for megabytes) is not needed to say no."""
+        if text_chars > n_ctx * MAX_CHARS_PER_TOKEN:
+            least = text_chars // MAX_CHARS_PER_TOKEN
+            raise ApiError(400, f"This model's maximum context length is {n_ctx} tokens, but the prompt is "
+                           f"{text_chars:,} characters, at least {least:,} tokens. Shorten the "
+                           f"{'messages' if param == 'messages' else 'prompt'} (nothing was cut).",
+                           code="context_length_exceeded", param=param)
 
     def fit_max_tokens(body: dict[str, Any], prompt_tokens: int, n_ctx: int, param: str) -> tuple[int, str]:
         """The max_tokens to send and the capped header's value ("" when not capped). Raises
@@ -312,6 +368,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                                "cannot choose to call one. Name the function in tool_choice to make it call that "
                                "function, or use a model whose template takes tools (Qwen 2.5, Llama 3.1 and "
                                "later, Mistral…).", code="tools_not_supported", param="tools")
+        surely_too_long(sum(len(m.get("content") or "") for m in messages), lease.n_ctx, "messages")
         prompt_tokens = await count_chat(lease, messages, engine_tools)
         # Hearth's sampling defaults (the window's) for what the client leaves out: OpenAI's API
         # has no repeat_penalty, top_k or min_p, and without them small models loop.
@@ -415,6 +472,11 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                                code="not_forwarded", param="model")
             if kind == "chat":
                 checked = check_chat(body)  # before any model is loaded for it
+            else:
+                check_sampling(body)
+                if body.get("suffix"):
+                    raise ApiError(400, "Hearth's server does not fill in the middle (suffix); leave it out.",
+                                   param="suffix")
             if target is not None:
                 model_name = target.id
                 try:
@@ -453,6 +515,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                     prompt = prompt[0]
                 if not isinstance(prompt, str):
                     raise ApiError(400, "prompt must be a string (one prompt per request here).", param="prompt")
+                surely_too_long(len(prompt), lease.n_ctx, "prompt")
                 prompt_tokens = await count_text(lease, prompt)
                 payload = {k: body[k] for k in COMPLETION_FIELDS if body.get(k) is not None}
                 payload["prompt"] = prompt
@@ -485,7 +548,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 raise _engine_error(upstream.status_code, raw)
             if kind == "chat" and (not streamed or checked.tools.offered):
                 # Whole answers, and answers that may be tool calls (read whole, then sent).
-                data = await collect_chat(upstream, lease, checked.tools, usage)
+                data = await while_listening(request, collect_chat(upstream, lease, checked.tools, usage))
                 message = data["choices"][0]["message"]
                 answer.append(message.get("content") or json.dumps(message.get("tool_calls") or []))
                 if not streamed:
@@ -494,7 +557,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 return StreamingResponse(_as_events(data, want), media_type="text/event-stream",
                                          headers={**headers, "Cache-Control": "no-cache"})
             if not payload["stream"]:
-                data = renamed(json.loads(await upstream.aread()), lease.model.id)
+                data = renamed(json.loads(await while_listening(request, upstream.aread())), lease.model.id)
                 got = data.get("usage") or {}
                 usage["in"] = got.get("prompt_tokens", prompt_tokens)
                 usage["out"] = got.get("completion_tokens")
@@ -505,6 +568,9 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
             streaming = True
             return StreamingResponse(_relay(upstream, lease, usage, want_usage, stack, done, status, answer),
                                      media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+        except ClientGone:  # nobody waits for the answer: the engine was told to stop (its connection closed)
+            status["code"] = 499
+            return Response(status_code=499)
         except ApiError as exc:
             status["code"] = exc.status
             raise
@@ -547,6 +613,12 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         finished = False
         try:
             async for line in upstream.aiter_lines():
+                if app.state.stopping.is_set():
+                    status["code"] = 503
+                    yield ("data: " + json.dumps({"error": {
+                        "message": "Hearth's server is stopping, so this answer ends here (it is not whole).",
+                        "type": "server_error", "param": None, "code": "server_stopping"}}) + "\n\n").encode()
+                    return
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -604,7 +676,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         """Every installed model by its Hearth id, in OpenAI's list shape; then the cloud models
         the user allowed the server to forward to (`PROVIDER/MODEL`, owned by the provider)."""
         data = [{"id": m.id, "object": "model", "created": int(m.added_at), "owned_by": "hearth",
-                 "name": m.name, "context_length": m.context_length}
+                 "name": m.name, "context_length": context_for(m, services.settings.load)}
                 for m in services.library.models()]
         data += [{"id": t.id, "object": "model", "created": int(t.provider.added_at), "owned_by": t.provider.name,
                   "name": t.title} for t in cloud_forward.allowed_targets(services, config.cloud)]
@@ -617,7 +689,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         except ModelUnavailable as exc:
             raise ApiError(404, str(exc), type="not_found_error", code="model_not_found", param="model") from None
         return {"id": m.id, "object": "model", "created": int(m.added_at), "owned_by": "hearth",
-                "name": m.name, "context_length": m.context_length}
+                "name": m.name, "context_length": context_for(m, services.settings.load)}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -633,11 +705,11 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
         module.register(app, services, pool, record)
 
     # Outermost last: the Host and Origin guard, then CORS (answers preflight), then the key.
-    app.add_middleware(_KeyCheck, key=config.api_key)
+    app.add_middleware(_KeyCheck, key=config.api_key, on_refused=refused)
     app.add_middleware(CORSMiddleware, allow_origins=list(config.origins), allow_credentials=False,
                        allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
                        expose_headers=[CAPPED_HEADER])
-    app.add_middleware(_Guard, config=config)
+    app.add_middleware(_Guard, config=config, on_refused=refused)
     return app
 
 
@@ -701,6 +773,8 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
             content = "\n".join(parts)
         elif content is not None and not isinstance(content, str):
             raise ApiError(400, f"message {n}'s content must be text or a list of text parts.", param="messages")
+        if content is None and role in ("system", "user"):
+            raise ApiError(400, f"message {n} ({role}) has no content.", param="messages")
         turn: dict[str, Any] = {"role": role, "content": content or ""}
         if role == "assistant" and message.get("tool_calls"):
             calls = message["tool_calls"]
@@ -728,6 +802,30 @@ def _call_for_template(call: Any) -> dict[str, Any]:
     return {**call, "type": "function", "function": function}
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready."""
+
+
+async def while_listening(request: Request, work: Any, every_s: float = 0.25) -> Any:
+    """Await `work` while watching the client: one that leaves cancels it (and with it the
+    engine's answer) and raises ClientGone. Starlette does not cancel a request's handler when
+    its client leaves; without this a model would write a long answer for nobody while the next
+    request waits."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
 @dataclass(frozen=True)
 class CheckedChat:
     """A chat request checked before any model is loaded for it: its body, its messages as the
@@ -739,14 +837,45 @@ class CheckedChat:
     grammar: str
 
 
-def check_chat(body: dict[str, Any]) -> CheckedChat:
-    """Check an OpenAI chat request. Raises ApiError 400 with a sentence for what cannot be
-    served: malformed messages or tools, n other than 1, log-probabilities."""
+def check_sampling(body: dict[str, Any]) -> None:
+    """Check the sampling fields of a chat or completion request as OpenAI documents their types
+    (numbers, whole numbers, `stop` a string or a list of strings, `logit_bias` token ids to
+    numbers), and what no engine here serves (n other than 1, log-probabilities). Raises ApiError
+    400 with a sentence naming the field."""
     for name, what in UNSERVED.items():
         if body.get(name) not in (None, False, 0, [], {}):
             raise ApiError(400, f"Hearth's server does not offer {what} ({name}); leave it out.", param=name)
-    if body.get("n") not in (None, 1):
-        raise ApiError(400, "Hearth's server writes one answer per request: n must be 1.", param="n")
+    for name in ("n", "best_of"):
+        if body.get(name) not in (None, 1):
+            raise ApiError(400, f"Hearth's server writes one answer per request: {name} must be 1.", param=name)
+    for name in NUMBER_FIELDS:
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise ApiError(400, f"{name} must be a number, not {json.dumps(value)[:40]}.", param=name)
+    for name in WHOLE_FIELDS:
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ApiError(400, f"{name} must be a whole number, not {json.dumps(value)[:40]}.", param=name)
+    stop = body.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 16
+                                                           and all(isinstance(x, str) for x in stop))):
+        raise ApiError(400, "stop must be a string or a list of up to 16 strings.", param="stop")
+    bias = body.get("logit_bias")
+    if bias is not None:
+        try:
+            ok = isinstance(bias, dict) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                and int(k) >= 0 for k, v in bias.items())
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ApiError(400, "logit_bias must map token ids to numbers (-100 to 100).", param="logit_bias")
+
+
+def check_chat(body: dict[str, Any]) -> CheckedChat:
+    """Check an OpenAI chat request. Raises ApiError 400 with a sentence for what cannot be
+    served: malformed messages, tools or sampling fields, n other than 1, log-probabilities."""
+    check_sampling(body)
     messages = chat_messages(body.get("messages"))
     try:
         tools = tool_request(body)
@@ -786,12 +915,17 @@ def _engine_error(status: int, raw: bytes) -> ApiError:
         error = json.loads(raw).get("error") or {}
     except (ValueError, AttributeError):
         error = {}
-    if isinstance(error, dict) and error.get("message"):
+    if status < 500 and isinstance(error, dict) and error.get("message"):
         return ApiError(status, str(error["message"]), type=str(error.get("type") or _type_for(status)),
                         code=error.get("code"), param=error.get("param"))
-    text = raw.decode("utf-8", "replace").strip()[:500]
-    return ApiError(status if status >= 400 else 502, f"The model's engine refused the request: {text}",
-                    type=_type_for(status))
+    # An engine's failure may carry a Python traceback with this computer's paths: logged here,
+    # never sent to an app (which may be on another computer).
+    log.warning("the engine failed a request (%s): %s", status, raw.decode("utf-8", "replace")[:2000])
+    if status < 500:
+        return ApiError(status, "The model's engine refused the request as it was written; check its fields.",
+                        type=_type_for(status))
+    return ApiError(500, "The model's engine failed on this request. Hearth's engine log has the details.",
+                    type="server_error", code="engine_failed")
 
 
 __all__ = ["create_app", "error_response", "is_loopback_host", "machine_names", "CAPPED_HEADER", "LOOPBACK"]

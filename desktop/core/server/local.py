@@ -128,7 +128,7 @@ class LocalServer:
 
         from desktop.core.server.app import create_app
 
-        app = create_app(self.services, self.config, self.pool, self._record)
+        app = self._app = create_app(self.services, self.config, self.pool, self._record)
         sock = self._bind()
         self.port = sock.getsockname()[1]
         server = _uvicorn_server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
@@ -149,6 +149,7 @@ class LocalServer:
         loaded for the server (never the window's)."""
         server, task = self._server, self._task
         if server is not None and task is not None:
+            self._app.state.stopping.set()  # open streams end with an error event that says why
             server.should_exit = True
             try:
                 await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S + 5)

@@ -20,6 +20,16 @@ from desktop.core.store import ModelRecord
 log = logging.getLogger(__name__)
 
 
+LONGEST_TTL_S = 10 * 365 * 86400.0  # a longer idle time is "keep it loaded"
+
+
+def context_for(model: ModelRecord, options: LoadOptions) -> int:
+    """The context, in tokens, the model is loaded with under `options` (engine.plan_load's rule:
+    the asked length, 4096 when unset, never more than the model was trained for)."""
+    n_ctx = options.n_ctx if options.n_ctx > 0 else 4096
+    return min(n_ctx, model.context_length) if model.context_length else n_ctx
+
+
 class ModelUnavailable(ServerError):
     """A request's model cannot be used: `status` is the HTTP status to answer with (404: no such
     model installed; 507: it does not fit in memory; 500: it failed to load), the message a
@@ -124,7 +134,7 @@ class ModelPool:
         a client must not make Hearth open any file it names."""
         if not isinstance(ref, str) or not ref.strip():
             raise ModelUnavailable("The request names no model: give an installed model's id (GET /v1/models "
-                                   "lists them).", 404)
+                                   "lists them).", 400)
         try:
             return self.services.library.require_file(self.services.library.get(ref))
         except HearthError as exc:
@@ -154,7 +164,8 @@ class ModelPool:
             slot = self._slots[key] = _Slot(engine=engine, ttl_s=self.ttl_s)
         slot.users += 1
         if ttl_s is not None:
-            slot.ttl_s = float(ttl_s)
+            # Beyond what a clock can count (1e308, infinity): kept until the server stops, as -1.
+            slot.ttl_s = float(ttl_s) if ttl_s <= LONGEST_TTL_S else -1.0
         if slot.unload is not None:
             slot.unload.cancel()
             slot.unload = None
