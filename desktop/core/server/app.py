@@ -193,6 +193,57 @@ class _KeyCheck:
         await self.app(scope, receive, send)
 
 
+# -- what every route does ------------------------------------------------------------------------
+
+def client_of(request: Request) -> str:
+    """Who asked, as the log and the ledger keep it: "ADDRESS USER-AGENT"."""
+    host = request.client.host if request.client else "?"
+    return f"{host} {request.headers.get('user-agent', '')}".strip()
+
+
+async def body_of(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read up to MAX_BODY bytes. Raises ApiError 413 beyond, 400 for
+    what is not a JSON object."""
+    raw = bytearray()
+    async for part in request.stream():
+        raw += part
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, f"The request is larger than {MAX_BODY // 2**20} MB, far more than any model's "
+                           "context holds; send less.", code="request_too_large")
+    try:
+        body = json.loads(bytes(raw) or b"null")
+    except ValueError:
+        raise ApiError(400, "The request body is not JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body
+
+
+def ttl_of(body: dict[str, Any]) -> float | None:
+    """A request's `ttl` (idle seconds before its model is unloaded; 0 at once, -1 kept), or None.
+    Raises ApiError 400 for what is not a number."""
+    ttl = body.get("ttl")
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl != ttl:
+        raise ApiError(400, "ttl must be a number of seconds (0: unload after this request; -1: keep loaded).",
+                       param="ttl")
+    return float(ttl)
+
+
+@contextlib.asynccontextmanager
+async def leased(pool: ModelPool, body: dict[str, Any], *, embedding: bool = False) -> AsyncIterator[Lease]:
+    """The turn of the model a request names (`pool.use`), its refusals as ApiError in OpenAI's
+    shape: 400 no model named, 404 not installed, 507 does not fit, 500 failed to load."""
+    try:
+        async with pool.use(body.get("model"), ttl_s=ttl_of(body), embedding=embedding) as lease:
+            yield lease
+    except ModelUnavailable as exc:
+        code = {400: "model_missing", 404: "model_not_found", 507: "insufficient_memory"}.get(
+            exc.status, "model_load_failed")
+        raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=code, param="model") from None
+
+
 # -- the app -------------------------------------------------------------------------------------
 
 def create_app(services, config: ServerConfig, pool: ModelPool,
@@ -211,9 +262,14 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
     app = FastAPI(title="Hearth local API", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     def engine_client() -> httpx.AsyncClient:
+        """One loopback client for every request to the engine children (a new one per request
+        cost 15-50 ms), closed when the server stops."""
         if "client" not in holder:
             holder["client"] = net.async_client(local_only=True, timeout=httpx.Timeout(900.0, connect=10.0))
         return holder["client"]
+
+    def lease_for(body: dict[str, Any]) -> contextlib.AbstractAsyncContextManager[Lease]:
+        return leased(pool, body)
 
     def record(entry: RequestRecord) -> None:
         if on_request is not None:
@@ -223,6 +279,7 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 log.exception("the request listener failed")
 
     app.state.services, app.state.config, app.state.pool, app.state.record = services, config, pool, record
+    app.state.engine_client = engine_client
     app.state.stopping = asyncio.Event()  # set by LocalServer.stop: answers being streamed end, saying so
 
     def refused(scope: Scope, status: int) -> None:
@@ -254,46 +311,6 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(request.url.path, 400, f"The request is not valid: {exc.errors()[:1]}")
-
-    def client_of(request: Request) -> str:
-        host = request.client.host if request.client else "?"
-        return f"{host} {request.headers.get('user-agent', '')}".strip()
-
-    async def body_of(request: Request) -> dict[str, Any]:
-        """The request's JSON object, read up to MAX_BODY bytes. Raises ApiError 413 beyond,
-        400 for what is not a JSON object."""
-        raw = bytearray()
-        async for part in request.stream():
-            raw += part
-            if len(raw) > MAX_BODY:
-                raise ApiError(413, f"The request is larger than {MAX_BODY // 2**20} MB, far more than any model's "
-                               "context holds; send less.", code="request_too_large")
-        try:
-            body = json.loads(bytes(raw) or b"null")
-        except ValueError:
-            raise ApiError(400, "The request body is not JSON.") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "The request body must be a JSON object.")
-        return body
-
-    def ttl_of(body: dict[str, Any]) -> float | None:
-        ttl = body.get("ttl")
-        if ttl is None:
-            return None
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl != ttl:
-            raise ApiError(400, "ttl must be a number of seconds (0: unload after this request; -1: keep loaded).",
-                           param="ttl")
-        return float(ttl)
-
-    @contextlib.asynccontextmanager
-    async def lease_for(body: dict[str, Any]) -> AsyncIterator[Lease]:
-        try:
-            async with pool.use(body.get("model"), ttl_s=ttl_of(body)) as lease:
-                yield lease
-        except ModelUnavailable as exc:
-            code = {400: "model_missing", 404: "model_not_found", 507: "insufficient_memory"}.get(
-                exc.status, "model_load_failed")
-            raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=code, param="model") from None
 
     async def count_chat(lease: Lease, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
         """The tokens `messages` (and `tools`) make as the model's prompt (the engine's template,

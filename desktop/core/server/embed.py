@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from desktop.core import net
 from desktop.core.server import RequestRecord
-from desktop.core.server.app import ApiError, _type_for
+from desktop.core.server.app import ApiError, _type_for, body_of, client_of, leased
 from desktop.core.server.ollama import OllamaError, find_model, keep_alive_s
 from desktop.core.server.pool import Lease, ModelUnavailable
 
@@ -40,7 +38,6 @@ log = logging.getLogger(__name__)
 
 MAX_INPUTS = 2048  # OpenAI's limit on the inputs of one request
 TRUNCATED_HEADER = "X-Hearth-Input-Truncated"  # Ollama's truncate: "index: tokens -> n_ctx; ..."
-ENGINE_TIMEOUT_S = 900.0
 
 
 def openai_inputs(value: Any) -> list[str | list[int]]:
@@ -158,63 +155,28 @@ class EngineGone(Exception):
     """The engine child stopped answering; str() says why, in words."""
 
 
-def _client_of(request: Request) -> str:
-    host = request.client.host if request.client else "?"
-    return f"{host} {request.headers.get('user-agent', '')}".strip()
-
-
 async def _body(request: Request, error: Callable[[str], Exception]) -> dict[str, Any]:
+    """The request's JSON object (app.body_of), its refusal made by `error` (Ollama's shape on
+    Ollama's routes)."""
     try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        raise error("The request body is not JSON.") from None
-    if not isinstance(body, dict):
-        raise error("The request body must be a JSON object.")
-    return body
+        return await body_of(request)
+    except ApiError as exc:
+        raise error(exc.message) from None
 
 
 def register(app: FastAPI, services, pool, record) -> None:
     """Add the embedding routes to the server's app (see the module). `record` hears of every
     request (a RequestRecord: client, model, status, tokens in, duration)."""
 
-    holder: dict[str, httpx.AsyncClient] = {}
-
-    def engine_client() -> httpx.AsyncClient:
-        """One loopback client for every request (a new one per request cost 15-50 ms), closed
-        when the server stops (wrapped around the app's own lifespan)."""
-        if "client" not in holder:
-            holder["client"] = net.async_client(local_only=True,
-                                                timeout=httpx.Timeout(ENGINE_TIMEOUT_S, connect=10.0))
-        return holder["client"]
-
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(the_app: FastAPI) -> AsyncIterator[Any]:
-        async with inner(the_app) as state:
-            yield state
-        client = holder.pop("client", None)
-        if client is not None:
-            await client.aclose()
-
-    app.router.lifespan_context = lifespan
+    engine_client = app.state.engine_client
 
     def log_request(request: Request, started: float, model: str, status: int, tokens: int | None) -> None:
-        record(RequestRecord(at=started, client=_client_of(request), method=request.method, path=request.url.path,
+        record(RequestRecord(at=started, client=client_of(request), method=request.method, path=request.url.path,
                              model=model, status=status, tokens_in=tokens, tokens_out=None,
                              duration_ms=(time.time() - started) * 1000))
 
-    @contextlib.asynccontextmanager
-    async def openai_lease(body: dict[str, Any]) -> AsyncIterator[Lease]:
-        ttl = body.get("ttl")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))):
-            raise ApiError(400, "ttl must be a number of seconds.", param="ttl")
-        try:
-            async with pool.use(body.get("model"), ttl_s=ttl, embedding=True) as lease:
-                yield lease
-        except ModelUnavailable as exc:
-            code = {404: "model_not_found", 507: "insufficient_memory"}.get(exc.status, "model_load_failed")
-            raise ApiError(exc.status, str(exc), type=_type_for(exc.status), code=code, param="model") from None
+    def openai_lease(body: dict[str, Any]) -> contextlib.AbstractAsyncContextManager[Lease]:
+        return leased(pool, body, embedding=True)
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> JSONResponse:

@@ -574,11 +574,6 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
                                        "remove them in Hearth's Models page, or with `hearth models pull` and "
                                        "`hearth models rm`."))
 
-    @app.post("/api/embed")
-    @app.post("/api/embeddings")
-    async def embed():
-        return _error(OllamaError(501, "Embeddings are not served by Hearth's server yet."))
-
     @app.get("/api/version")
     async def version() -> dict[str, str]:
         return {"version": OLLAMA_VERSION}
