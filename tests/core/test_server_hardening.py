@@ -135,3 +135,26 @@ def test_refused_requests_are_logged_too(serve, small):  # noqa: F811
     httpx.get(running.url + "/v1/models", headers={"Authorization": "Bearer wrong"})
     httpx.get(running.url + "/v1/models", headers={"Host": "evil.example"})
     assert [(r.path, r.status) for r in running.records] == [("/v1/models", 401), ("/v1/models", 403)]
+
+
+def test_an_answer_streaming_when_the_server_stops_ends_with_a_sentence_not_as_if_whole(serve, small):  # noqa: F811
+    import json
+    import threading
+
+    running = serve()
+    events: list[dict] = []
+    with httpx.stream("POST", running.url + "/v1/chat/completions", timeout=120,
+                      json={"model": small.id, "stream": True, **LONG}) as answer:
+        lines = answer.iter_lines()
+        for line in lines:
+            if line.startswith("data: {"):
+                break  # the answer has begun
+        stopping = threading.Thread(target=lambda: running.call(running.server.stop()))
+        stopping.start()
+        for line in lines:
+            if line.startswith("data: {"):
+                events.append(json.loads(line[6:]))
+        stopping.join(60)
+    assert events and events[-1]["error"]["code"] == "server_stopping"
+    assert "not whole" in events[-1]["error"]["message"]
+    assert not any(e.get("choices") and e["choices"][0].get("finish_reason") for e in events)
