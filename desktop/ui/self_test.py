@@ -29,6 +29,9 @@ def schedule_self_test(window) -> SelfTestResult:
             if missing:
                 print(f"self-test: failed: answers cannot be drawn in full ({missing} missing)", file=sys.stderr)
                 return
+            if problem := _document_search_problem():
+                print(f"self-test: failed: document search cannot work ({problem})", file=sys.stderr)
+                return
             if not services.library.models():
                 print("self-test: no model is installed", file=sys.stderr)
                 return
@@ -52,6 +55,30 @@ def schedule_self_test(window) -> SelfTestResult:
 
     asyncio.get_event_loop().call_soon(lambda: asyncio.ensure_future(run()))
     return result
+
+
+def _document_search_problem() -> str:
+    """Why the documents database cannot work in this build ("" when it can): apsw's SQLite with
+    FTS5 and sqlite-vec's vec0 extension, which an installer must carry as a library."""
+    import tempfile
+
+    try:
+        from desktop.core.docs import Draft
+        from desktop.core.docs.index import DocumentIndex
+
+        with tempfile.TemporaryDirectory() as folder:
+            index = DocumentIndex(f"{folder}/documents.db")
+            try:
+                index._write("INSERT INTO collections (name, created_at) VALUES ('self-test', 0)")
+                index._write("INSERT INTO files (collection, path) VALUES ('self-test', 'x.txt')")
+                index.store(1, [Draft("hearth self test", None, "", 0)], pages=0, size=0, mtime=0,
+                            vectors=[[1.0, 0.0]], model="self-test")
+                found = index.search("self test", vector=[1.0, 0.0])
+            finally:
+                index.close()
+        return "" if found.mode == "hybrid" and found.passages else "no passage found"
+    except Exception as exc:  # noqa: BLE001 - any failure here is what the self-test reports
+        return str(exc) or type(exc).__name__
 
 
 async def _renderer_parts_missing() -> str:
