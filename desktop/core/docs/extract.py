@@ -1,0 +1,438 @@
+"""Reading a file into Sections of text in reading order: PDF (pypdfium2), Word .docx
+(python-docx), web pages (BeautifulSoup with the standard library's html.parser) and text in any
+encoding (charset-normalizer), streamed so that a 2 GB log is never held whole in memory."""
+
+from __future__ import annotations
+
+import codecs
+import re
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from desktop.core.docs import DocumentError, Section
+
+PDF = frozenset({".pdf"})
+DOCX = frozenset({".docx"})
+HTML = frozenset({".html", ".htm", ".xhtml"})
+MARKDOWN = frozenset({".md", ".markdown"})
+TEXT = frozenset({
+    ".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".tex", ".csv", ".tsv", ".json",
+    ".jsonl", ".log", ".srt", ".vtt",
+    # source code and configuration
+    ".py", ".pyi", ".ipynb", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".java", ".kt", ".kts",
+    ".scala", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cs", ".go", ".rs", ".rb", ".php",
+    ".pl", ".pm", ".lua", ".r", ".swift", ".m", ".mm", ".dart", ".hs", ".ml", ".ex", ".exs", ".erl",
+    ".clj", ".sh", ".bash", ".zsh", ".fish", ".ps1", ".bat", ".cmd", ".sql", ".css", ".scss",
+    ".less", ".vue", ".svelte", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".properties",
+    ".env", ".xml", ".svg", ".gradle", ".cmake", ".mk", ".dockerfile", ".proto", ".graphql",
+})
+KINDS: frozenset[str] = PDF | DOCX | HTML | TEXT
+"""The file suffixes `sections` reads, lower case with the dot (compare with `Path.suffix.lower()`)."""
+
+READS = "PDF, Word (.docx), web pages (.html), text, Markdown, CSV, JSON, logs and source code"
+
+BLOCK = 1 << 20  # text is decoded and handed on in pieces of about this many bytes
+SNIFF = 64 << 10  # the first bytes charset-normalizer looks at to name a text file's encoding
+HTML_LIMIT = 64 << 20  # a web page is parsed whole (a tree of ~10x its size): larger ones are refused
+DOCX_LIMIT = 512 << 20  # uncompressed size of a .docx's parts: beyond this it is a zip bomb, not a text
+
+# PDFium is not thread-safe, even across documents (pypdfium2's documentation): every call into it
+# holds this lock, so an indexer thread and a chat attaching a file can both read PDFs.
+_PDFIUM = threading.Lock()
+
+
+class PasswordRequired(DocumentError):
+    """The PDF is encrypted and no password (or a wrong one) was given: the window asks for it."""
+
+
+def sections(path: str | Path, *, password: str | None = None) -> Iterator[Section]:
+    """The text of the file at `path` in reading order, as Sections:
+
+    - PDF: one Section per page with text (`page` from 1; pages without text are left out);
+      `password` opens an encrypted one.
+    - DOCX: a Section per heading (paragraphs of the Heading 1…9 and Title styles start one, and
+      are its first paragraph; `heading` is their text), tables' cells included, row by row.
+    - HTML: the visible text (no script, style, template or noscript), a Section per h1…h6.
+    - Text (any suffix in TEXT): decoded in the encoding charset-normalizer names from the first
+      64 KB, then streamed in pieces of about 1 MB cut at line ends; in Markdown, `#` headings
+      (outside code fences) start a Section. Bytes that are not valid in that encoding become
+      U+FFFD rather than stopping the file.
+
+    Paragraphs within a Section are separated by a blank line. The file is only read: nothing it
+    names (links, external entities, fonts) is opened.
+
+    Raises DocumentError with a sentence naming the file, before the first Section or while
+    reading: an unknown suffix, a file that cannot be opened, a damaged PDF or DOCX, a binary file
+    named as text, a PDF with no text layer (a scan), a web page over 64 MB; PasswordRequired (a
+    DocumentError) for an encrypted PDF without its password.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in PDF:
+        return _pdf(path, password)
+    if suffix in DOCX:
+        return _docx(path)
+    if suffix in HTML:
+        return _html(path)
+    if suffix in TEXT:
+        return _text(path, markdown=suffix in MARKDOWN)
+    if not suffix:
+        raise DocumentError(f"Hearth cannot read “{path.name}”: its name has no type such as .pdf or .txt "
+                            f"(it reads: {READS}).")
+    raise DocumentError(f"Hearth cannot read {suffix} files yet (it reads: {READS}).")
+
+
+def _unreadable(path: Path, error: OSError) -> DocumentError:
+    reason = error.strerror or str(error)
+    return DocumentError(f"“{path.name}” could not be read: {reason[:1].lower() + reason[1:]}.")
+
+
+# PDF ------------------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\ufffe\uffff]")
+
+
+def _pdf_text(raw: str) -> str:
+    # PDFium ends lines with \r\n, marks a hyphen it broke a word at with \x02 and a page's form feed
+    # with \x0c.
+    raw = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "-").replace("\x0c", "\n\n")
+    return _CONTROL.sub("", raw)
+
+
+def _pdf(path: Path, password: str | None) -> Iterator[Section]:
+    import pypdfium2 as pdfium
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        raise _unreadable(path, e) from None
+    with _PDFIUM:
+        try:
+            doc = pdfium.PdfDocument(path, password=password)
+        except pdfium.PdfiumError as e:
+            if e.err_code == 4:  # FPDF_ERR_PASSWORD
+                if password:
+                    raise PasswordRequired(f"The password for “{path.name}” is not right.") from None
+                raise PasswordRequired(f"“{path.name}” is locked with a password; "
+                                       "give its password to read it.") from None
+            if size == 0:
+                raise DocumentError(f"“{path.name}” is empty.") from None
+            raise DocumentError(f"“{path.name}” is damaged or is not a PDF; it could not be opened.") from None
+        count = len(doc)
+    return _pdf_pages(path, doc, count)
+
+
+def _pdf_pages(path: Path, doc, count: int) -> Iterator[Section]:
+    import pypdfium2 as pdfium
+
+    found = False
+    try:
+        for index in range(count):
+            with _PDFIUM:
+                try:
+                    page = doc[index]
+                    textpage = page.get_textpage()
+                    raw = textpage.get_text_range()  # all of it; get_text_bounded cuts at the page box
+                    textpage.close()
+                    page.close()
+                except pdfium.PdfiumError:
+                    raise DocumentError(f"“{path.name}” is damaged: page {index + 1} could not be read.") from None
+            text = _pdf_text(raw)
+            if text.strip():
+                found = True
+                yield Section(text, page=index + 1)
+    finally:
+        with _PDFIUM:
+            doc.close()
+    if not found:
+        raise DocumentError(f"No text found in “{path.name}”; it may be a scanned image "
+                            "(Hearth does not read text in images).")
+
+
+# DOCX -----------------------------------------------------------------------------------------
+
+_HEADING_STYLE = re.compile(r"(heading \d|title)$", re.IGNORECASE)
+
+
+def _docx(path: Path) -> Iterator[Section]:
+    import docx
+    from docx.table import Table
+
+    damaged = DocumentError(f"“{path.name}” is damaged or is not a Word document (.docx); "
+                            "it could not be opened.")
+    try:
+        with zipfile.ZipFile(path) as z:
+            if sum(i.file_size for i in z.infolist()) > DOCX_LIMIT:
+                raise DocumentError(f"“{path.name}” unpacks to more than {DOCX_LIMIT >> 20} MB; "
+                                    "Hearth does not read it (it may be a zip bomb).")
+        # python-docx parses with resolve_entities=False (no external or nested entities) and lxml
+        # never loads a DTD or anything over the network.
+        document = docx.Document(str(path))
+    except DocumentError:
+        raise
+    except OSError as e:
+        if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise _unreadable(path, e) from None
+        raise damaged from None
+    except Exception:  # BadZipFile, PackageNotFoundError, KeyError (a missing part), XMLSyntaxError
+        raise damaged from None
+
+    def blocks() -> Iterator[tuple[str, bool]]:
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                for row in item.rows:
+                    seen: list[int] = []
+                    cells = []
+                    for cell in row.cells:  # a merged cell comes once per column it spans
+                        if id(cell._tc) in seen:
+                            continue
+                        seen.append(id(cell._tc))
+                        text = " ".join(cell.text.split())
+                        if text:
+                            cells.append(text)
+                    if cells:
+                        yield " | ".join(cells), False
+            else:
+                style = item.style.name if item.style is not None else ""
+                yield item.text, bool(_HEADING_STYLE.match(style or ""))
+
+    def read() -> Iterator[Section]:
+        heading, paragraphs, size = "", [], 0
+        try:
+            for text, is_heading in blocks():
+                text = text.strip()
+                if not text:
+                    continue
+                if (is_heading or size > BLOCK) and paragraphs:
+                    yield Section("\n\n".join(paragraphs), heading=heading)
+                    paragraphs, size = [], 0
+                if is_heading:
+                    heading = " ".join(text.split())
+                paragraphs.append(text)
+                size += len(text)
+        except DocumentError:
+            raise
+        except Exception:
+            raise damaged from None
+        if paragraphs:
+            yield Section("\n\n".join(paragraphs), heading=heading)
+
+    return read()
+
+
+# HTML -----------------------------------------------------------------------------------------
+
+_SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"})
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_BLOCKS = frozenset({
+    "address", "article", "aside", "blockquote", "body", "dd", "details", "dialog", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "footer", "form", "header", "hr", "li", "main", "nav", "ol",
+    "p", "pre", "section", "summary", "table", "tr", "ul", "caption", "thead", "tbody", "tfoot",
+})
+_SPACES = re.compile(r"\s+")
+
+
+def _html(path: Path) -> Iterator[Section]:
+    from bs4 import BeautifulSoup
+    from bs4.element import NavigableString, PreformattedString, Tag
+
+    try:
+        size = path.stat().st_size
+        if size > HTML_LIMIT:
+            raise DocumentError(f"“{path.name}” is too large to read as a web page "
+                                f"({size / 2**20:.0f} MB; Hearth reads pages up to {HTML_LIMIT >> 20} MB).")
+        data = path.read_bytes()
+    except OSError as e:
+        raise _unreadable(path, e) from None
+    if b"\x00" in data[:SNIFF] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DocumentError(f"“{path.name}” is not a web page (it looks like a binary file).")
+    # Bytes in: BeautifulSoup finds the encoding (BOM, <meta charset>, then charset-normalizer).
+    soup = BeautifulSoup(data, "html.parser")
+    del data
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+
+    def read() -> Iterator[Section]:
+        heading, parts = title, []
+        # Walked with a stack, not recursion: a page nested 10,000 deep is still read.
+        stack: list = [iter(soup.contents)]
+        while stack:
+            node = next(stack[-1], None)
+            if node is None:
+                stack.pop()
+                continue
+            if isinstance(node, NavigableString):
+                if not isinstance(node, PreformattedString):  # comments, doctype, CDATA…
+                    parts.append(_SPACES.sub(" ", node))  # a line break in the source is a space
+                continue
+            if isinstance(node, str):  # a marker pushed below: the end of a block
+                parts.append(node)
+                continue
+            if not isinstance(node, Tag) or node.name in _SKIP:
+                continue
+            if node.name in _HEADINGS:
+                text = _paragraphs("".join(parts))
+                if text:
+                    yield Section(text, heading=heading)
+                parts = []
+                heading = node.get_text(" ", strip=True)
+                parts.append(heading + "\n\n")
+                continue
+            if node.name == "br":
+                parts.append("\n")
+            elif node.name in ("td", "th"):
+                parts.append(" ")
+            elif node.name in _BLOCKS:
+                parts.append("\n\n")
+                stack.append(iter(["\n\n"]))  # comes after the block's children, pushed next
+            stack.append(iter(node.contents))
+        text = _paragraphs("".join(parts))
+        if text:
+            yield Section(text, heading=heading)
+
+    return read()
+
+
+def _paragraphs(text: str) -> str:
+    """Whitespace inside a paragraph of a web page is one space; paragraphs are separated by a
+    blank line (single line breaks from <br> are kept)."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [_SPACES.sub(" ", line).strip() for line in block.split("\n")]
+        joined = "\n".join(line for line in lines if line)
+        if joined:
+            paragraphs.append(joined)
+    return "\n\n".join(paragraphs)
+
+
+# Text -----------------------------------------------------------------------------------------
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf_32"), (codecs.BOM_UTF32_BE, "utf_32"),  # before UTF-16: same start
+    (codecs.BOM_UTF8, "utf_8_sig"), (codecs.BOM_UTF16_LE, "utf_16"), (codecs.BOM_UTF16_BE, "utf_16"),
+)
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+
+
+def text_encoding(head: bytes, *, complete: bool) -> str | None:
+    """The Python codec name of text starting with the bytes `head` (a BOM, else what
+    charset-normalizer finds most likely), or None when it is not text: NUL bytes outside UTF-16/32,
+    or no encoding decodes it. `complete`: `head` is the whole file (otherwise it is cut at its last
+    line end first, so a character split at the cut does not rule out the right encoding). ASCII is
+    named UTF-8, its superset, as later bytes may not be ASCII."""
+    from charset_normalizer import from_bytes
+
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if b"\x00" in head:
+        return None
+    if not head:
+        return "utf_8"
+    if not complete:
+        cut = head.rfind(b"\n")
+        if cut > 0:
+            head = head[:cut + 1]
+    results = from_bytes(head)
+    best = results.best()
+    if best is None:
+        return None
+    name = best.encoding
+    # On a short sample charset-normalizer often names a Baltic or Central European code page for
+    # French, German or Spanish (cp1257 for "déjà vu"): among guesses about as plausible as its
+    # best, Windows-1252, by far the most common legacy encoding (and the web's default for
+    # "latin1"), wins. Czech, Polish, Russian and Greek samples keep their own code pages.
+    for match in results:
+        if match.chaos <= best.chaos + 0.05 and "cp1252" in match.could_be_from_charset:
+            name = "cp1252"
+            break
+    name = codecs.lookup(name).name
+    return "utf_8" if name in ("ascii", "utf-8") else name
+
+
+def _text(path: Path, *, markdown: bool) -> Iterator[Section]:
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise _unreadable(path, e) from None
+    try:
+        head = f.read(SNIFF)
+        complete = len(head) < SNIFF
+        encoding = text_encoding(head, complete=complete)
+    except OSError as e:
+        f.close()
+        raise _unreadable(path, e) from None
+    if encoding is None:
+        f.close()
+        raise DocumentError(f"“{path.name}” is not text (it looks like a binary file).")
+    return _text_pieces(path, f, head, encoding, markdown)
+
+
+def _text_pieces(path: Path, f, head: bytes, encoding: str, markdown: bool) -> Iterator[Section]:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    heading, fenced = "", False
+    carry = ""  # the end of the last piece after its last line break: the start of a line
+    data = head
+    with f:
+        while True:
+            final = not data
+            text = carry + decoder.decode(data, final=final)
+            if "\x00" in text:  # a log with a run of NULs past its start (a crash, a preallocated file)
+                text = text.replace("\x00", "")
+            if not final:
+                cut = text.rfind("\n") + 1
+                if cut == 0 and len(text) < 8 * BLOCK:
+                    carry = text  # a very long line: wait for its end, up to 8 MB
+                    data = _read(path, f)
+                    continue
+                if cut == 0:
+                    cut = len(text)
+                text, carry = text[:cut], text[cut:]
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            if markdown:
+                for section_text, section_heading in _markdown(text, heading, fenced):
+                    if section_text is None:  # the state at the end of this piece
+                        heading, fenced = section_heading
+                        continue
+                    if section_text.strip():
+                        yield Section(section_text, heading=section_heading)
+            elif text.strip():
+                yield Section(text)
+            if final:
+                return
+            data = _read(path, f)
+
+
+def _read(path: Path, f) -> bytes:
+    try:
+        return f.read(BLOCK)
+    except OSError as e:
+        raise _unreadable(path, e) from None
+
+
+def _markdown(text: str, heading: str, fenced: bool):
+    """Splits a piece of Markdown at its ATX headings (`# Title`), outside code fences. Yields
+    (text, heading) for each part, then (None, (heading, fenced)): the state the next piece
+    starts in."""
+    lines = text.split("\n")
+    start = 0
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            fenced = not fenced
+            continue
+        if fenced or not line.lstrip(" ").startswith("#"):
+            continue
+        m = _ATX.match(line)
+        if not m:
+            continue
+        if i > start:
+            yield "\n".join(lines[start:i]), heading
+        heading = (m.group(2) or "").strip()
+        start = i
+    if start < len(lines):
+        yield "\n".join(lines[start:]), heading
+    yield None, (heading, fenced)
