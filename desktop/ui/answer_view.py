@@ -44,13 +44,16 @@ from PySide6.QtWidgets import (
 from desktop.ui.links import AnswerBrowser, guard_label
 from desktop.ui.markdown import (
     CODE,
+    MAX_NESTING,
     MONO,
     PROSE,
     TABLE,
     Block,
     LiveMarkdown,
+    cap_nesting,
     code_style_name,
     lexer_for,
+    nesting_for_width,
     split_blocks,
     to_html,
     token_style,
@@ -478,6 +481,22 @@ class AnswerView(_HeightFollowsWidth, QWidget):
         # Sized once by hand, so showing it never makes Qt measure it at a guessed width first
         # (a long answer would be laid out twice); its layout gives it its real size.
         self.resize(parent.width() if parent is not None else 800, self.height())
+        self._nesting = nesting_for_width(self.width())  # levels of quotes and lists drawn
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        # A column too narrow for the quotes and lists drawn draws them again, less deep (a
+        # Compare column); one wider draws more only well past the step, so a scroll bar that
+        # comes and goes with the new height cannot make it flip back and forth.
+        super().resizeEvent(event)
+        width = event.size().width()
+        nesting = nesting_for_width(width)
+        if nesting > self._nesting and nesting_for_width(width - 24) < nesting:
+            nesting = self._nesting
+        if nesting != self._nesting:
+            self._nesting = nesting
+            for widget, block in zip(self._widgets, self._blocks, strict=False):
+                if not isinstance(widget, CodeBlock):
+                    self._draw(widget, block, id(widget) in self._live_drawn)
 
     @property
     def blocks(self) -> list[QWidget]:
@@ -578,6 +597,8 @@ class AnswerView(_HeightFollowsWidth, QWidget):
         else:
             rich = to_html(block.text, **self.colours)
             self._live_drawn.discard(id(widget))
+        if self._nesting < MAX_NESTING:  # to_html draws MAX_NESTING levels at most
+            rich = cap_nesting(rich, self._nesting)
         if isinstance(widget, (TableBlock, LongProse)):
             widget.set_html(rich)
         else:

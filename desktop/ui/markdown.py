@@ -16,6 +16,13 @@ that cannot be typeset keeps every backslash and line break, in a math style. Fe
 blocks become shaded, monospaced boxes coloured by pygments, in a light or a dark style chosen
 from the code background.
 
+Nor can the text's characters or shape deceive or hide (`drawn_text`, `cap_nesting`): the
+bidirectional embeddings and overrides (U+202A–U+202E) that reorder what is shown ("abc",
+RLO, "evil.exe", PDF, ".txt" reads "abcexe.live.txt") are taken out, piles of combining marks
+are cut to MAX_MARKS per letter, and quotes and lists nested deeper than MAX_NESTING are drawn
+at the deepest level, every item kept in order. Formulas are drawn in the theme's text colour only
+(`math_render.plain_ink`).
+
 `split_blocks` cuts an answer into prose, fenced code and tables, so the chat can draw each in
 a widget of its own (`answer_view.py`): code and tables scroll sideways there.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
@@ -45,6 +53,143 @@ LIVE_SCHEMES = ("http", "https", "mailto")
 IMAGE_HREF = "hearth-image:"  # the href of an image chip: never opened, it only carries the address
 _LONG_RUN = re.compile(r"(\S{24})(?=\S)")
 _INVISIBLE = str.maketrans({"\u200b": None, "\u2029": "\n", "\u2028": "\n", "\u00a0": " "})
+
+
+# -- characters that deceive -------------------------------------------------------------------
+# Unicode's bidirectional algorithm (UAX #9, 2.2) lets embeddings and overrides reorder the text
+# around them: "abc<RLO>evil.exe<PDF>.txt" shows as "abcexe.live.txt" (the "Trojan Source"
+# attack, Boucher and Anderson 2021, CVE-2021-42574). They are removed from whatever an answer
+# draws. The isolates (U+2066–U+2069) and the marks LRM, RLM, ALM (U+200E, U+200F, U+061C) stay:
+# right-to-left text needs them, and they cannot make left-to-right letters run backwards.
+EMBEDDINGS = re.compile("[\u202a-\u202e]")  # LRE, RLE, PDF, LRO, RLO
+# Combining marks on one letter: Vietnamese stacks 2 (ệ = e + U+0323 + U+0302), Devanagari and
+# Tibetan 3 (क़िं, སྒྲུ), pointed Hebrew 3–4 (שִׁ֖ + meteg); "Zalgo" text stacks a hundred, drawn
+# over the lines above and below. Past MAX_MARKS the rest of a pile is dropped (zero-width
+# joiners and spaces between marks do not start a new pile: marks after them stack the same).
+MAX_MARKS = 4
+_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+_MARKS = ("Mn", "Me")
+
+
+@lru_cache(maxsize=1)
+def _maybe_piles() -> re.Pattern[str]:
+    """Runs of more than MAX_MARKS characters that may be a pile: non-spacing and enclosing
+    marks of the Basic Multilingual Plane (Unicode categories Mn, Me, from Python's own tables),
+    zero-width characters and any character beyond U+FFFF (checked one by one in `_cut_pile`:
+    a class of the few marks up there would make the search 25 times slower). Built on first
+    use (~5 ms, once)."""
+    marks = [i for i in range(0x300, 0x10000) if unicodedata.category(chr(i)) in _MARKS]
+    ranges, start = [], marks[0]
+    for previous, here in zip(marks, marks[1:] + [-1], strict=True):
+        if here != previous + 1:
+            ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(previous))}" if previous > start
+                          else re.escape(chr(start)))
+            start = here
+    return re.compile(f"[{''.join(ranges)}{_ZERO_WIDTH}\U00010000-\U0010ffff]{{{MAX_MARKS + 1},}}")
+
+
+def _cut_pile(run: re.Match[str]) -> str:
+    """A run found by `_maybe_piles` with at most MAX_MARKS marks after each base character."""
+    kept, out = 0, []
+    for char in run.group():
+        if unicodedata.category(char) in _MARKS:
+            if kept < MAX_MARKS:
+                out.append(char)
+            kept += 1
+        elif char in _ZERO_WIDTH:
+            if kept < MAX_MARKS:
+                out.append(char)
+        else:  # a letter or emoji beyond U+FFFF: a new base
+            out.append(char)
+            kept = 0
+    return "".join(out)
+
+
+def drawn_text(text: str) -> str:
+    """A model's text as Hearth draws it (and as its drawing is copied): without the bidi
+    embeddings and overrides U+202A–U+202E, and with at most MAX_MARKS combining marks on any
+    one character. Everything else, right-to-left text and its isolates and marks included, is
+    left as it is. Costs under a millisecond per 100,000 characters of ordinary text (nothing
+    for ASCII), ~8 ms for 100,000 characters made of piles."""
+    if text.isascii():
+        return text
+    if EMBEDDINGS.search(text):
+        text = EMBEDDINGS.sub("", text)
+    return _maybe_piles().sub(_cut_pile, text)
+
+
+# -- nesting ------------------------------------------------------------------------------------
+# Qt's rich text indents each list level by 40 px and each quote by 40 px on both sides: a
+# 12-deep list leaves a word no room in an 800 px window, and 30 quotes leave none at all. Past
+# MAX_NESTING levels (a quote counting as two, for its two margins) a quote or list is drawn at
+# the deepest level: a quote's text joins the quote around it; a list's items follow the item
+# they belong to, each on a line of its own with its own bullet or number. A narrow column (a
+# Compare column) draws fewer levels (`nesting_for_width`).
+MAX_NESTING = 6
+INDENT_PX = 40  # QTextDocument's indentWidth, and a blockquote's margin on each side
+NESTED_TEXT_PX = 200  # the width kept for the text of the deepest item
+_NESTING = re.compile(r"<(/?)(blockquote|ul|ol|li)\b([^>]*)>\n?")  # with the line break after it
+_START = re.compile(r'start="(\d+)"')
+_CONTAINER = re.compile(r"<(/?)(blockquote|ul|ol)\b")
+
+
+def _deepest(rich: str) -> int:
+    """The most levels of quotes and lists (a quote counting two) anything in `rich` is in."""
+    depth = deepest = 0
+    for closing, name in _CONTAINER.findall(rich):
+        depth += (-1 if closing else 1) * (2 if name == "blockquote" else 1)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def nesting_for_width(width: int) -> int:
+    """How many levels of quotes and lists (a quote counting two) a column `width` px wide
+    draws: as many as leave NESTED_TEXT_PX px for the text, from 2 (one quote, or a list in a
+    list: a quote is never drawn as the answer's own words) to MAX_NESTING."""
+    return max(2, min(MAX_NESTING, (width - NESTED_TEXT_PX) // INDENT_PX))
+
+
+def cap_nesting(rich: str, levels: int = MAX_NESTING) -> str:
+    """`rich` (HTML made by `to_html`'s renderer) with quotes and lists nested past `levels`
+    levels (a quote counting two) flattened into the deepest one allowed, their content kept,
+    in order. HTML the renderer made only: a model's own tags are escaped before this runs.
+    Capping again with fewer levels gives what capping once with those would, in order."""
+    if rich.count("<blockquote>") * 2 + rich.count("<ul>") + rich.count("<ol") <= levels or _deepest(rich) <= levels:
+        return rich  # not too deep (the usual case)
+    out: list[str] = []
+    depth = 0
+    stack: list[list] = []  # [tag, levels it costs, drawn, items so far, first number]
+    at = 0
+    for tag in _NESTING.finditer(rich):
+        out.append(rich[at:tag.start()])
+        at = tag.end()
+        closing, name = tag.group(1) == "/", tag.group(2)
+        if name == "li":
+            holder = stack[-1] if stack else None
+            if holder is None or holder[2]:
+                out.append(tag.group())
+            elif not closing:
+                holder[3] += 1
+                marker = f"{holder[4] + holder[3] - 1}." if holder[0] == "ol" else "\u2022"
+                out[-1] = out[-1].rstrip()  # the line break of the source: a space before <br>
+                out.append(f"<br>{marker}&nbsp;")
+            continue
+        if closing:
+            if stack and stack[-1][0] == name:
+                _, cost, drawn, *_ = stack.pop()
+                if drawn:
+                    depth -= cost
+                    out.append(tag.group())
+            continue
+        cost = 2 if name == "blockquote" else 1
+        drawn = depth + cost <= levels and (not stack or stack[-1][2])
+        start = _START.search(tag.group(3)) if name == "ol" else None
+        stack.append([name, cost, drawn, 0, int(start.group(1)) if start else 1])
+        if drawn:
+            depth += cost
+            out.append(tag.group())
+    out.append(rich[at:])
+    return "".join(out)
 
 
 def breakable(text: str) -> str:
@@ -220,7 +365,8 @@ class _QtRenderer(mistune.HTMLRenderer):
         # Entities and numeric references become their characters (CommonMark 6.2, with its
         # table of names; one without its `;` or unknown stays as written), then are escaped
         # once for the rich text, so `&lt;` reads "<" and never "&lt;".
-        return html.escape(breakable(unescape_entities(text)), quote=False)
+        # Cleaned after, so an entity (`&#x202E;`) cannot bring back what `drawn_text` takes out.
+        return html.escape(breakable(drawn_text(unescape_entities(text))), quote=False)
 
     def block_code(self, code: str, info: str | None = None) -> str:
         """A shaded box with the language above the code, coloured when pygments knows the
@@ -246,9 +392,10 @@ class _QtRenderer(mistune.HTMLRenderer):
         left out: the reader should see where a link goes, not what the model says about it."""
         # An image chip inside a link (a "badge") must not be an anchor inside an anchor.
         text = re.sub(r'<a href="hearth-image:[^"]*"', "<span", text).replace("</a>", "</span>")
+        url = drawn_text(url)  # entities in the target are decoded by now; %-escapes below
         if is_live_link(url):
             return f'<a href="{_attr(url)}" title="{_attr(url)}">{text}</a>'
-        target = unquote(url)
+        target = drawn_text(unquote(url))
         shown = html.unescape(striptags(text)).replace("\u200b", "")
         if not target or shown.strip() == target:
             return text
@@ -259,7 +406,7 @@ class _QtRenderer(mistune.HTMLRenderer):
         that never ends (/dev/zero) or a private file, and a web address tells a server that the
         answer was read. Its address shows on hover."""
         alt = striptags(text).strip() or "image"
-        address = unquote(url)
+        address = drawn_text(unquote(url))
         tip = f"Image not loaded: {address}" if address else "Image not loaded"
         return (f'<a href="{IMAGE_HREF}{quote(address, safe="")}" title="{_attr(tip)}" '
                 f'style="text-decoration:none; color:{self.muted}; background-color:{self.code_bg};">'
@@ -284,15 +431,23 @@ class _QtRenderer(mistune.HTMLRenderer):
                 f'{_lines(text)}<span style="color:{self.muted};">{html.escape(closer)}</span></td></tr></table>\n')
 
 
+# Quotes and lists mistune reads as such (its default, 20, leaves the items of a deeper list run
+# together as one paragraph); deeper ones are text. Drawn at most MAX_NESTING deep all the same.
+PARSED_NESTING = 64
+
+
 @lru_cache(maxsize=8)
 def _parser(code_bg: str, muted: str) -> mistune.Markdown:
-    return mistune.create_markdown(renderer=_QtRenderer(code_bg, muted),
-                                   plugins=["strikethrough", "table", "url", _math_plugin])
+    md = mistune.create_markdown(renderer=_QtRenderer(code_bg, muted),
+                                 plugins=["strikethrough", "table", "url", _math_plugin])
+    md.block.max_nested_level = PARSED_NESTING
+    return md
 
 
 def to_html(text: str, *, code_bg: str = "#f2f1f4", muted: str = "#6e6e76") -> str:
-    """The rich text for a model's Markdown `text`, in the colours given (the theme's)."""
-    rich = str(_parser(code_bg, muted)(text))
+    """The rich text for a model's Markdown `text`, in the colours given (the theme's): its
+    characters as `drawn_text` leaves them, its quotes and lists at most MAX_NESTING deep."""
+    rich = cap_nesting(str(_parser(code_bg, muted)(drawn_text(text))))
     if "<table>\n<thead>" in rich:  # a Markdown table: padded cells under a shaded heading row
         rich = rich.replace("<table>\n<thead>\n<tr>", f'<table cellspacing="0" cellpadding="5" style="margin: 6px 0;">'
                             f'\n<thead>\n<tr bgcolor="{code_bg}">')
@@ -413,9 +568,10 @@ def split_blocks(text: str) -> list[Block]:
     CommonMark's fences (three or more backticks or tildes, up to three spaces in, closed by a
     fence of the same character at least as long; an unclosed one runs to the end) and GFM's
     tables (a row with pipes, then a delimiter row of as many cells; rows up to a blank line).
-    Fences and tables nested in lists or quotes stay in their prose. Joining the prose and the
-    tables' texts with the code blocks' fences gives back the answer."""
-    lines = text.splitlines(keepends=True)
+    Fences and tables nested in lists or quotes stay in their prose. The text is cut as drawn
+    (`drawn_text`: code is copied without bidi overrides either); joining the prose and the
+    tables' texts with the code blocks' fences gives back that text."""
+    lines = drawn_text(text).splitlines(keepends=True)
     blocks: list[Block] = []
     prose: list[str] = []
 

@@ -2,7 +2,8 @@
 
 ziamath turns the LaTeX into MathML (latex2mathml) and then into SVG with the STIX Two Math
 font, all in memory; QtSvg paints that SVG into a PNG at the screen's device pixel ratio, in the
-theme's text colour. The PNG goes into the answer's HTML as a `data:` URL, which Qt's
+theme's text colour only, whatever colour, background or size the formula asks for
+(`plain_ink`: `\\textcolor{white}{…}` cannot hide words on a light page). The PNG goes into the answer's HTML as a `data:` URL, which Qt's
 QTextDocument decodes in memory (qtextdocument.cpp, `loadResource`: "handle data: URLs"), so
 drawing a formula reads no file and fetches nothing. Only this module writes such images: the
 renderer escapes every `<img>` and Markdown image a model writes.
@@ -60,6 +61,9 @@ MAX_INLINE_WIDTH = 400
 MAX_DISPLAY_WIDTH = 400
 MIN_SHRINK = 0.7
 MAX_HEIGHT = 600  # px (logical)
+MIN_GLYPH = 0.5  # the smallest a script may be drawn, as a fraction of the text's size
+MAX_BACKSPACE = 0.5  # em: the most a space may move back (TeX's \\negthickspace is 0.28 em)
+MAX_SHIFT = 2.0  # em: the most a part of a formula may be raised, lowered or moved back
 
 TEXT_POINTS = 10.0  # the answer's text size (the stylesheet's `QWidget { font-size: 10pt; }`)
 MATH_SCALE = 1.15  # STIX Two's x-height is smaller than the UI sans fonts': this makes them match
@@ -144,7 +148,57 @@ def _ziamath():
 
     # SVG 1.1 paths: QtSvg draws nothing of SVG 2's <symbol> + <use href> glyphs.
     ziamath.config.svg2 = False
+    # Scripts of scripts shrink no further than half the text, as in TeX's scriptscript style
+    # (ziamath's own floor is 30%: a five-deep power tower would be specks).
+    ziamath.config.minsizefraction = MIN_GLYPH
     return ziamath
+
+
+# MathML attributes through which a formula could choose its own colours or size, with the
+# LaTeX that makes them (latex2mathml 3.81: \color, \textcolor -> mstyle mathcolor; \colorbox,
+# \fcolorbox -> mpadded mathbackground, border-color; \style{css} -> style; \tiny…\Huge ->
+# mathsize). ziamath 0.13 honours mathcolor, mathbackground, mathsize and the color and
+# background of a style (styles.parse_style). They are all taken off before typesetting, so a
+# formula is drawn in the theme's text colour only, at the text's size, with what they held.
+# (\pagecolor and \mathcolor are not commands latex2mathml knows: shown as written, or typeset
+# without colour.)
+_OWN_LOOK = ("mathcolor", "mathbackground", "color", "background", "style", "border-color", "mathsize",
+             "fontsize", "fontfamily", "fontweight", "fontstyle")
+_LENGTH = re.compile(r"\s*([-+]?\d*\.?\d+)\s*(em|ex|mu|pt|px)?\s*$")
+_EMS = {"em": 1.0, "ex": 0.43, "mu": 1 / 18, "pt": 0.1, "px": 0.075, None: 0.075}
+
+
+def _ems(length: str) -> float | None:
+    """A MathML length in em (roughly, for bounds: 1pt = 0.1em at the answer's 10pt); None
+    when it is not a plain length (a percentage, "1width", a named space)."""
+    found = _LENGTH.match(length or "")
+    return float(found.group(1)) * _EMS[found.group(2)] if found else None
+
+
+def plain_ink(element: ET.Element, colour: str) -> None:
+    """Make a formula's MathML (from `tex2mml`) draw in `colour` only: every colour, background,
+    CSS style and size attribute is removed (their content stays, drawn like the rest), and
+    spaces and shifts are bounded so that nothing is pushed onto its neighbours or out of the
+    picture: a space narrower than -MAX_BACKSPACE em (TeX's own negative spaces are at most
+    -0.28 em) and a padding, raise or lower beyond MAX_SHIFT em are dropped. `\\phantom` is left alone:
+    it is blank space the size of what it holds by design, and what it holds is in the source
+    the picture carries (hover, copy). Changes `element` in place; the root gets
+    `mathcolor=colour`."""
+    for node in element.iter():
+        for name in _OWN_LOOK:
+            node.attrib.pop(name, None)
+        tag = node.tag.rsplit("}", 1)[-1]
+        if tag == "mstyle":  # what is left of its style (display, script level) holds on an mrow
+            node.tag = node.tag[: -len(tag)] + "mrow"  # (ziamath 0.13 cannot read an mstyle left bare)
+        if tag == "mspace":
+            width = _ems(node.get("width", "0"))
+            if width is None or width < -MAX_BACKSPACE:
+                node.attrib.pop("width", None)
+        for name in ("voffset", "lspace", "height", "depth", "width") if tag == "mpadded" else ():
+            shift = _ems(node.get(name, "0"))
+            if shift is not None and abs(shift) > MAX_SHIFT:
+                node.attrib.pop(name, None)
+    element.attrib["mathcolor"] = colour
 
 
 def _svg(latex: str, display: bool, colour: str, size: float) -> tuple[str, float, float, float] | None:
@@ -157,7 +211,7 @@ def _svg(latex: str, display: bool, colour: str, size: float) -> tuple[str, floa
     if _UNKNOWN_COMMAND.search(mathml) or "<merror" in mathml:
         return None
     element = ET.fromstring(mathml)
-    element.attrib["mathcolor"] = colour
+    plain_ink(element, colour)
     if not display:  # ziamath reads the style from the first row, not from <math display>
         for row in element:
             row.attrib["displaystyle"] = "false"
