@@ -309,9 +309,13 @@ def _chat(services, args: argparse.Namespace) -> int:
         from desktop.core.library import ModelFileMissing
 
         try:
-            services.library.require_file(services.library.resolve(args.model))
+            record = services.library.require_file(services.library.resolve(args.model))
         except ModelFileMissing as exc:
             return _fail(f"{exc} (hearth models locate {exc.record.id} PATH, or hearth models rm {exc.record.id})")
+        if record.for_embeddings:
+            from desktop.core.model_kinds import not_for_chat
+
+            return _fail(not_for_chat(record.name))
     if remote is not None:
         print(f"hearth: sending to {remote.provider.label} ({remote.provider.processed_on})", file=sys.stderr)
     _tell_waits(services.chat)
@@ -470,14 +474,16 @@ def _models(services, args: argparse.Namespace) -> int:
 
         models = library.models()
         if args.json:
-            print(json.dumps([dict(asdict(m), file_problem=file_problem(m)) for m in models], indent=2))
+            print(json.dumps([dict(asdict(m), file_problem=file_problem(m),
+                                   kind="embedding" if m.for_embeddings else "chat") for m in models], indent=2))
             return 0
         if not models:
             print("No models installed. Add one with: hearth models import PATH.gguf")
             return 0
-        rows = [("ID", "NAME", "PARAMS", "QUANT", "SIZE", "CONTEXT", "ORIGIN")]
-        rows += [(m.id, shown(m.name), human_count(m.parameters), shown(m.quantization), human_bytes(m.size),
-                  str(m.context_length or "?"), m.origin + (f" · {file_problem(m)}" if file_problem(m) else ""))
+        rows = [("ID", "NAME", "KIND", "PARAMS", "QUANT", "SIZE", "CONTEXT", "ORIGIN")]
+        rows += [(m.id, shown(m.name), "embedding" if m.for_embeddings else "chat", human_count(m.parameters),
+                  shown(m.quantization), human_bytes(m.size), str(m.context_length or "?"),
+                  m.origin + (f" · {file_problem(m)}" if file_problem(m) else ""))
                  for m in models]
         _print_table(rows)
         missing = [m for m in models if file_problem(m)]
@@ -502,7 +508,8 @@ def _models(services, args: argparse.Namespace) -> int:
         from desktop.core.text import shown
 
         record = library.get(args.id)
-        details = dict(asdict(record), file_problem=file_problem(record))
+        details = dict(asdict(record), kind="embedding" if record.for_embeddings else "chat",
+                       file_problem=file_problem(record))
         try:
             if details["file_problem"]:  # never opened: it may now be a pipe or a device
                 raise gguf.GGUFError(f"{details['file_problem']}: {record.path}.")
@@ -683,6 +690,11 @@ def _compare(services, args: argparse.Namespace) -> int:
     from desktop.core.compare import LETTERS, CompareSession
 
     prompt = _prompt(args)
+    for target in args.targets:
+        if services.providers.target(target) is None and services.library.resolve(target).for_embeddings:
+            from desktop.core.model_kinds import not_for_chat
+
+            return _fail(not_for_chat(services.library.resolve(target).name))
     session = CompareSession.create(services, args.targets, blind=args.blind)
     sampling = asdict(_sampling(services, args))
     for conversation_id in session.comparison.conversations:

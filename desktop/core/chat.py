@@ -169,7 +169,9 @@ class ChatService:
 
     def model_for(self, conversation: Conversation) -> Target:
         """The conversation's model (local or cloud); else the last local one used; else any
-        installed one. A conversation never moves to a cloud model it was not set to."""
+        installed chat model. A conversation never moves to a cloud model it was not set to, and
+        never chats with an embedding model (model_kinds): one named is passed over. Raises
+        LibraryError when no chat model is installed."""
         if conversation.model and self.providers is not None:
             target = self.providers.target(conversation.model)
             if target is not None:
@@ -177,11 +179,16 @@ class ChatService:
         for ref in (conversation.model, self.settings().last_model):
             if ref:
                 try:
-                    return self.library.resolve(ref)
+                    model = self.library.resolve(ref)
                 except LibraryError:
                     continue
-        models = self.library.models()
+                if not model.for_embeddings:
+                    return model
+        models = self.library.chat_models()
         if not models:
+            if self.library.models():
+                raise LibraryError("Only embedding models are installed, and they cannot chat. Download a chat "
+                                   "model under Models › Discover, or import one.")
             raise LibraryError("No model is installed yet. Import a .gguf file to start chatting.")
         return models[0]
 

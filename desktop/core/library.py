@@ -15,7 +15,7 @@ from pathlib import Path
 
 from anyascii import anyascii
 
-from desktop.core import gguf
+from desktop.core import gguf, model_kinds
 from desktop.core.errors import HearthError
 from desktop.core.hardware import DISK_MARGIN, free_disk
 from desktop.core.paths import Paths
@@ -281,7 +281,30 @@ class Library:
         self.paths = paths
 
     def models(self) -> list[ModelRecord]:
-        return self.store.models()
+        """Every installed model, the most recently used first. A model installed before Hearth
+        kept the pooling its file declares has its file's header read once, here, to learn it."""
+        models = self.store.models()
+        if any(m.pooling is None for m in models):
+            models = [self._with_pooling(m) if m.pooling is None else m for m in models]
+        return models
+
+    def chat_models(self) -> list[ModelRecord]:
+        """The installed models that can chat (`models` less the embedding ones): what a chat
+        model picker offers."""
+        return [m for m in self.models() if not m.for_embeddings]
+
+    def _with_pooling(self, record: ModelRecord) -> ModelRecord:
+        if file_problem(record):
+            return record  # the file is missing: read once it is found again
+        try:
+            pooling = model_kinds.pooling_of(gguf.read_info(record.path).metadata)
+        except (gguf.GGUFError, OSError):
+            pooling = ""  # a damaged file: a chat model as before, and its problem said on use
+        try:
+            self.store.set_model_pooling(record.id, pooling)
+        except HearthError:
+            pass  # a locked or full database: read again next time
+        return replace(record, pooling=pooling)
 
     def get(self, ref: str) -> ModelRecord:
         """An installed model by a reference a person types, in this order:
@@ -374,6 +397,7 @@ class Library:
             context_length=info.context_length,
             license=info.license,
             has_chat_template=info.has_chat_template,
+            pooling=model_kinds.pooling_of(info.metadata),
         )
 
     def _unique_id(self, base: str) -> str:

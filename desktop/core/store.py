@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from desktop.core import model_kinds
 from desktop.core.errors import HearthError
 
 # One entry per schema version; a database at version N has run the first N entries.
@@ -166,6 +167,12 @@ MIGRATIONS: list[str] = [
         duration_ms REAL NOT NULL,
         body TEXT NOT NULL
     );
+    """,
+    # 7: the pooling a model's GGUF declares (model_kinds.pooling_of: "mean", "cls", "last", "rank",
+    # or "" for none), so an embedding model is never offered as a chat model. NULL for a model
+    # installed before: Library reads its file once and fills it in.
+    """
+    ALTER TABLE models ADD COLUMN pooling TEXT;
     """,
 ]
 
@@ -360,6 +367,13 @@ class ModelRecord:
     added_at: float = 0.0
     last_used_at: float | None = None
     chat_format: str = "auto"  # templates.AUTO, or a templates.FORMATS name the user chose
+    pooling: str | None = None  # model_kinds.pooling_of the file; None: not read yet (installed before v7)
+
+    @property
+    def for_embeddings(self) -> bool:
+        """An embedding model, never offered as a chat model (model_kinds.for_embeddings: an
+        encoder-only or embedding-only GGUF architecture, or pooling declared in the file)."""
+        return model_kinds.for_embeddings(self.architecture, self.pooling)
 
 
 @dataclass(frozen=True)
@@ -879,6 +893,10 @@ class Store:
         """The prompt format for a model: templates.AUTO or a templates.FORMATS name."""
         self._write("UPDATE models SET chat_format = ? WHERE id = ?", (chat_format, model_id))
         return self.model(model_id)
+
+    def set_model_pooling(self, model_id: str, pooling: str) -> None:
+        """Record the pooling a model's file declares ("" for none), read after it was installed."""
+        self._write("UPDATE models SET pooling = ? WHERE id = ?", (pooling, model_id))
 
     def touch_model(self, model_id: str) -> None:
         self._write("UPDATE models SET last_used_at = ? WHERE id = ?", (time.time(), model_id))

@@ -429,7 +429,7 @@ class CloudPage(QWidget):
 
     def refresh_targets(self) -> None:
         options = [(f"{m.name} · {m.quantization}", m.id, "Runs on this computer")
-                   for m in self.services.library.models()]
+                   for m in self.services.library.chat_models()]  # embedding models cannot answer
         options += [(t.title, t.id,
                      f"Sends your words to {t.provider.processed_on}") for t in self.services.providers.targets()]
         for i, combo in enumerate(self.pickers):

@@ -474,7 +474,8 @@ class MainWindow(QMainWindow):
 
     # -- models ---------------------------------------------------------------------------------
     def refresh_models(self, select: str | None = None) -> None:
-        models = self.services.library.models()
+        installed = self.services.library.models()
+        models = [m for m in installed if not m.for_embeddings]  # embedding models cannot chat
         remote = self.services.providers.targets()
         wanted = select or self.selected_model_id() or self.services.settings.last_model
         self.model_combo.blockSignals(True)
@@ -487,7 +488,7 @@ class MainWindow(QMainWindow):
                 self.model_combo.setItemData(self.model_combo.count() - 1, f"{problem}: {m.path}. Open Models "
                                              "to locate it or remove it.", Qt.ItemDataRole.ToolTipRole)
         if not models:
-            self.model_combo.addItem("No model installed", "")
+            self.model_combo.addItem("No chat model installed" if installed else "No model installed", "")
         if remote:
             self.model_combo.insertSeparator(self.model_combo.count())
         for t in remote:
@@ -929,8 +930,10 @@ class MainWindow(QMainWindow):
         text = text.strip()
         if not text or self.answering:
             return
-        if not self.services.library.models() and self.cloud_target() is None:
-            self.banner.show_text("Import a model first: Hearth needs a .gguf file to chat with.")
+        if not self.services.library.chat_models() and self.cloud_target() is None:
+            self.banner.show_text("Import a model first: Hearth needs a .gguf file to chat with." if not
+                                  self.services.library.models() else "Download or import a chat model first: "
+                                  "the models installed are embedding models, which cannot chat.")
             return
         self._flush_settings()
         if self.current_id is None:

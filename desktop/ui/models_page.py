@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import catalog, fit, runtime, secrets
+from desktop.core import catalog, fit, model_kinds, runtime, secrets
 from desktop.core import download_queue as dq
 from desktop.core.errors import HearthError
 from desktop.core.hub import RepoFiles, RepoSummary, Variant
@@ -50,6 +50,7 @@ from desktop.ui.widgets import confirm, data_table, muted, page_frame
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 CONTEXTS = (2048, 4096, 8192, 16384, 32768)
 SORTS = (("downloads", "Most downloaded"), ("likes", "Most liked"), ("lastModified", "Recently updated"))
+ARCHITECTURE_COLUMN = 3  # of the Installed table
 LEVELS = {fit.FITS_GPU: "ok", fit.FITS_RAM: "ok", fit.TIGHT: "tight", fit.TOO_LARGE: "no"}
 
 
@@ -58,6 +59,17 @@ def fit_chip(result: fit.Fit | None, text: str | None = None) -> QLabel:
     chip.setObjectName("Fit")
     chip.setProperty("level", LEVELS.get(result.label, "unknown") if result else "unknown")
     chip.setToolTip(result.explain() if result else "")
+    return chip
+
+
+def kind_chip(theme: Theme) -> QLabel:
+    """The "Embeddings" chip of an embedding model (a catalog entry or an installed model): it
+    turns text into vectors for search and cannot chat (model_kinds.EMBEDDING_USE on hover)."""
+    chip = QLabel(model_kinds.EMBEDDING_LABEL)
+    chip.setObjectName("KindChip")
+    chip.setToolTip(model_kinds.EMBEDDING_USE)
+    chip.setStyleSheet(f"QLabel#KindChip {{ border-radius: 8px; padding: 1px 8px; font-size: 8.5pt; "
+                       f"font-weight: 600; color: {theme.accent}; border: 1px solid {theme.accent}; }}")
     return chip
 
 
@@ -75,7 +87,8 @@ class ModelCard(QFrame):
 
     clicked = Signal()
 
-    def __init__(self, title: str, subtitle: str, detail: str, chip: QLabel | None, data: object) -> None:
+    def __init__(self, title: str, subtitle: str, detail: str, chip: QLabel | None, data: object,
+                 kind: QLabel | None = None) -> None:
         super().__init__()
         self.setObjectName("ModelCard")
         self.data = data
@@ -88,12 +101,20 @@ class ModelCard(QFrame):
         name.setObjectName("CardTitle")
         name.setWordWrap(True)
         top.addWidget(name, 1)
+        self.kind = kind
         if chip is not None:
             top.addWidget(chip, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(top)
         self.title = name
         self.subtitle = muted(subtitle)
-        layout.addWidget(self.subtitle)
+        if kind is None:
+            layout.addWidget(self.subtitle)
+        else:  # what the model is for, first on the line under its name
+            line = QHBoxLayout()
+            line.setSpacing(8)
+            line.addWidget(kind, 0, Qt.AlignmentFlag.AlignTop)
+            line.addWidget(self.subtitle, 1)
+            layout.addLayout(line)
         if detail:
             body = QLabel(detail)
             body.setWordWrap(True)
@@ -449,7 +470,8 @@ class ModelsPage(QWidget):
             result = fit.assess(size, entry.kv_cache_bytes(self.n_ctx), self.machine)
             subtitle = (f"{human_count(int(entry.parameters_b * 1e9))} parameters · {entry.license} · "
                         f"about {human_bytes(size)} at {quant}")
-            self.results.add(ModelCard(entry.name, subtitle, entry.good_for, fit_chip(result), entry))
+            self.results.add(ModelCard(entry.name, subtitle, entry.good_for, fit_chip(result), entry,
+                                       kind_chip(self.theme) if entry.is_embedding else None))
 
     def run_search(self) -> None:
         query = self.search.text().strip()
@@ -663,7 +685,38 @@ class ModelsPage(QWidget):
                     item.setToolTip(f"{problem} ({origin}): {shown(m.path)}. Locate… picks it again; Remove… "
                                     "forgets it.")
                 self.installed.setItem(row, col, item)
+            self._set_kind_cell(row, m)
         self._installed_selection()
+
+    def _set_kind_cell(self, row: int, record: ModelRecord) -> None:
+        """An embedding model's Architecture cell shows the "Embeddings" chip instead (the
+        architecture on hover and in the line below): narrower than a chip beside the name, so
+        the name keeps its room. A chat model's cell keeps its text. A replaced chip is hidden at
+        once (Qt deletes it only later)."""
+        item = self.installed.item(row, ARCHITECTURE_COLUMN)
+        if record.for_embeddings:  # the chip is drawn over an empty cell
+            item.setText("")
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{model_kinds.EMBEDDING_LABEL} ({record.architecture})")
+        old = self.installed.cellWidget(row, ARCHITECTURE_COLUMN)
+        if old is not None and record.for_embeddings and old.property("model") == record.id:
+            item.setData(Qt.ItemDataRole.SizeHintRole, old.sizeHint())
+            return
+        if old is not None:
+            old.hide()
+            self.installed.removeCellWidget(row, ARCHITECTURE_COLUMN)
+        if not record.for_embeddings:
+            return
+        cell = QWidget()
+        cell.setProperty("model", record.id)
+        line = QHBoxLayout(cell)
+        line.setContentsMargins(2, 0, 6, 0)
+        chip = kind_chip(self.theme)
+        chip.setToolTip(f"{shown(record.architecture)}: {model_kinds.EMBEDDING_USE}")
+        line.addWidget(chip, 0, Qt.AlignmentFlag.AlignVCenter)
+        line.addStretch(1)
+        item.setData(Qt.ItemDataRole.SizeHintRole, cell.sizeHint())  # the column fits the chip
+        cell.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)  # clicks select the row beneath
+        self.installed.setCellWidget(row, ARCHITECTURE_COLUMN, cell)
 
     def selected_installed(self) -> ModelRecord | None:
         items = self.installed.selectedItems()
@@ -677,7 +730,9 @@ class ModelsPage(QWidget):
     def _installed_selection(self) -> None:
         record = self.selected_installed()
         problem = file_problem(record) if record is not None else ""
-        self.use_button.setEnabled(record is not None and not problem)
+        embedding = record is not None and record.for_embeddings
+        self.use_button.setEnabled(record is not None and not problem and not embedding)
+        self.use_button.setToolTip(model_kinds.EMBEDDING_USE if embedding else "")
         self.delete_button.setEnabled(record is not None)
         self.delete_button.setText("Remove…" if problem else "Delete…")
         self.locate_button.setVisible(bool(problem))
@@ -693,6 +748,18 @@ class ModelsPage(QWidget):
             return
         self.installed_fit.setToolTip("")
         from desktop.core import gguf, templates
+
+        if embedding:
+            try:
+                info = gguf.read_info(record.path)
+                result = fit.assess(info.file_size, info.kv_cache_bytes(min(self.n_ctx, info.context_length or
+                                                                            self.n_ctx)), self.machine)
+                fits, problem = f", {result.label}", ""
+            except HearthError as exc:
+                fits, problem = "", f" {exc}"
+            self.installed_fit.setText(f"{record.name} ({record.architecture}): {model_kinds.EMBEDDING_LABEL}{fits}. "
+                                       f"{model_kinds.EMBEDDING_USE}{problem}")
+            return
 
         try:
             info = gguf.read_info(record.path)

@@ -19,6 +19,7 @@ import pytest
 from desktop.core.engine_server import embedding_plan
 from desktop.core.server import ServerConfig
 from desktop.core.settings import LoadOptions
+from tests.gguf_forge import forge_bert
 from tests.server_thread import ServerThread
 
 N_CTX = 512
@@ -189,63 +190,6 @@ def test_the_pooling_comes_from_the_model_file_or_is_the_last_token_of_a_chat_mo
                                           "n_ctx": 4096}
     bert_without_pooling = {"general.architecture": "bert"}
     assert embedding_plan(bert_without_pooling, 512)["pooling"] == "mean"
-
-
-def forge_bert(path, *, n_embd: int = 32, n_ctx: int = 64, seed: int = 0):
-    """A tiny BERT embedding model (one layer, random weights, a WordPiece vocabulary of a dozen
-    words and the letters) written with the `gguf` package: what llama.cpp needs to load one,
-    with mean pooling and non-causal attention declared in the file as convert_hf_to_gguf does."""
-    import gguf
-
-    rng = np.random.default_rng(seed)
-    words = ["hello", "world", "cat", "dog", "mat", "tax", "the", "a", "sat", "on", "rug", "kitten"]
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + ["\u2581" + w for w in words] + list("abcdefghijklmnopqrstuvwxyz")
-    writer = gguf.GGUFWriter(str(path), "bert")
-    writer.add_name("forged-bert-embedding")
-    writer.add_context_length(n_ctx)
-    writer.add_embedding_length(n_embd)
-    writer.add_feed_forward_length(2 * n_embd)
-    writer.add_block_count(1)
-    writer.add_head_count(2)
-    writer.add_layer_norm_eps(1e-12)
-    writer.add_causal_attention(False)
-    writer.add_pooling_type(gguf.PoolingType.MEAN)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    writer.add_tokenizer_model("bert")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_types([gguf.TokenType.CONTROL] * 4 + [gguf.TokenType.NORMAL] * (len(tokens) - 4))
-    writer.add_token_type_count(2)
-    for add, token in ((writer.add_bos_token_id, 2), (writer.add_eos_token_id, 3), (writer.add_unk_token_id, 1),
-                       (writer.add_sep_token_id, 3), (writer.add_pad_token_id, 0)):
-        add(token)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(True)
-
-    def tensor(name: str, *shape: int, ones: bool = False) -> None:
-        value = np.ones(shape, np.float32) if ones else (rng.standard_normal(shape) * 0.2).astype(np.float32)
-        writer.add_tensor(name, value)
-
-    tensor("token_embd.weight", len(tokens), n_embd)
-    tensor("token_types.weight", 2, n_embd)
-    tensor("position_embd.weight", n_ctx, n_embd)
-    tensor("token_embd_norm.weight", n_embd, ones=True)
-    tensor("token_embd_norm.bias", n_embd)
-    for part in ("attn_q", "attn_k", "attn_v", "attn_output"):
-        tensor(f"blk.0.{part}.weight", n_embd, n_embd)
-        tensor(f"blk.0.{part}.bias", n_embd)
-    for norm in ("attn_output_norm", "layer_output_norm"):
-        tensor(f"blk.0.{norm}.weight", n_embd, ones=True)
-        tensor(f"blk.0.{norm}.bias", n_embd)
-    tensor("blk.0.ffn_up.weight", 2 * n_embd, n_embd)
-    tensor("blk.0.ffn_up.bias", 2 * n_embd)
-    tensor("blk.0.ffn_down.weight", n_embd, 2 * n_embd)
-    tensor("blk.0.ffn_down.bias", n_embd)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 def test_an_embedding_model_pools_as_its_file_says_and_reads_a_whole_input_at_once(services, tmp_path):

@@ -36,6 +36,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from desktop.core import net
+from desktop.core.model_kinds import not_for_chat
 from desktop.core.server import LOOPBACK, RequestRecord, ServerConfig
 from desktop.core.server import forward as cloud_forward
 from desktop.core.server.pool import Lease, ModelPool, ModelUnavailable, context_for
@@ -494,6 +495,10 @@ def create_app(services, config: ServerConfig, pool: ModelPool,
                 if body.get("suffix"):
                     raise ApiError(400, "Hearth's server does not fill in the middle (suffix); leave it out.",
                                    param="suffix")
+            if target is None:  # an embedding model cannot write: said before anything is loaded
+                with contextlib.suppress(ModelUnavailable):  # no such model: lease_for says so
+                    if (named := pool.model(model_name)).for_embeddings:
+                        raise ApiError(400, not_for_chat(named.name), code="model_not_for_chat", param="model")
             if target is not None:
                 model_name = target.id
                 try:

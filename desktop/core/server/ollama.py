@@ -173,7 +173,8 @@ def show_body(model: ModelRecord, sampling: Sampling, template: str, n_ctx: int 
     """Ollama's `/api/show` answer: a Modelfile-like summary, the parameters, the chat template
     (the GGUF's Jinja template: Hearth renders it, not Ollama's Go templates), details,
     `model_info` with the GGUF keys Ollama shows (`<arch>.context_length` among them) and
-    capabilities ("completion")."""
+    capabilities: ["completion"] for a chat model, ["embedding"] for an embedding model (as
+    Ollama says of nomic-embed-text; clients such as Open WebUI read it to tell them apart)."""
     params = parameters_text(sampling, n_ctx)
     modelfile = "\n".join([f"# Served by Hearth from {model.path}", f"FROM {model.path}",
                            f"TEMPLATE {json.dumps(template)}" if template else "",
@@ -186,7 +187,8 @@ def show_body(model: ModelRecord, sampling: Sampling, template: str, n_ctx: int 
         info[f"{arch}.context_length"] = model.context_length
     return {"license": model.license, "modelfile": "\n".join(line for line in modelfile.splitlines() if line),
             "parameters": params, "template": template, "details": details(model), "model_info": info,
-            "capabilities": ["completion"], "modified_at": _timestamp(model.added_at or None)}
+            "capabilities": ["embedding"] if model.for_embeddings else ["completion"],
+            "modified_at": _timestamp(model.added_at or None)}
 
 
 # --- requests: Ollama -> OpenAI ----------------------------------------------------------------
@@ -676,8 +678,12 @@ def register(app: FastAPI, services: Any, pool: Any, on_request: Callable[[Reque
 
 def _prepare(body: dict[str, Any], chat: bool, model: ModelRecord, defaults: Sampling) -> _Exchange:
     """The engine request for an Ollama chat or generate body (its `body` None when the request
-    only loads or unloads the model). Raises OllamaError(400) for a malformed request."""
+    only loads or unloads the model). Raises OllamaError(400) for a malformed request, and for
+    an embedding model, in Ollama's words (`"NAME" does not support chat`), even to load it."""
     name = str(body.get("model"))
+    if model.for_embeddings:
+        raise OllamaError(400, f"\"{name}\" does not support {'chat' if chat else 'generate'}: it is an embedding "
+                               "model, for /api/embed and document search. Choose a chat model.")
     stream = _flag(body, "stream", True)
     ttl = keep_alive_s(body.get("keep_alive"))
     try:
