@@ -114,6 +114,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="read the API key clients must send from standard input (else the key kept "
                             "in the keyring, needed only on the network)")
 
+    _docs_parser(sub)
+
     gui = sub.add_parser("gui", help="open the app (the same as no command)")
     gui.add_argument("--self-test", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -189,6 +191,8 @@ def _run(argv: list[str]) -> int:
             return _providers(services, args)
         if args.command == "serve":
             return _serve(services, args)
+        if args.command == "docs":
+            return _docs(services, args)
         return _models(services, args)
     except HearthError as exc:
         return _fail(str(exc))
@@ -816,3 +820,175 @@ def _progress_printer():
         sys.stderr.flush()
 
     return show
+
+
+# -- hearth docs: collections of documents, indexed for search (issue 18) ----------------------
+def _docs_parser(sub) -> None:
+    """`hearth docs add | list | rm | search`."""
+    docs = sub.add_parser("docs", help="collections of your documents, indexed on this computer for search and chat")
+    dsub = docs.add_subparsers(dest="docs_command", metavar="ACTION", required=True)
+    dadd = dsub.add_parser("add", help="add files and folders to a collection and index them (Ctrl+C stops; "
+                           "run it again to continue)")
+    dadd.add_argument("paths", nargs="+", metavar="PATH")
+    dadd.add_argument("--collection", default=None, metavar="NAME", help="the collection (default: default)")
+    dlist = dsub.add_parser("list", help="collections with their files, passages and failures")
+    dlist.add_argument("--collection", metavar="NAME", help="list this collection's files, their state and reason")
+    dlist.add_argument("--json", action="store_true")
+    drm = dsub.add_parser("rm", help="remove a collection from the index (your files are not touched)")
+    drm.add_argument("name")
+    dsearch = dsub.add_parser("search", help="the passages that best answer QUERY, with file, page and score")
+    dsearch.add_argument("query")
+    dsearch.add_argument("--collection", action="append", default=None, metavar="NAME",
+                         help="search this collection (repeat for more; default: all)")
+    dsearch.add_argument("--limit", type=int, default=8, metavar="N", help="at most N passages (default 8)")
+    dsearch.add_argument("--json", action="store_true")
+
+
+def _docs(services, args: argparse.Namespace) -> int:
+    """`hearth docs …`: the documents index (documents.db in the data folder)."""
+    from desktop.core.docs import DEFAULT_COLLECTION
+    from desktop.core.docs.index import DocumentIndex
+
+    index = DocumentIndex(services.paths.data / "documents.db")
+    try:
+        if args.docs_command == "add":
+            return _docs_add(services, index, args.paths, args.collection or DEFAULT_COLLECTION)
+        if args.docs_command == "list":
+            return _docs_list(index, args)
+        if args.docs_command == "rm":
+            files = index.remove(args.name)
+            print(f"Removed the collection “{shown_name(args.name)}” ({files} files) from the index; "
+                  "the files themselves are untouched.")
+            return 0
+        return _docs_search(services, index, args)
+    finally:
+        index.close()
+
+
+def shown_name(text: str) -> str:
+    from desktop.core.text import shown
+
+    return shown(text)
+
+
+def _docs_add(services, index, paths: list[str], collection: str) -> int:
+    from desktop.core.docs.embedder import find_embedder
+    from desktop.core.docs.indexer import Indexer
+
+    added = index.add(paths, collection)
+    for path, reason in added.skipped:
+        print(f"hearth: skipped {shown_name(path)}: {reason}", file=sys.stderr)
+    print(f"hearth: {len(added.added)} new files in “{shown_name(collection)}”"
+          + (f", {len(added.known)} already there" if added.known else ""), file=sys.stderr)
+    embedder = find_embedder(services)
+    if embedder is None:
+        print("hearth: no embedding model is installed: search will use keywords only", file=sys.stderr)
+    else:
+        print(f"hearth: vectors from {shown_name(embedder.model.name)}", file=sys.stderr)
+
+    async def run():
+        try:
+            return await Indexer(index, embedder).run(collection, progress=_docs_progress_printer())
+        finally:
+            if embedder is not None:
+                await embedder.close()
+
+    try:
+        result = asyncio.run(run())
+    except KeyboardInterrupt:
+        return _fail("Stopped. Run the same command again to continue; what is indexed stays.", code=130)
+    found = index.collection(collection)
+    print(f"Indexed {result.indexed} files ({result.passages} passages, {result.pages} pages) in "
+          f"{result.seconds:.1f} s; “{shown_name(collection)}” has {found.files} files and {found.passages} passages.")
+    failed = [f for f in index.files(collection) if f.state == "failed"]
+    for entry in failed:
+        print(f"hearth: failed: {shown_name(entry.path)}: {entry.reason}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def _docs_progress_printer():
+    """Indexing progress on stderr: a line that rewrites itself on a terminal, else a line at
+    every tenth of the files."""
+    last = [-1]
+
+    def show(p) -> None:
+        left = f", {p.seconds_left:.0f} s left" if p.seconds_left is not None else ""
+        line = (f"{p.files_done} of {p.files_total} files, {p.pages} pages, {p.passages} passages{left}"
+                + (f", {p.failed} failed" if p.failed else ""))
+        if sys.stderr.isatty():
+            current = f"  {os.path.basename(p.current)}" if p.current else ""
+            sys.stderr.write("\r  " + (line + shown_name(current))[:100].ljust(100)
+                             + ("\n" if p.files_done >= p.files_total else ""))
+        elif p.files_done * 10 // max(p.files_total, 1) != last[0]:
+            last[0] = p.files_done * 10 // max(p.files_total, 1)
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _docs_list(index, args: argparse.Namespace) -> int:
+    if args.collection is not None:
+        index.collection(args.collection)  # a sentence when there is none
+        files = index.files(args.collection)
+        if args.json:
+            print(json.dumps([dict(asdict(f), name=f.name) for f in files], indent=2))
+            return 0
+        rows = [("STATE", "PAGES", "PASSAGES", "FILE", "REASON")]
+        rows += [(f.state, str(f.pages or ""), str(f.passages), shown_name(f.path), shown_name(f.reason))
+                 for f in files]
+        _print_table(rows)
+        return 0
+    collections = index.collections()
+    if args.json:
+        print(json.dumps([asdict(c) for c in collections], indent=2))
+        return 0
+    if not collections:
+        print("No collections yet. Add files or folders with: hearth docs add PATH… [--collection NAME]")
+        return 0
+    rows = [("COLLECTION", "FILES", "PASSAGES", "FAILED", "WAITING", "SEARCH")]
+    rows += [(shown_name(c.name), str(c.files), str(c.passages), str(c.failed), str(c.waiting),
+              f"keywords + vectors ({shown_name(c.embed_model)})" if c.embed_model else "keywords")
+             for c in collections]
+    _print_table(rows)
+    return 0
+
+
+def _docs_search(services, index, args: argparse.Namespace) -> int:
+    from desktop.core.docs.embedder import find_embedder
+    from desktop.core.text import printable
+
+    if args.limit < 1:
+        return _fail("--limit must be a whole number above 0.", code=2)
+    names = args.collection
+    searched = [c for c in index.collections() if names is None or c.name in names]
+    embedder = find_embedder(services)
+    if embedder is None:
+        print("hearth: keywords only: no embedding model is installed (install one, such as nomic-embed-text, "
+              "to search by meaning)", file=sys.stderr)
+    vector = None
+    if embedder is not None and any(c.embed_model == embedder.model_id for c in searched):
+        async def query_vector():
+            try:
+                return await embedder.embed_query(args.query)
+            finally:
+                await embedder.close()
+
+        vector = asyncio.run(query_vector())
+    results = index.search(args.query, collections=names, limit=args.limit, vector=vector,
+                           model=embedder.model_id if embedder is not None else None)
+    if results.note and embedder is not None:
+        print(f"hearth: {results.note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([{"file": p.path, "name": p.name, "page": p.page, "heading": p.heading, "text": p.text,
+                           "score": p.score, "collection": p.collection, "id": p.id, "mode": results.mode}
+                          for p in results.passages], indent=2))
+        return 0
+    if not results.passages:
+        print("Nothing found.", file=sys.stderr)
+        return 0
+    for rank, p in enumerate(results.passages, start=1):
+        text = " ".join(printable(p.text).split())
+        print(f"{rank}. {shown_name(p.where())}  (score {p.score:.4g}, {shown_name(p.collection)})")
+        print(f"   {text[:400]}{'…' if len(text) > 400 else ''}")
+    return 0

@@ -378,6 +378,10 @@ class DocumentIndex:
     def mark_indexing(self, file_id: int) -> None:
         self._write("UPDATE files SET state = 'indexing', reason = '' WHERE id = ?", (file_id,))
 
+    def requeue(self, file_id: int) -> None:
+        """A file whose reading was stopped waits again (its old passages, if any, stay)."""
+        self._write("UPDATE files SET state = 'waiting' WHERE id = ? AND state = 'indexing'", (file_id,))
+
     def mark_failed(self, file_id: int, reason: str, *, state: str = "failed") -> None:
         """The file cannot be read: its passages go, `reason` says why (a sentence)."""
         with self._lock, self._db:

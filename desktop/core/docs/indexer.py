@@ -1,0 +1,151 @@
+"""Indexing in the background: the files of a collection that wait (new, changed, or cut off by a
+kill) are read one at a time in a worker thread, split into passages, given vectors when an
+embedding model is there, and committed with their state in one transaction each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from desktop.core.docs import DocumentError, Draft
+from desktop.core.docs.index import DocumentIndex, FileEntry
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands: `files_done` of `files_total` (failed ones count as done), `pages` and
+    `passages` read so far in this run, `failed` files, `seconds_left` estimated from the rate
+    so far (None until one file is done), `current` the path being read ("" between files)."""
+
+    files_done: int
+    files_total: int
+    pages: int
+    passages: int
+    failed: int
+    seconds_left: float | None
+    current: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run did: files indexed, failed, passages and pages stored, seconds."""
+
+    indexed: int
+    failed: int
+    passages: int
+    pages: int
+    seconds: float
+
+
+def read_file(path: str) -> tuple[list[Draft], int]:
+    """A file's passages and its number of pages (0 for a file without pages), read whole (in
+    the calling thread). Raises DocumentError with the reason it cannot be read."""
+    from desktop.core.docs import chunk, extract
+
+    pages: set[int] = set()
+
+    def noted(sections):
+        for section in sections:
+            if section.page is not None:
+                pages.add(section.page)
+            yield section
+
+    drafts = list(chunk.passages(noted(extract.sections(path))))
+    return drafts, len(pages)
+
+
+class Indexer:
+    """Indexes the waiting files of an index (see the module). `embedder`: an Embedder, or None
+    for keywords alone."""
+
+    def __init__(self, index: DocumentIndex, embedder=None) -> None:
+        self.index = index
+        self.embedder = embedder
+
+    async def run(self, collection: str | None = None,
+                  progress: Callable[[Progress], None] | None = None) -> RunResult:
+        """Index what waits in `collection` (all when None): new files, files changed since
+        (size or mtime), files a killed run left half done; files gone from the disk are dropped.
+        Each file's passages (and vectors) are committed with its state 'done' at once, so a
+        kill or a cancel loses at most the file being read, which waits again for the next run.
+        A file that cannot be read is marked failed with its reason and the others go on.
+        Raises EmbedderError when the embedding model stops working (what is done stays)."""
+        started = time.monotonic()
+        if self.embedder is not None:
+            self._renew_stale_vectors(collection)
+        waiting = await asyncio.to_thread(self.index.pending, collection)
+        total = len(waiting)
+        done = failed = passages = pages = 0
+        spent_on_files = 0.0
+
+        def report(current: str) -> None:
+            if progress is None:
+                return
+            left = None
+            if done:
+                left = spent_on_files / done * (total - done)
+            progress(Progress(files_done=done, files_total=total, pages=pages, passages=passages, failed=failed,
+                              seconds_left=left, current=current))
+
+        for entry in waiting:
+            report(entry.path)
+            file_started = time.monotonic()
+            stored = await self._index_one(entry)
+            spent_on_files += time.monotonic() - file_started
+            done += 1
+            if stored is None:
+                failed += 1
+            else:
+                passages += stored[0]
+                pages += stored[1]
+        report("")
+        return RunResult(indexed=done - failed, failed=failed, passages=passages, pages=pages,
+                         seconds=time.monotonic() - started)
+
+    def _renew_stale_vectors(self, collection: str | None) -> None:
+        """A collection whose vectors came from another model than the embedder's is indexed
+        again (vectors of two models cannot be compared)."""
+        for found in self.index.collections():
+            if collection is not None and found.name != collection:
+                continue
+            if found.embed_model and found.embed_model != self.embedder.model_id:
+                self.index.reset_vectors(found.name)
+
+    async def _index_one(self, entry: FileEntry) -> tuple[int, int] | None:
+        """Index one file; (passages, pages), or None when it failed. On cancel the file stays
+        'indexing' in the database only until the next run's `pending` sets it waiting; here it
+        is set waiting at once when possible."""
+        await asyncio.to_thread(self.index.mark_indexing, entry.id)
+        try:
+            try:
+                size, mtime = await asyncio.to_thread(_stat, entry.path)
+                drafts, page_count = await asyncio.to_thread(read_file, entry.path)
+            except DocumentError as exc:
+                await asyncio.to_thread(self.index.mark_failed, entry.id, str(exc))
+                return None
+            except OSError as exc:
+                await asyncio.to_thread(self.index.mark_failed, entry.id,
+                                        f"It cannot be read ({exc.strerror or exc}).")
+                return None
+            vectors = None
+            if self.embedder is not None and drafts:
+                vectors = await self.embedder.embed([d.text for d in drafts])
+            await asyncio.to_thread(self.index.store, entry.id, drafts, pages=page_count, size=size, mtime=mtime,
+                                    vectors=vectors, model=self.embedder.model_id if vectors else "")
+            return len(drafts), page_count
+        except BaseException:
+            # Cancelled (a Stop) or the embedder failed: the file waits for the next run.
+            try:
+                self.index.requeue(entry.id)
+            except Exception:  # noqa: BLE001 - the next run's pending() does it anyway
+                pass
+            raise
+
+
+def _stat(path: str) -> tuple[int, float]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime
