@@ -12,10 +12,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from desktop.core import cloud
 from desktop.core.cloud import CloudTarget, Providers
+from desktop.core.docs.context import NOTHING_FOUND_NOTICE, ConversationDocuments
+from desktop.core.docs.context import plan as plan_documents
 from desktop.core.engine import Engine
 from desktop.core.errors import HearthError
 from desktop.core.library import Library, LibraryError
@@ -63,6 +66,16 @@ class MessageNotSaved(HearthError):
     """The user's message could not be written, so it was not sent either."""
 
 
+class DocumentsNeedConsent(HearthError):
+    """Documents (issue 18): the chat's model is a cloud model and the user has not yet allowed
+    this conversation to send its documents' passages there; nothing was sent."""
+
+
+# Documents (issue 18): a cloud model's context is not known here; its documents' block is kept
+# within this many (estimated) tokens: whole files up to it, else passages.
+CLOUD_DOCUMENT_TOKENS = 16_000
+
+
 def title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
@@ -85,6 +98,8 @@ class LiveAnswer:
     finish_reason: str | None = None
     bytes_sent: int = 0  # to hosts other than this machine
     ended: float | None = None  # when the answer ended, however it did
+    # Documents (issue 18): the numbered sources the prompt gave, as saved in Message.sources.
+    sources: list[dict] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -158,6 +173,16 @@ class ChatService:
         self._live: LiveAnswer | None = None
         self._stop_requested = False
         self._token_counts: dict[tuple[str, str], int] = {}  # (model path, text): tokens
+        # -- documents (issue 18) --
+        # The messages of the last request sent to a model, as sent (what the model read).
+        self.last_request: list[dict[str, str]] = []
+        # Opens the DocumentIndex the chat searches (documents.db beside hearth.db unless set).
+        self.document_index: Callable[[], object] | None = None
+        self._index: object | None = None
+        # Finds the embedding model for hybrid search (docs.embedder.find_embedder over the app's
+        # services); None or returning None: keywords alone, said once.
+        self.embedder_finder: Callable[[], object | None] | None = None
+        self._documents_told: set[tuple[int, str]] = set()  # (conversation, notice) already said
 
     # -- conversations --------------------------------------------------------------------------
     def new_conversation(self, model_id: str = "") -> Conversation:
@@ -191,6 +216,141 @@ class ChatService:
                                    "model under Models › Discover, or import one.")
             raise LibraryError("No model is installed yet. Import a .gguf file to start chatting.")
         return models[0]
+
+    # -- documents in the chat (issue 18) --------------------------------------------------------
+    def attach(self, conversation_id: int, paths: list[str]) -> list[str]:
+        """Attach files to a conversation: each is checked by reading its first section (extract),
+        so a file Hearth cannot read raises DocumentError with its sentence and nothing of this
+        call is attached. Returns sentences for files it will not use (not a file, or a kind it
+        does not read); the others are kept as absolute paths."""
+        from desktop.core.docs import extract
+
+        usable: list[str] = []
+        refused: list[str] = []
+        for raw in paths:
+            path = Path(raw).expanduser().resolve()
+            if not path.is_file():
+                refused.append(f"“{path.name}” is not a file Hearth can find ({path}).")
+                continue
+            if path.suffix.lower() not in extract.KINDS:
+                refused.append(f"“{path.name}” is not a kind of file Hearth reads ({extract.READS}).")
+                continue
+            sections = extract.sections(path)
+            try:
+                next(sections, None)  # raises DocumentError for a locked, scanned, binary or damaged file
+            finally:
+                close = getattr(sections, "close", None)
+                if close is not None:
+                    close()
+            usable.append(str(path))
+        if usable:
+            self.store.add_conversation_documents(conversation_id, "file", usable)
+        return refused
+
+    def detach(self, conversation_id: int, path: str) -> None:
+        """Stop using an attached file in the conversation (the file itself is untouched)."""
+        self.store.remove_conversation_documents(conversation_id, "file", [str(Path(path).expanduser().resolve()),
+                                                                          str(path)])
+
+    def use_collections(self, conversation_id: int, names: list[str]) -> None:
+        """The collections the conversation searches, from now on exactly these (an empty list:
+        none). DocumentError when one does not exist."""
+        if names:
+            known = {c.name for c in self._document_index().collections()}
+            for name in names:
+                if name not in known:
+                    from desktop.core.docs import DocumentError
+
+                    raise DocumentError(f"There is no collection named “{name}”.")
+        self.store.remove_conversation_documents(conversation_id, "collection")
+        self.store.add_conversation_documents(conversation_id, "collection", list(dict.fromkeys(names)))
+
+    def documents(self, conversation_id: int) -> ConversationDocuments:
+        """The files and collections the conversation uses."""
+        rows = self.store.conversation_documents(conversation_id)
+        return ConversationDocuments(files=tuple(v for k, v in rows if k == "file"),
+                                     collections=tuple(v for k, v in rows if k == "collection"))
+
+    def documents_consent_needed(self, conversation_id: int) -> bool:
+        """True when the conversation has documents, its model is a cloud model, and the user has
+        not allowed this conversation to send passages to that provider: nothing is sent until
+        `grant_documents_consent`."""
+        if not self.documents(conversation_id):
+            return False
+        target = self._cloud_target(self.store.conversation(conversation_id))
+        return target is not None and target.provider.name not in self.store.documents_consent(conversation_id)
+
+    def grant_documents_consent(self, conversation_id: int) -> None:
+        """Allow this conversation to send its documents' passages to its cloud model's provider
+        (asked again if the conversation moves to another provider)."""
+        target = self._cloud_target(self.store.conversation(conversation_id))
+        if target is not None:
+            self.store.grant_documents_consent(conversation_id, target.provider.name)
+
+    def _cloud_target(self, conversation: Conversation) -> CloudTarget | None:
+        if conversation.model and self.providers is not None:
+            return self.providers.target(conversation.model)
+        return None
+
+    def _document_index(self):
+        """The DocumentIndex, opened once (documents.db beside hearth.db unless `document_index` says)."""
+        if self._index is None:
+            if self.document_index is not None:
+                self._index = self.document_index()
+            else:
+                from desktop.core.docs.index import DocumentIndex
+
+                self._index = DocumentIndex(self.store.path.parent / "documents.db")
+        return self._index
+
+    async def _documents_block(self, conversation: Conversation, question: str, room: int, count,
+                               answer: LiveAnswer) -> str:
+        """The documents' system block for `question` (docs.context.plan), its sources kept on
+        the live answer, its notices said once per conversation."""
+        embedder = self.embedder_finder() if self.embedder_finder is not None else None
+        planned = await plan_documents(question, self.documents(conversation.id), room=room, count=count,
+                                       index_of=self._document_index, embedder=embedder,
+                                       conversation_id=conversation.id)
+        answer.sources = [s.as_dict() for s in planned.sources]
+        for notice in planned.notices:
+            if notice == NOTHING_FOUND_NOTICE or (conversation.id, notice) not in self._documents_told:
+                self._documents_told.add((conversation.id, notice))
+                self._tell(notice)
+        return planned.block
+
+    async def _with_documents(self, conversation: Conversation, history: list[dict[str, str]],
+                              answer: LiveAnswer, sampling: Sampling, remote: bool) -> list[dict[str, str]]:
+        """The history with the documents' block joined to its system message (one system block
+        before the conversation); for a local model, older turns left out again to fit."""
+        turns = [m for m in history if m["role"] != "system"]
+        system = [m for m in history if m["role"] == "system"]
+        question = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+        if remote:
+            async def count(text: str) -> int:
+                return estimate_tokens(text)
+            fixed = sum(estimate_tokens(m["content"]) for m in system) + estimate_tokens(question)
+            room = CLOUD_DOCUMENT_TOKENS
+        else:
+            count = self._tokens
+            n_ctx = self.engine.n_ctx
+            budget = n_ctx - min(sampling.max_tokens, n_ctx // 2)
+            fixed = sum([await self._tokens(m["content"]) for m in system]) + await self._tokens(question)
+            room = budget - fixed
+        block = await self._documents_block(conversation, question, room, count, answer)
+        head = "\n\n".join([*(m["content"] for m in system), block])
+        messages = [{"role": "system", "content": head}]
+        if remote:
+            return messages + turns
+        used = await self._tokens(head)
+        kept: list[dict[str, str]] = []
+        for message in reversed(turns):
+            cost = await self._tokens(message["content"])
+            if used + cost > budget and kept:
+                break
+            kept.append(message)
+            used += cost
+        self.trimmed_messages = len(turns) - len(kept)
+        return normalize_turns(messages + list(reversed(kept)))
 
     def live_answer(self) -> LiveAnswer | None:
         """The answer being generated right now, if any."""
@@ -302,6 +462,10 @@ class ChatService:
             if remote:
                 # The key comes from the system keyring, whose first use takes ~0.2 s (import and
                 # backend detection): not on the window's thread.
+                if self.documents_consent_needed(conversation.id):  # documents (issue 18): nothing sent
+                    raise DocumentsNeedConsent(
+                        f"This chat has documents and its model runs at {target.provider.label}: Hearth sends "
+                        "their passages there only once you allow it for this chat.")
                 endpoint = await asyncio.to_thread(cloud.endpoint, target)
                 history = self._all_turns(conversation, leave_out)
                 self.trimmed_messages = 0
@@ -317,6 +481,9 @@ class ChatService:
                     log.info("the database is locked; the model's last use is not recorded")
                 endpoint = self.engine.endpoint()
                 history = await self._history(conversation, leave_out, sampling)
+            if self.documents(conversation.id):  # documents (issue 18): one system block of numbered sources
+                history = await self._with_documents(conversation, history, answer, sampling, remote)
+            self.last_request = [dict(m) for m in history]
             self._inner = asyncio.ensure_future(self._stream(answer, history, sampling, on_text, endpoint))
             await self._inner
             status, error = "complete", ""
@@ -380,7 +547,8 @@ class ChatService:
         stats["usage_estimated"] = bool(answer.usage and answer.usage.estimated)
         cost = self._cost(answer, row, stats)
         stats["cost"], stats["cost_unknown"] = cost or 0.0, cost is None
-        return {"content": answer.text, "thinking": answer.thinking, "status": status, "error": error, **stats}
+        return {"content": answer.text, "thinking": answer.thinking, "status": status, "error": error,
+                "sources": answer.sources, **stats}
 
     def _cost(self, answer: LiveAnswer, row: dict[str, str], stats: dict) -> float | None:
         """API fees for a cloud answer (None: no price known for the model); for a local one, the

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE models ADD COLUMN pooling TEXT;
     """,
+    # 8 (documents in the chat, issue 18): the files and collections each conversation uses, gone
+    # with it; the passages an answer was given (JSON list of {"n", "path", "name", "page",
+    # "heading", "text"}, numbered as the prompt numbered them); and the cloud providers a
+    # conversation may send its documents' passages to (asked once per conversation).
+    """
+    CREATE TABLE conversation_documents (
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'collection')),
+        value TEXT NOT NULL,
+        added_at REAL NOT NULL,
+        PRIMARY KEY (conversation_id, kind, value)
+    );
+    CREATE TABLE documents_consent (
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        granted_at REAL NOT NULL,
+        PRIMARY KEY (conversation_id, provider)
+    );
+    ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 ROLES = ("system", "user", "assistant")
@@ -237,6 +257,9 @@ class Message:
     # Kept, but neither shown in the chat nor sent to the model: an earlier version of an answer,
     # or a new version still being written, or one that failed or was stopped (the earlier stays).
     superseded: bool = False
+    # The passages the answer was given from the user's documents, numbered as the prompt numbered
+    # them: [{"n": 1, "path", "name", "page" (or None), "heading", "text"}, …] (docs.context).
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def left_the_machine(self) -> bool:
@@ -534,6 +557,7 @@ class Store:
         data["usage_estimated"] = bool(data["usage_estimated"])
         data["cost_unknown"] = bool(data["cost_unknown"])
         data["superseded"] = bool(data["superseded"])
+        data["sources"] = json.loads(data.get("sources") or "[]")
         return Message(**data)
 
     def add_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> Message:
@@ -542,6 +566,8 @@ class Store:
         unknown = set(meta) - MESSAGE_META
         if unknown:
             raise TypeError(f"unknown message fields: {sorted(unknown)}")
+        if "sources" in meta:  # documents: a JSON list in its column
+            meta["sources"] = json.dumps(meta["sources"])
         now = time.time()
         if meta.get("status") == "streaming":  # who writes it: while they live, nobody sweeps it
             meta.update(writer_pid=os.getpid(), writer_started=self._own_start())
@@ -558,6 +584,8 @@ class Store:
         if unknown:
             raise TypeError(f"unknown message fields: {sorted(unknown)}")
         changes = dict(meta)
+        if "sources" in changes:  # documents: a JSON list in its column
+            changes["sources"] = json.dumps(changes["sources"])
         if content is not None:
             changes["content"] = content
         # The time it is written (SQLite's clock, in Unix seconds), not the time it was asked for:
@@ -602,6 +630,45 @@ class Store:
 
     def delete_message(self, message_id: int) -> None:
         self._write("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    # -- documents in a conversation (issue 18) ----------------------------------------------------
+    def add_conversation_documents(self, conversation_id: int, kind: str, values: Iterable[str]) -> None:
+        """Note files (`kind` "file", absolute paths) or collections ("collection", names) the
+        conversation uses; one already there stays as it was."""
+        if kind not in ("file", "collection"):
+            raise ValueError(f"unknown kind of document {kind!r}")
+        now = time.time()
+        with self._lock:
+            for value in values:
+                self._write("INSERT OR IGNORE INTO conversation_documents (conversation_id, kind, value, added_at)"
+                            " VALUES (?, ?, ?, ?)", (conversation_id, kind, value, now))
+
+    def remove_conversation_documents(self, conversation_id: int, kind: str, values: Iterable[str] | None = None) -> None:
+        """Stop using these files or collections in the conversation (None: all of that kind)."""
+        with self._lock:
+            if values is None:
+                self._write("DELETE FROM conversation_documents WHERE conversation_id = ? AND kind = ?",
+                            (conversation_id, kind))
+                return
+            for value in values:
+                self._write("DELETE FROM conversation_documents WHERE conversation_id = ? AND kind = ? AND value = ?",
+                            (conversation_id, kind, value))
+
+    def conversation_documents(self, conversation_id: int) -> list[tuple[str, str]]:
+        """The conversation's documents as (kind, value), in the order they were added."""
+        rows = self._db.execute("SELECT kind, value FROM conversation_documents WHERE conversation_id = ?"
+                                " ORDER BY added_at, rowid", (conversation_id,))
+        return [(r["kind"], r["value"]) for r in rows]
+
+    def grant_documents_consent(self, conversation_id: int, provider: str) -> None:
+        """The user allowed this conversation to send its documents' passages to `provider`."""
+        self._write("INSERT OR REPLACE INTO documents_consent (conversation_id, provider, granted_at)"
+                    " VALUES (?, ?, ?)", (conversation_id, provider, time.time()))
+
+    def documents_consent(self, conversation_id: int) -> set[str]:
+        """The providers this conversation may send its documents' passages to."""
+        rows = self._db.execute("SELECT provider FROM documents_consent WHERE conversation_id = ?", (conversation_id,))
+        return {r["provider"] for r in rows}
 
     def make_current(self, message_id: int) -> None:
         """Show and send this answer in place of the one it was written to replace, which is kept
