@@ -285,6 +285,7 @@ class ModelsPage(QWidget):
         self.entry: catalog.Entry | None = None
         self.head_kv: int | None = None  # context memory per token of the open repo, when known
         self.head_arch = ""
+        self.head_pooling = ""  # the pooling the open repo's file declares (model_kinds.pooling_of)
         self._search_serial = 0
         self._repo_serial = 0
         self._rows: dict[int, DownloadRow] = {}
@@ -509,7 +510,7 @@ class ModelsPage(QWidget):
             self.open_repo(data.id)
 
     def open_repo(self, repo: str, entry: catalog.Entry | None = None) -> None:
-        self.entry, self.repo, self.head_kv, self.head_arch = entry, None, None, ""
+        self.entry, self.repo, self.head_kv, self.head_arch, self.head_pooling = entry, None, None, "", ""
         self._repo_serial += 1
         self.detail_title.setText(entry.name if entry else repo.split("/")[-1])
         self.detail_meta.setText(f"{repo} · reading its files from the hub…")
@@ -538,6 +539,7 @@ class ModelsPage(QWidget):
                 return
             if serial == self._repo_serial and head is not None:
                 self.head_arch = head.architecture
+                self.head_pooling = model_kinds.pooling_of(head.metadata)
                 self.head_kv = head.kv_cache_bytes(1) or None
                 self._show_repo()
 
@@ -559,6 +561,9 @@ class ModelsPage(QWidget):
         text = " · ".join(bits)
         if known is False:
             text += "\n" + runtime.unknown_architecture_reason(architecture, files.repo)
+        if (self.entry is not None and self.entry.is_embedding) or (
+                architecture and model_kinds.for_embeddings(architecture, self.head_pooling)):
+            text += f"\nAn embedding model. {model_kinds.EMBEDDING_USE}"
         if not files.variants:
             text += "\nThis repository has no GGUF files; Hearth runs models in GGUF format."
         kv = self.kv_for_open_repo()

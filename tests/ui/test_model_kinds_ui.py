@@ -81,3 +81,32 @@ def test_the_models_page_marks_an_embedding_model_and_says_what_it_is_for(make_w
     nomic = page.results.cards[page.results.titles().index("Nomic Embed Text v1.5")]
     page.results.ensureWidgetVisible(nomic)
     window.grab().save(str(shots_dir / f"models-embedding-discover-{theme}.png"))
+
+
+def test_an_embedding_repo_says_what_it_is_for_before_it_is_downloaded(make_window, tmp_path, monkeypatch, qtbot,
+                                                                       shots_dir):
+    from tests.hub_server import Hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    hub = Hub().start()
+    try:
+        forged = forge_bert(tmp_path / "forged.gguf")
+        hub.add("nomic-ai/nomic-embed-text-v1.5-GGUF", "nomic-embed-text-v1.5.Q4_K_M.gguf", forged,
+                license="apache-2.0")
+        hub.add("someone/tiny-bert-GGUF", "tiny-bert-F32.gguf", forged, license="mit")  # not in the catalog
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        window = make_window()
+        window.show_models()
+        page = window.models_page
+        said = "An embedding model. For document search and apps using /v1/embeddings; not a chat model."
+        page.open_repo("nomic-ai/nomic-embed-text-v1.5-GGUF", entry=next(e for e in page.catalog if e.is_embedding
+                                                                           and e.repo.startswith("nomic-ai/")))
+        qtbot.waitUntil(lambda: page.variants.rowCount() == 1, timeout=10_000)
+        assert said in page.detail_meta.text()
+        window.grab().save(str(shots_dir / "models-embedding-repo.png"))
+        page.open_repo("someone/tiny-bert-GGUF")  # known from the first bytes of its file: architecture bert
+        qtbot.waitUntil(lambda: "architecture: bert" in page.detail_meta.text(), timeout=10_000)
+        assert said in page.detail_meta.text()
+    finally:
+        hub.stop()
