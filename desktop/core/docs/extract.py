@@ -379,15 +379,18 @@ def _text_pieces(path: Path, f, head: bytes, encoding: str, markdown: bool) -> I
     data = head
     with f:
         while True:
-            final = not data
+            more = _read(path, f)  # read ahead: the decoder must know which piece is the last
+            final = not more
             text = carry + decoder.decode(data, final=final)
             if "\x00" in text:  # a log with a run of NULs past its start (a crash, a preallocated file)
                 text = text.replace("\x00", "")
             if not final:
-                cut = text.rfind("\n") + 1
+                # Cut at the last blank line (a paragraph's end) when there is one in the piece's
+                # second half, else at the last line end: the next piece starts a line.
+                blank = text.rfind("\n\n", len(text) // 2)
+                cut = blank + 2 if blank >= 0 else text.rfind("\n") + 1
                 if cut == 0 and len(text) < 8 * BLOCK:
-                    carry = text  # a very long line: wait for its end, up to 8 MB
-                    data = _read(path, f)
+                    carry, data = text, more  # a very long line: wait for its end, up to 8 MB
                     continue
                 if cut == 0:
                     cut = len(text)
@@ -404,7 +407,7 @@ def _text_pieces(path: Path, f, head: bytes, encoding: str, markdown: bool) -> I
                 yield Section(text)
             if final:
                 return
-            data = _read(path, f)
+            data = more
 
 
 def _read(path: Path, f) -> bytes:
