@@ -14,6 +14,7 @@ import pytest
 from desktop.core.docs import DocumentError
 from desktop.core.docs.index import DocumentIndex, fts_query
 from desktop.core.docs.indexer import Indexer
+from tests.pdf_forge import write_pdf
 
 NOTES = {
     "garden.md": "# Garden\n\nTomatoes need six hours of sun a day and deep watering twice a week.\n",
@@ -21,35 +22,6 @@ NOTES = {
     "bikes.md": "# Bicycles\n\nA chain should be oiled every few hundred kilometres, and wiped clean after.\n",
     "taxes.txt": "The quarterly tax return is due at the end of the month that follows the quarter.\n",
 }
-
-
-def write_pdf(path: Path, pages: list[str]) -> Path:
-    """A real PDF with one line of text per page (Helvetica, text layer), written by hand: the
-    objects and a correct cross-reference table, as PDF 1.4 (ISO 32000-1, 7.5) lays them out."""
-    objects: list[bytes] = []
-    count = len(pages)
-    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(count))
-    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode())
-    font = 3 + 2 * count
-    for i, text in enumerate(pages):
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode()
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
-                       f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
-    return path
 
 
 @pytest.fixture
