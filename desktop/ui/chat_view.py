@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -26,7 +28,8 @@ from desktop.core.units import human_bytes
 from desktop.ui.answer_view import AnswerView
 from desktop.ui.icons import app_icon, icon, tool_button
 from desktop.ui.links import guard_label
-from desktop.ui.markdown import breakable
+from desktop.ui.markdown import breakable, drawn_text
+from desktop.ui.sources import SourceDialog, SourcesList, elide_middle
 from desktop.ui.theme import Theme
 
 QWIDGETSIZE_MAX = (1 << 24) - 1
@@ -159,6 +162,7 @@ class MessageWidget(QFrame):
         self._error: QLabel | None = None  # built when a message ended in an error
         self._regenerate: QToolButton | None = None  # built for the last answer
         self._versions: QWidget | None = None  # "‹ 1 / 2 ›", built for an answer written again
+        self._sources: SourcesList | None = None  # built for an answer that cites documents
         self.meta_row = QWidget()
         meta = QHBoxLayout(self.meta_row)
         meta.setContentsMargins(0, 0, 0, 0)
@@ -187,6 +191,28 @@ class MessageWidget(QFrame):
             layout = self.layout()
             layout.insertWidget(layout.indexOf(self.meta_row), self._error)
         return self._error
+
+    @property
+    def sources(self) -> SourcesList:
+        """The answer's Sources (built when it first cites documents), under its text."""
+        if self._sources is None:
+            self._sources = SourcesList()
+            self._sources.opened.connect(self.open_source)
+            layout = self.layout()
+            layout.insertWidget(layout.indexOf(self.meta_row), self._sources)
+        return self._sources
+
+    def show_sources(self, sources: list[dict]) -> None:
+        if sources:
+            self.sources.set_sources(sources)
+        elif self._sources is not None:
+            self._sources.set_sources([])
+
+    def open_source(self, source: dict) -> None:
+        """The whole passage of a source, in a dialog of its own (no file is opened)."""
+        dialog = SourceDialog(source, self.window())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     @property
     def thinking_section(self) -> ThinkingSection:
@@ -288,6 +314,8 @@ class MessageWidget(QFrame):
         else:
             self.meta.setText("")
         self.copy_button.setVisible(bool(message.content))
+        if self.role == "assistant":
+            self.show_sources(list(getattr(message, "sources", None) or []))
         if message.error:
             self.error.setText(message.error)
             self.error.show()
@@ -326,7 +354,10 @@ class MessageWidget(QFrame):
         # (a button in the row under the text changes no height: no need to thaw)
 
     def copy_text(self) -> None:
-        QGuiApplication.clipboard().setText(self._text)
+        """The Copy button: the message as written (an answer's Markdown), without the characters
+        that would disguise it where it is pasted (markdown.drawn_text: bidi overrides, piles of
+        accents)."""
+        QGuiApplication.clipboard().setText(drawn_text(self._text) if self.role == "assistant" else self._text)
         previous = self.meta.text()
         self.meta.setText("Copied")
         QTimer.singleShot(1200, self.meta, lambda: self.meta.setText(previous))
@@ -751,18 +782,76 @@ def _has_long_run(text: str, length: int) -> bool:
     return False
 
 
+CHIP_NAME_WIDTH = 170  # a chip's name is elided in the middle past this many pixels
+
+
+class AttachmentChip(QFrame):
+    """A file or collection the chat uses, above the composer: its icon, its name (whole on
+    hover) and × to take it off the chat."""
+
+    detach_requested = Signal(str, str)  # "file" or "collection", its path or name
+
+    def __init__(self, kind: str, value: str, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.kind, self.value = kind, value
+        self.setObjectName("Chip")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 2, 2, 2)
+        row.setSpacing(4)
+        glyph = QLabel()
+        glyph.setPixmap(icon("document" if kind == "file" else "books", theme.muted).pixmap(14, 14))
+        row.addWidget(glyph)
+        name = Path(value).name if kind == "file" else value
+        self.label = QLabel(elide_middle(name, self.fontMetrics(), CHIP_NAME_WIDTH))
+        self.label.setObjectName("ChipName")
+        row.addWidget(self.label)
+        self.setToolTip(value if kind == "file" else f"Collection “{value}”: the chat searches it for passages")
+        what = "file" if kind == "file" else "collection"
+        close = tool_button("close", f"Stop using this {what} in the chat", lambda: self.detach_requested.emit(
+            kind, value), theme.muted, size=12)
+        close.setObjectName("ChipClose")
+        row.addWidget(close)
+
+
 class Composer(QFrame):
     send_requested = Signal(str)
     stop_requested = Signal()
+    attach_requested = Signal()  # the paperclip's "Attach files…"
+    collection_toggled = Signal(str, bool)  # a collection ticked (True) or unticked in its menu
+    detach_requested = Signal(str, str)  # a chip's ×: "file" or "collection", its path or name
+    documents_requested = Signal()  # "Manage documents…": the Documents page
 
     def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.theme = theme
         self.setObjectName("Composer")
         self.generating = False
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(12, 8, 8, 8)
-        layout.setSpacing(8)
+        # What the paperclip's "Use a collection" lists: (name, used by this chat) pairs.
+        self.collections: Callable[[], list[tuple[str, bool]]] = list
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(8, 6, 8, 8)
+        outer.setSpacing(4)
+        self.chips = QWidget()
+        self.chips.setObjectName("Chips")
+        chip_row = QHBoxLayout(self.chips)
+        chip_row.setContentsMargins(2, 0, 0, 0)
+        chip_row.setSpacing(6)
+        chip_row.addStretch(1)
+        self.chips.hide()
+        outer.addWidget(self.chips)
+        layout = QHBoxLayout()
+        layout.setContentsMargins(0, 2, 0, 0)
+        layout.setSpacing(6)
+        self.clip = tool_button("paperclip", "Attach files or use a collection of documents", lambda: None,
+                                theme.muted, size=18)
+        self.clip.setObjectName("AttachButton")
+        self.clip.setFixedSize(32, 32)
+        self.clip.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.clip.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0; }")
+        self.menu = QMenu(self.clip)
+        self.menu.aboutToShow.connect(self._fill_menu)
+        self.clip.setMenu(self.menu)
+        layout.addWidget(self.clip, 0, Qt.AlignmentFlag.AlignBottom)
         self.input = ComposerInput()
         self.input.submitted.connect(self._submit)
         layout.addWidget(self.input, 1)
@@ -772,8 +861,48 @@ class Composer(QFrame):
         self.button.setIconSize(QSize(18, 18))
         self.button.clicked.connect(self._clicked)
         layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignBottom)
+        outer.addLayout(layout)
         self.input.textChanged.connect(self._refresh)
         self._refresh()
+
+    def _fill_menu(self) -> None:
+        """The paperclip's menu, made as it opens: the collections are read then."""
+        menu = self.menu
+        menu.clear()
+        menu.addAction(icon("document", self.theme.text), "Attach files…", self.attach_requested.emit)
+        use = menu.addMenu(icon("books", self.theme.text), "Use a collection")
+        use.setObjectName("UseCollectionMenu")
+        collections = self.collections()
+        for name, used in collections:
+            action = use.addAction(name)
+            action.setCheckable(True)
+            action.setChecked(used)
+            action.toggled.connect(lambda on, n=name: self.collection_toggled.emit(n, on))
+        if not collections:
+            none = use.addAction("No collections yet")
+            none.setEnabled(False)
+        use.addSeparator()
+        use.addAction("Manage documents…", self.documents_requested.emit)
+
+    def set_attachments(self, files: list[str], collections: list[str]) -> None:
+        """The chips above the box: the files attached to this chat, then its collections."""
+        row = self.chips.layout()
+        while row.count() > 1:
+            item = row.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        for kind, values in (("file", files), ("collection", collections)):
+            for value in values:
+                chip = AttachmentChip(kind, value, self.theme)
+                chip.detach_requested.connect(self.detach_requested.emit)
+                row.insertWidget(row.count() - 1, chip)
+        self.chips.setVisible(bool(files or collections))
+
+    def chip_values(self) -> list[str]:
+        """What the chips stand for, in their order: file paths, then collection names."""
+        row = self.chips.layout()
+        widgets = [row.itemAt(i).widget() for i in range(row.count())]
+        return [w.value for w in widgets if isinstance(w, AttachmentChip)]
 
     def set_generating(self, generating: bool) -> None:
         self.generating = generating

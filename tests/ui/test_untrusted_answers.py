@@ -420,6 +420,9 @@ def test_copying_a_selection_never_carries_invisible_characters(qtbot, make_wind
 
     answer.copy_text()  # the Copy button: the text as the model wrote it
     assert QGuiApplication.clipboard().text() == text
+    answer._text = "run abc\u202eevil.exe\u202c.txt"  # an override would disguise it where it is pasted
+    answer.copy_text()
+    assert QGuiApplication.clipboard().text() == "run abcevil.exe.txt"
 
     column = ColumnView(window.theme)
     qtbot.addWidget(column)
