@@ -38,6 +38,13 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--seed", type=int, help="a fixed seed makes the answer repeatable")
     chat.add_argument("--show-thinking", action="store_true",
                       help="print a reasoning model's thinking (dimmed, on stderr) before its answer")
+    # Documents (issue 18): files and collections the answer is given from, its sources on stderr.
+    chat.add_argument("--file", action="append", default=[], metavar="PATH",
+                      help="a document to answer from (PDF, DOCX, text, Markdown, HTML, CSV, code); repeat for more")
+    chat.add_argument("--docs", action="append", default=[], metavar="COLLECTION",
+                      help="a collection (hearth docs add) to search for the answer; repeat for more")
+    chat.add_argument("--send-documents", action="store_true",
+                      help="allow passages of the documents to be sent to a cloud model (PROVIDER/MODEL)")
     chat.add_argument("prompt", help="what to ask; '-' reads it from standard input")
 
     models = sub.add_parser("models", help="list, inspect, add and remove installed models")
@@ -332,14 +339,20 @@ def _chat(services, args: argparse.Namespace) -> int:
             system_prompt=services.settings.system_prompt if args.system is None else args.system,
             sampling=asdict(_sampling(services, args)), model=target,
         ), "your message")
+        refused = _use_documents(services, conversation.id, args)  # documents (issue 18)
+        if refused:
+            services.store.delete_conversation(conversation.id)  # nothing was asked: no empty chat kept
+            return _fail(refused)
         task = asyncio.ensure_future(services.chat.send(conversation.id, prompt, on_text=show))
         try:
             answer = await task
         finally:
+            await services.chat.close_documents()
             await services.engine.stop()
         show.end(answer)
         if answer.status == "error":
             return _fail(answer.error)
+        _print_sources(answer)
         return 0
 
     try:
@@ -348,6 +361,42 @@ def _chat(services, args: argparse.Namespace) -> int:
         services.engine.stop_now()
         sys.stdout.write("\n")
         return 130
+
+
+def _use_documents(services, conversation_id: int, args: argparse.Namespace) -> str:
+    """Documents (issue 18): attach --file and use --docs in the conversation; for a cloud model,
+    passages go only with --send-documents. Returns the sentence that stops the chat, or ""."""
+    if not (args.file or args.docs):
+        return ""
+    from desktop.core.errors import HearthError
+
+    try:
+        refused = services.chat.attach(conversation_id, args.file) if args.file else []
+        if refused:
+            return refused[0]
+        if args.docs:
+            services.chat.use_collections(conversation_id, args.docs)
+    except HearthError as exc:  # DocumentError (a file it cannot read, no such collection), the index locked
+        return str(exc)
+    if services.chat.documents_consent_needed(conversation_id):
+        if not args.send_documents:
+            return ("The model is a cloud model: passages of your documents would be sent to it. "
+                    "Add --send-documents to allow that, or use a local model.")
+        services.chat.grant_documents_consent(conversation_id)
+    return ""
+
+
+def _print_sources(answer) -> None:
+    """The sources the answer was given, on stderr after it (the answer alone on stdout stays
+    clean for pipes, as with every other note): "Sources:" then "[1] report.pdf, page 3" lines,
+    numbered as the prompt numbered them (the answer's [n] citations point at these)."""
+    if not answer.sources:
+        return
+    from desktop.core.docs.context import where
+    from desktop.core.text import shown
+
+    lines = ["Sources:"] + [f"[{s['n']}] {shown(where(s))}" for s in answer.sources]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def request_line(entry) -> str:
@@ -939,7 +988,9 @@ def _docs_list(index, args: argparse.Namespace) -> int:
                  for f in files]
         _print_table(rows)
         return 0
-    collections = index.collections()
+    from desktop.core.docs.context import is_hidden
+
+    collections = [c for c in index.collections() if not is_hidden(c.name)]  # not a chat's own attached files
     if args.json:
         print(json.dumps([asdict(c) for c in collections], indent=2))
         return 0

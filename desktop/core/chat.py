@@ -182,6 +182,7 @@ class ChatService:
         # Finds the embedding model for hybrid search (docs.embedder.find_embedder over the app's
         # services); None or returning None: keywords alone, said once.
         self.embedder_finder: Callable[[], object | None] | None = None
+        self._embedder: object | None = None  # found once; its engine child stops in close_documents
         self._documents_told: set[tuple[int, str]] = set()  # (conversation, notice) already said
 
     # -- conversations --------------------------------------------------------------------------
@@ -287,6 +288,14 @@ class ChatService:
         if target is not None:
             self.store.grant_documents_consent(conversation_id, target.provider.name)
 
+    async def close_documents(self) -> None:
+        """Stop the embedding model's engine child the documents' search started, if any (the
+        command line after its answer, the window when it closes)."""
+        embedder, self._embedder = self._embedder, None
+        close = getattr(embedder, "close", None)
+        if close is not None:
+            await close()
+
     def _cloud_target(self, conversation: Conversation) -> CloudTarget | None:
         if conversation.model and self.providers is not None:
             return self.providers.target(conversation.model)
@@ -307,9 +316,10 @@ class ChatService:
                                answer: LiveAnswer) -> str:
         """The documents' system block for `question` (docs.context.plan), its sources kept on
         the live answer, its notices said once per conversation."""
-        embedder = self.embedder_finder() if self.embedder_finder is not None else None
+        if self._embedder is None and self.embedder_finder is not None:
+            self._embedder = self.embedder_finder()
         planned = await plan_documents(question, self.documents(conversation.id), room=room, count=count,
-                                       index_of=self._document_index, embedder=embedder,
+                                       index_of=self._document_index, embedder=self._embedder,
                                        conversation_id=conversation.id)
         answer.sources = [s.as_dict() for s in planned.sources]
         for notice in planned.notices:

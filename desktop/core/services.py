@@ -38,7 +38,14 @@ class Services:
 
     def chat_service(self, engine: Engine) -> ChatService:
         """A chat service over this app's data; each comparison column gets its own with its own engine."""
-        return ChatService(self.store, self.library, engine, lambda: self.settings, self.providers, self.pricing)
+        service = ChatService(self.store, self.library, engine, lambda: self.settings, self.providers, self.pricing)
+        service.embedder_finder = self._find_embedder  # documents (issue 18): hybrid search when one is installed
+        return service
+
+    def _find_embedder(self):
+        from desktop.core.docs.embedder import find_embedder
+
+        return find_embedder(self)
 
     def save_settings(self, settings: Settings) -> None:
         self.settings = settings

@@ -25,43 +25,12 @@ from desktop.core.docs.context import (
 from desktop.core.settings import LoadOptions, Sampling
 from desktop.core.store import MIGRATIONS, Store
 from tests.cloud_server import CloudServer, network_address
+from tests.pdf_forge import write_pdf
 
 SHORT = Sampling(max_tokens=24, temperature=0.0, seed=1)
-FACT = "The lighthouse keeper's cat is named Marmalade Quill."
+FACT = "The cat of the lighthouse keeper is named Marmalade Quill."
 FILLER = ("The harbour town kept its records in ledgers bound with blue thread. Fishing boats went out "
           "before dawn and came back with the tide, and the market opened when the bell rang twice. ")
-
-
-def write_pdf(path: Path, pages: list[str]) -> Path:
-    """A real PDF with one text page per item (Helvetica, a line per ~90 characters), written with
-    pypdf: what a word processor's export looks like to a reader."""
-    from pypdf import PdfWriter
-    from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
-
-    writer = PdfWriter()
-    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-                             NameObject("/BaseFont"): NameObject("/Helvetica")})
-    font_ref = writer._add_object(font)
-    for text in pages:
-        page = writer.add_blank_page(width=612, height=792)
-        words, lines, line = text.split(), [], ""
-        for word in words:
-            if len(line) + len(word) > 90:
-                lines.append(line)
-                line = ""
-            line = f"{line} {word}".strip()
-        lines.append(line)
-        escaped = [ln.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") for ln in lines]
-        ops = "BT /F1 10 Tf 14 TL 50 750 Td " + " ".join(f"({ln}) Tj T*" for ln in escaped) + " ET"
-        stream = DecodedStreamObject()
-        stream.set_data(ops.encode("latin-1"))
-        page[NameObject("/Contents")] = writer._add_object(stream)
-        page[NameObject("/Resources")] = DictionaryObject({
-            NameObject("/Font"): DictionaryObject({NameObject("/F1"): font_ref}),
-            NameObject("/ProcSet"): ArrayObject([NameObject("/PDF"), NameObject("/Text")])})
-    with path.open("wb") as out:
-        writer.write(out)
-    return path
 
 
 def long_pdf(folder: Path) -> Path:
@@ -189,20 +158,25 @@ def test_a_long_pdf_is_searched_and_the_answer_names_the_page_with_the_fact(serv
     said = _notices(services)
     pdf = long_pdf(tmp_path)
     assert services.chat.attach(conversation.id, [str(pdf)]) == []
-    answer = asyncio.run(services.chat.send(conversation.id, "What is the lighthouse keeper's cat named?"))
+    answer = asyncio.run(services.chat.send(conversation.id, "What is the cat of the lighthouse keeper named?"))
     assert answer.status == "complete"
     assert not [s for s in said if "goes in whole" in s]
     system = services.chat.last_request[0]["content"]
-    assert system.startswith(INSTRUCTION)
+    assert system.startswith("You are a helpful assistant.\n\n" + INSTRUCTION)  # one system block
     assert "[1] harbour.pdf, page 3:\n" in system
     first = system.split("[1] harbour.pdf, page 3:\n", 1)[1]
-    assert FACT in first.split("\n\n[2] ", 1)[0]
-    assert answer.sources[0]["n"] == 1 and answer.sources[0]["page"] == 3 and FACT in answer.sources[0]["text"]
+    assert FACT in flat(first.split("\n\n[2] ", 1)[0])
+    assert answer.sources[0]["n"] == 1 and answer.sources[0]["page"] == 3 and FACT in flat(answer.sources[0]["text"])
     assert services.store.message(answer.id).sources[0]["page"] == 3
     # the chat's own collection is hidden from the user's list of collections
     index = services.chat._document_index()
     assert chat_collection(conversation.id) in [c.name for c in index.collections()]
     assert tokens_fit(services, answer)
+
+
+def flat(text: str) -> str:
+    """The text with its line breaks (a PDF's lines) as spaces."""
+    return " ".join(text.split())
 
 
 def tokens_fit(services, answer) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop.core.docs import CHUNK_CHARS, DocumentError, Passage
+from desktop.core.errors import HearthError
 
 INSTRUCTION = ("Answer from the numbered sources below when they hold the answer, and cite them like [1]. "
                "If they do not, say that the documents do not say.")
@@ -215,8 +216,13 @@ async def plan(question: str, documents: ConversationDocuments, *, room: int,
         if index is None:
             raise DocumentError("The documents index cannot be opened, so your documents cannot be searched.")
         vector = None
-        if embedder is not None:
-            vector = (await embedder.embed([question]))[0]
+        if embedder is not None:  # a query may take a prefix of its own (nomic's "search_query: ")
+            query = getattr(embedder, "embed_query", None)
+            try:
+                vector = await query(question) if query is not None else (await embedder.embed([question]))[0]
+            except HearthError as exc:  # the embedding model failed: keywords still find passages
+                result.notices.append(f"Keywords only: the embedding model could not run ({exc}).")
+                embedder = None
         results = index.search(question, collections=to_search, limit=SEARCH_LIMIT, vector=vector,
                                **({"model": embedder.model_id} if embedder is not None else {}))
         if results.note:
