@@ -49,11 +49,13 @@ from desktop.ui.chat_view import (
 from desktop.ui.icons import icon, tool_button
 from desktop.ui.server_page import ServerSwitch, host_port
 from desktop.ui.sidebar import Sidebar
+from desktop.ui.sources import FileDrop, ask_documents_consent
 from desktop.ui.theme import Theme
 from desktop.ui.widgets import Banner, confirm
 
 if TYPE_CHECKING:
     from desktop.ui.cloud_page import CloudPage
+    from desktop.ui.documents_page import DocumentsPage
     from desktop.ui.models_page import ModelsPage
     from desktop.ui.server_page import ServerPage
     from desktop.ui.settings_panel import SettingsPanel
@@ -104,6 +106,7 @@ class MainWindow(QMainWindow):
         self.sidebar.rename_requested.connect(self.rename_conversation)
         self.sidebar.delete_requested.connect(self.confirm_delete)
         self.sidebar.search_changed.connect(self._search)
+        self.sidebar.documents_requested.connect(self.show_documents)
         self.sidebar.footer.setToolTip(f"Saved in {services.paths.data}")
 
         central = QWidget()
@@ -119,6 +122,7 @@ class MainWindow(QMainWindow):
         self._models_page: ModelsPage | None = None
         self._cloud_page: CloudPage | None = None
         self._server_page: ServerPage | None = None  # built when first opened
+        self._documents_page: DocumentsPage | None = None  # built when first opened
         # The local API server (off unless the user turned it on; app.py starts it after the first drawing).
         self.server = ServerSwitch(services, self.spawn, parent=self)
         row.addWidget(self.pages, 1)
@@ -256,6 +260,20 @@ class MainWindow(QMainWindow):
             self._server_page = self._add_page(ServerPage(self.server, self.theme))
         return self._server_page
 
+    @property
+    def documents_page(self) -> DocumentsPage:
+        if self._documents_page is None:
+            from desktop.ui.documents_page import DocumentsPage
+
+            page = self._add_page(DocumentsPage(self.services, self.theme, self.spawn))
+            page.collections_changed.connect(self._show_attachments)
+            self._documents_page = page
+        return self._documents_page
+
+    def show_documents(self) -> None:
+        self._hide_settings()
+        self.pages.setCurrentWidget(self.documents_page)
+
     def _add_page(self, page):
         """A page beside the chat: its back arrow returns to the chat, its sentences go to its banner."""
         page.back_requested.connect(self.show_chat)
@@ -326,6 +344,17 @@ class MainWindow(QMainWindow):
         self.composer = Composer(self.theme)
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(self.stop)
+        self.composer.collections = self._collections_for_chat
+        self.composer.attach_requested.connect(self.choose_attachments)
+        self.composer.collection_toggled.connect(self.use_collection)
+        self.composer.detach_requested.connect(self.detach)
+        self.composer.documents_requested.connect(self.show_documents)
+        # Files dropped anywhere on the chat (its messages, the empty page, the box) are attached.
+        self.file_drop = FileDrop(self)
+        self.file_drop.dropped.connect(self.attach_files)
+        for target in (area, self.empty_state, self.message_list.viewport(), self.composer,
+                       self.composer.input.viewport()):
+            self.file_drop.watch(target)
         self.composer.setMaximumWidth(COLUMN_WIDTH)
         composer_row = QHBoxLayout()
         composer_row.setContentsMargins(24, 6, 24, 6)
@@ -450,7 +479,8 @@ class MainWindow(QMainWindow):
     def notify(self, text: str, level: str = "error") -> None:
         """A sentence on the page the user is looking at."""
         page = self.pages.currentWidget()
-        banner = page.banner if page in (self._models_page, self._cloud_page, self._server_page) else self.banner
+        pages = (self._models_page, self._cloud_page, self._server_page, self._documents_page)
+        banner = page.banner if page is not None and page in pages else self.banner
         banner.show_text(text, level)
 
     # -- offline mode ------------------------------------------------------------------------------
@@ -768,6 +798,7 @@ class MainWindow(QMainWindow):
         self.empty_state.set_model(self.selected_model_name())
         self.refresh_conversations()
         self._update_context()
+        self._show_attachments()
 
     def _show_messages(self, conversation: Conversation, focus_message: int = 0) -> None:
         self.message_list.clear()
@@ -924,11 +955,117 @@ class MainWindow(QMainWindow):
         self.settings_panel.setVisible(visible)
         self.settings_button.setChecked(visible)
 
+    # -- documents in the chat ---------------------------------------------------------------------
+    def choose_attachments(self) -> QFileDialog:
+        """The system's file dialog; the files chosen are attached to the open chat."""
+        dialog = QFileDialog(self, "Attach files to this chat", str(Path.home()))
+        dialog.setObjectName("AttachDialog")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.filesSelected.connect(self.attach_files)
+        dialog.open()
+        return dialog
+
+    def attach_files(self, paths: list[str]) -> None:
+        """Attach files to the open chat (a new one if none is open); a file Hearth cannot read
+        gets its sentence in the banner and no chip."""
+        if not paths:
+            return
+        if self.current_id is None:
+            self.new_chat()
+        if self.current_id is None:
+            return
+        folders = [p for p in paths if Path(p).is_dir()]
+        problems: list[str] = []
+        for path in paths:  # one at a time: a file that cannot be read keeps no other out
+            if path in folders:
+                continue
+            try:
+                problems += self.services.chat.attach(self.current_id, [path])
+            except HearthError as exc:
+                name = Path(path).name
+                problems.append(str(exc) if name in str(exc) else f"{name}: {exc}")
+        if folders:
+            problems.append(f"{Path(folders[0]).name} is a folder: add folders on the Documents page, then use "
+                            "that collection here (paperclip › Use a collection).")
+        if problems:
+            self.banner.show_text(" ".join(problems))
+        self._show_attachments()
+
+    def detach(self, kind: str, value: str) -> None:
+        """A chip's ×: the chat stops using that file or collection."""
+        if self.current_id is None:
+            return
+        try:
+            if kind == "file":
+                self.services.chat.detach(self.current_id, value)
+            else:
+                used = self.services.chat.documents(self.current_id).collections
+                self.services.chat.use_collections(self.current_id, [n for n in used if n != value])
+        except HearthError as exc:
+            self.banner.show_text(str(exc))
+        self._show_attachments()
+
+    def use_collection(self, name: str, on: bool) -> None:
+        """The paperclip's menu ticked (or unticked) a collection for the open chat."""
+        if self.current_id is None:
+            self.new_chat()
+        if self.current_id is None:
+            return
+        try:
+            used = list(self.services.chat.documents(self.current_id).collections)
+            wanted = used + [name] if on and name not in used else [n for n in used if n != name or on]
+            self.services.chat.use_collections(self.current_id, wanted)
+        except HearthError as exc:
+            self.banner.show_text(str(exc))
+        self._show_attachments()
+
+    def _collections_for_chat(self) -> list[tuple[str, bool]]:
+        """Every collection, and whether the open chat uses it (the paperclip's menu)."""
+        try:
+            names = self.documents_page.collection_names()
+            used = set(self.services.chat.documents(self.current_id).collections) if self.current_id else set()
+        except HearthError as exc:
+            self.banner.show_text(str(exc))
+            return []
+        return [(name, name in used) for name in names]
+
+    def _show_attachments(self) -> None:
+        """The chips above the box: the open chat's files and collections."""
+        files: list[str] = []
+        collections: list[str] = []
+        if self.current_id is not None:
+            try:
+                docs = self.services.chat.documents(self.current_id)
+                files, collections = list(docs.files), list(docs.collections)
+            except (HearthError, KeyError):
+                pass
+        self.composer.set_attachments(files, collections)
+
     # -- chatting --------------------------------------------------------------------------------
     def send(self, text: str) -> None:
         chat = self.services.chat
         text = text.strip()
         if not text or self.answering:
+            return
+        target = self.cloud_target()
+        if (target is not None and self.current_id is not None
+                and chat.documents_consent_needed(self.current_id)):
+            conversation_id = self.current_id
+
+            def granted() -> None:
+                chat.grant_documents_consent(conversation_id)
+                if self.current_id == conversation_id:
+                    self.send(text)
+
+            def not_now() -> None:
+                if not self.composer.input.toPlainText().strip():
+                    self.composer.input.setPlainText(text)  # nothing was sent: the question waits in the box
+                self.banner.show_text("Nothing was sent. To use your documents privately, choose a model on this "
+                                      "computer; or take them off this chat (× on each) to ask without them.",
+                                      level="info")
+
+            ask_documents_consent(self, target.provider.label, granted, not_now)
             return
         if not self.services.library.chat_models() and self.cloud_target() is None:
             self.banner.show_text("Import a model first: Hearth needs a .gguf file to chat with." if not

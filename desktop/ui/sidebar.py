@@ -45,6 +45,7 @@ class Sidebar(QFrame):
     rename_requested = Signal(int, str)
     delete_requested = Signal(int)
     search_changed = Signal(str)
+    documents_requested = Signal()
 
     def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -71,6 +72,13 @@ class Sidebar(QFrame):
         self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
         self.new_button.clicked.connect(self.new_requested.emit)
         layout.addWidget(self.new_button)
+
+        self.documents_button = QPushButton(icon("books", theme.text), "  Documents")
+        self.documents_button.setObjectName("SidebarEntry")
+        self.documents_button.setIconSize(QSize(16, 16))
+        self.documents_button.setToolTip("Folders and files your chats can search; they stay on this computer")
+        self.documents_button.clicked.connect(self.documents_requested.emit)
+        layout.addWidget(self.documents_button)
 
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search all chats")

@@ -149,6 +149,7 @@ class SourceDialog(QDialog):
         self.passage = QPlainTextEdit(str(source.get("text") or ""))
         self.passage.setObjectName("SourcePassage")
         self.passage.setReadOnly(True)
+        self.passage.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # it wraps
         self.passage.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
                                              | Qt.TextInteractionFlag.TextSelectableByKeyboard)
         layout.addWidget(self.passage, 1)

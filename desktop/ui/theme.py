@@ -148,6 +148,17 @@ def stylesheet(t: Theme) -> str:
     QLabel#Fit[level="no"] {{ color: {t.error}; border: 1px solid {t.error}; }}
     QLabel#Fit[level="unknown"] {{ color: {t.muted}; border: 1px solid {t.border}; }}
     #ErrorText {{ color: {t.error}; }}
+    QPushButton#SidebarEntry {{ border: none; background: transparent; text-align: left; padding: 6px 8px; }}
+    QPushButton#SidebarEntry:hover {{ background: {t.selection}; }}
+    #Chip {{ background: {t.selection}; border-radius: 10px; }}
+    #ChipName {{ font-size: 9pt; }}
+    QToolButton#ChipClose {{ padding: 2px; border-radius: 8px; }}
+    QToolButton#ChipClose:hover {{ background: {t.border}; }}
+    #SourcesTitle {{ color: {t.muted}; font-size: 8.5pt; font-weight: 600; padding: 0; margin: 0 0 2px 0; }}
+    QPushButton#SourceEntry {{ border: none; background: transparent; color: {t.accent}; padding: 1px 0; margin: 0; text-align: left; }}
+    QPushButton#SourceEntry:hover {{ text-decoration: underline; }}
+    #DropHint {{ color: {t.muted}; border: 2px dashed {t.border}; border-radius: 12px; padding: 14px; }}
+    #DropHint[active="true"] {{ border-color: {t.accent}; color: {t.text}; }}
     QTabWidget::pane {{ border: none; }}
     QTabBar::tab {{ padding: 7px 16px; border: none; color: {t.muted}; }}
     QTabBar::tab:selected {{ color: {t.text}; border-bottom: 2px solid {t.accent}; }}
