@@ -30,8 +30,8 @@ def forge_pdf(pages: list[str], *, scanned: bool = False) -> bytes:
         return "(" + s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
 
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               ("<< /Type /Pages /Kids [%s] /Count %d >>" % (
-                   " ".join(f"{5 + 2 * i} 0 R" for i in range(len(pages))), len(pages))).encode(),
+               f"<< /Type /Pages /Kids [{' '.join(f'{5 + 2 * i} 0 R' for i in range(len(pages)))}] "
+               f"/Count {len(pages)} >>".encode(),
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
                _IMAGE]
     for i, text in enumerate(pages):
@@ -279,6 +279,30 @@ def test_a_web_page_gives_its_visible_text_under_its_headings(tmp_path):
     text = " ".join(s.text for s in read)
     for hidden in ("tracking", "color", "hidden", "comment", "Turn on scripts"):
         assert hidden not in text
+
+
+def test_a_web_page_keeps_text_around_comments_and_its_declared_encoding(tmp_path):
+    page = tmp_path / "menu.htm"
+    # Declared ISO-8859-1, written in Windows-1252 (the € is 0x80): browsers read it as 1252.
+    page.write_bytes('<meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">'
+                     '<p>Crème<!-- price changes -->brûlée, <?php echo 1 ?>4 €</p><div>Déjà servi</div>'
+                     .encode("cp1252"))
+    assert [s.text for s in sections(page)] == ["Crèmebrûlée, 4 €\n\nDéjà servi"]
+    binary = tmp_path / "image.html"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)))
+    assert error_of(binary) == "“image.html” is not a web page (it looks like a binary file)."
+
+
+def test_a_large_web_page_is_parsed_as_it_is_read_and_handed_on_in_pieces(tmp_path):
+    page = tmp_path / "archive.html"
+    rows = "".join(f"<div><p>Entry {i}: the tide was <b>high</b> at noon.</p></div>\n" for i in range(30000))
+    page.write_text(f"<html><body><h1>Archive</h1>{rows}</body></html>", encoding="utf-8")
+    read = list(sections(page))
+    assert len(read) >= 2  # about 1 MB of text a Section, not the whole page at once
+    assert {s.heading for s in read} == {"Archive"}
+    text = "\n\n".join(s.text for s in read)
+    assert text.count("the tide was high at noon.") == 30000
+    assert "Entry 29999: the tide was high at noon." in read[-1].text
 
 
 # Anything else --------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Reading a file into Sections of text in reading order: PDF (pypdfium2), Word .docx
-(python-docx), web pages (BeautifulSoup with the standard library's html.parser) and text in any
+(python-docx), web pages (lxml's HTML parser, fed as it is read) and text in any
 encoding (charset-normalizer), streamed so that a 2 GB log is never held whole in memory."""
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ READS = "PDF, Word (.docx), web pages (.html), text, Markdown, CSV, JSON, logs a
 
 BLOCK = 1 << 20  # text is decoded and handed on in pieces of about this many bytes
 SNIFF = 64 << 10  # the first bytes charset-normalizer looks at to name a text file's encoding
-HTML_LIMIT = 64 << 20  # a web page is parsed whole (a tree of ~10x its size): larger ones are refused
 DOCX_LIMIT = 512 << 20  # uncompressed size of a .docx's parts: beyond this it is a zip bomb, not a text
 
 # PDFium is not thread-safe, even across documents (pypdfium2's documentation): every call into it
@@ -65,7 +64,7 @@ def sections(path: str | Path, *, password: str | None = None) -> Iterator[Secti
 
     Raises DocumentError with a sentence naming the file, before the first Section or while
     reading: an unknown suffix, a file that cannot be opened, a damaged PDF or DOCX, a binary file
-    named as text, a PDF with no text layer (a scan), a web page over 64 MB; PasswordRequired (a
+    named as text, a PDF with no text layer (a scan); PasswordRequired (a
     DocumentError) for an encrypted PDF without its password.
     """
     path = Path(path)
@@ -226,7 +225,9 @@ def _docx(path: Path) -> Iterator[Section]:
 
 # HTML -----------------------------------------------------------------------------------------
 
-_SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"})
+# Elements whose text a reader does not see (the title is kept as the page's first heading).
+_SKIP = frozenset({"script", "style", "noscript", "template", "title", "svg", "math", "iframe", "object",
+                   "select", "datalist"})
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _BLOCKS = frozenset({
     "address", "article", "aside", "blockquote", "body", "dd", "details", "dialog", "div", "dl", "dt",
@@ -236,64 +237,148 @@ _BLOCKS = frozenset({
 _SPACES = re.compile(r"\s+")
 
 
-def _html(path: Path) -> Iterator[Section]:
-    from bs4 import BeautifulSoup
-    from bs4.element import NavigableString, PreformattedString, Tag
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_:.\-]{1,40})""", re.IGNORECASE)
 
+
+def _html_encoding(head: bytes, *, complete: bool) -> str | None:
+    """A web page's encoding: its byte order mark, else its <meta charset> (or http-equiv
+    Content-Type) in the first 4 KB, else what charset-normalizer finds; None: not text. As
+    browsers do (WHATWG Encoding), "iso-8859-1" and "ascii" mean Windows-1252, and a UTF-16 label
+    in a page without a UTF-16 byte order mark means UTF-8."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if b"\x00" in head:
+        return None
+    found = _META_CHARSET.search(head[:4096])
+    if found:
+        try:
+            name = codecs.lookup(found.group(1).decode("ascii")).name
+        except LookupError:
+            name = ""
+        if name in ("latin-1", "iso8859-1", "ascii"):
+            return "cp1252"
+        if name.startswith("utf-16") or name.startswith("utf-32"):
+            return "utf-8"
+        if name:
+            return name
+    return text_encoding(head, complete=complete)
+
+
+def _html(path: Path) -> Iterator[Section]:
     try:
-        size = path.stat().st_size
-        if size > HTML_LIMIT:
-            raise DocumentError(f"“{path.name}” is too large to read as a web page "
-                                f"({size / 2**20:.0f} MB; Hearth reads pages up to {HTML_LIMIT >> 20} MB).")
-        data = path.read_bytes()
+        f = path.open("rb")
     except OSError as e:
         raise _unreadable(path, e) from None
-    if b"\x00" in data[:SNIFF] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    try:
+        head = f.read(SNIFF)
+    except OSError as e:
+        f.close()
+        raise _unreadable(path, e) from None
+    encoding = _html_encoding(head, complete=len(head) < SNIFF)
+    if encoding is None:
+        f.close()
         raise DocumentError(f"“{path.name}” is not a web page (it looks like a binary file).")
-    # Bytes in: BeautifulSoup finds the encoding (BOM, <meta charset>, then charset-normalizer).
-    soup = BeautifulSoup(data, "html.parser")
-    del data
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    return _html_sections(path, f, head, encoding)
 
-    def read() -> Iterator[Section]:
-        heading, parts = title, []
-        # Walked with a stack, not recursion: a page nested 10,000 deep is still read.
-        stack: list = [iter(soup.contents)]
-        while stack:
-            node = next(stack[-1], None)
-            if node is None:
-                stack.pop()
-                continue
-            if isinstance(node, NavigableString):
-                if not isinstance(node, PreformattedString):  # comments, doctype, CDATA…
-                    parts.append(_SPACES.sub(" ", node))  # a line break in the source is a space
-                continue
-            if isinstance(node, str):  # a marker pushed below: the end of a block
-                parts.append(node)
-                continue
-            if not isinstance(node, Tag) or node.name in _SKIP:
-                continue
-            if node.name in _HEADINGS:
-                text = _paragraphs("".join(parts))
-                if text:
-                    yield Section(text, heading=heading)
-                parts = []
-                heading = node.get_text(" ", strip=True)
-                parts.append(heading + "\n\n")
-                continue
-            if node.name == "br":
-                parts.append("\n")
-            elif node.name in ("td", "th"):
-                parts.append(" ")
-            elif node.name in _BLOCKS:
-                parts.append("\n\n")
-                stack.append(iter(["\n\n"]))  # comes after the block's children, pushed next
-            stack.append(iter(node.contents))
+
+def _html_sections(path: Path, f, head: bytes, encoding: str) -> Iterator[Section]:
+    """The visible text of a web page, parsed as it is read (lxml's HTMLPullParser: libxml2's
+    forgiving HTML parser, fed 1 MB of decoded text at a time; it loads no DTD, fetches nothing,
+    and expands only HTML's own named character references). Elements already read are removed
+    from the tree, so memory stays about one piece whatever the page's size.
+
+    Text is emitted when it is complete: an element's leading text when its first child starts
+    (or when it ends, if it has none), a child's tail when the next sibling starts or the parent
+    ends."""
+    from lxml import etree
+
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    parser = etree.HTMLPullParser(events=("start", "end", "comment", "pi"), no_network=True,
+                                  remove_blank_text=False)
+    title, heading, parts, size = "", "", [], 0
+    heading_from: int | None = None  # where in parts the open heading's text starts
+    skipping = 0  # open elements whose text is not shown (script, style…)
+
+    def emit(text: str | None) -> None:
+        nonlocal size
+        if text and not skipping:
+            parts.append(_SPACES.sub(" ", text))  # a line break in the source is a space
+            size += len(text)
+
+    def section() -> Section | None:
+        nonlocal parts, size
         text = _paragraphs("".join(parts))
-        if text:
-            yield Section(text, heading=heading)
+        parts, size = [], 0
+        return Section(text, heading=heading or title) if text else None
 
-    return read()
+    def events() -> Iterator[Section]:
+        nonlocal title, heading, heading_from, skipping
+        for event, element in parser.read_events():
+            tag = element.tag if isinstance(element.tag, str) else ""
+            if event == "end":
+                if len(element):
+                    emit(element[-1].tail)
+                else:
+                    emit(element.text)
+                if tag in _SKIP:
+                    skipping -= 1
+                    if tag == "title" and not title:
+                        title = " ".join((element.text or "").split())
+                elif tag in _HEADINGS and heading_from is not None:
+                    heading = " ".join("".join(parts[heading_from:]).split())
+                    heading_from = None
+                    parts.append("\n\n")
+                elif tag in _BLOCKS:
+                    parts.append("\n\n")
+                    if size > BLOCK and heading_from is None:
+                        done = section()
+                        if done:
+                            yield done
+                element.clear(keep_tail=True)  # its children are read: free them
+                continue
+            # start, comment or processing instruction: the text before it is complete
+            previous = element.getprevious()
+            parent = element.getparent()
+            emit(previous.tail if previous is not None else parent.text if parent is not None else None)
+            if parent is not None:
+                while element.getprevious() is not None:
+                    del parent[0]
+            if event != "start":
+                continue
+            if tag in _SKIP:
+                skipping += 1
+            elif tag in _HEADINGS and not skipping:
+                done = section()
+                if done:
+                    yield done
+                heading_from = 0
+            elif tag == "br":
+                parts.append("\n")
+            elif tag in ("td", "th"):
+                parts.append(" ")
+            elif tag in _BLOCKS:
+                parts.append("\n\n")
+
+    data = head
+    try:
+        with f:
+            while True:
+                more = _read(path, f)
+                text = decoder.decode(data, final=not more)
+                if text:
+                    parser.feed(text.replace("\x00", ""))
+                if not more:
+                    parser.close()
+                yield from events()
+                if not more:
+                    break
+                data = more
+    except etree.Error:
+        raise DocumentError(f"“{path.name}” could not be read as a web page.") from None
+    last = section()
+    if last:
+        yield last
 
 
 def _paragraphs(text: str) -> str:
