@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT))
 from tests.bench.common import RESULTS  # noqa: E402
 
 # In the order they run: the ones that need all the cores to themselves first.
-BENCHMARKS = ("stream", "engine", "serve", "embed", "startup", "big_data", "smooth", "render", "download", "faults")
+BENCHMARKS = ("stream", "engine", "serve", "embed", "docs", "startup", "big_data", "smooth", "render", "download",
+              "faults")
 TITLES = {"stream": "Generation", "engine": "Model load and memory", "serve": "Local API server", "embed": "Embeddings",
-          "startup": "Start-up",
+          "docs": "Document search", "startup": "Start-up",
           "big_data": "Big data", "smooth": "GUI smoothness", "render": "Drawing long answers",
           "download": "Downloads", "faults": "Faults"}
 README = ROOT / "README.md"

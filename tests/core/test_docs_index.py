@@ -239,3 +239,33 @@ def test_hybrid_search_fuses_keywords_and_smollm2_vectors(index, tmp_path, servi
     # Removing the collection takes its vectors too.
     index.remove("facts")
     assert index._one("SELECT COUNT(*) FROM vectors_576")[0] == 0
+
+
+def test_an_embedding_model_installed_later_gives_the_collection_vectors_on_the_next_run(index, notes, services,
+                                                                                        tmp_path):
+    from desktop.core.docs.embedder import find_embedder
+    from tests.gguf_forge import forge_bert
+
+    index.add([notes])
+    assert find_embedder(services) is None  # nothing installed: keywords alone
+    run(Indexer(index))
+    assert index.collection("default").embed_model == ""
+
+    record = services.library.import_file(forge_bert(tmp_path / "forged-bert-embedding.gguf"), link=True)
+    embedder = find_embedder(services)
+    assert embedder is not None and embedder.model_id == record.id
+
+    async def index_and_ask():
+        try:
+            result = await Indexer(index, embedder).run()
+            return result, await embedder.embed_query("the tax is due")
+        finally:
+            await embedder.close()
+
+    result, vector = asyncio.run(index_and_ask())
+    assert result.indexed == 4  # read again, now with vectors
+    collection = index.collection("default")
+    assert (collection.embed_model, collection.dimensions) == (record.id, 32)
+    found = index.search("quarterly tax", vector=vector, model=record.id)
+    assert found.mode == "hybrid" and found.passages[0].name == "taxes.txt"
+    assert index._one("SELECT COUNT(*) FROM vectors_32")[0] == collection.passages

@@ -419,7 +419,7 @@ class DocumentIndex:
                              (pages, len(drafts), size, mtime, time.time(), file_id))
 
     def reset_vectors(self, collection: str) -> None:
-        """The collection's vectors were made by another model than the one now installed: its
+        """The collection has no vectors, or another model's than the one now installed: its
         files wait to be indexed again (with vectors from the new model)."""
         with self._lock, self._db:
             self._db.execute("UPDATE files SET state = 'waiting' WHERE collection = ? AND state = 'done'",
@@ -468,7 +468,7 @@ class DocumentIndex:
         usable = [c for c in with_vectors if c.dimensions == len(vector) and (model is None or c.embed_model == model)]
         if not usable:
             note = ("Keywords only: these documents have no vectors from the embedding model in use; "
-                    "index them again to search by meaning.")
+                    "index them again (hearth docs add) to search by meaning.")
             return Results(passages=self._passages(keyword_hits[:limit]), mode="keywords", note=note)
         vector_hits = self._knn(vector, [c.name for c in usable], CANDIDATES)
         fused: dict[int, float] = {}

@@ -107,12 +107,13 @@ class Indexer:
                          seconds=time.monotonic() - started)
 
     def _renew_stale_vectors(self, collection: str | None) -> None:
-        """A collection whose vectors came from another model than the embedder's is indexed
-        again (vectors of two models cannot be compared)."""
+        """A collection indexed without vectors, or with another model's (vectors of two models
+        cannot be compared), is indexed again with the embedder's, so search by meaning works
+        once an embedding model is installed."""
         for found in self.index.collections():
             if collection is not None and found.name != collection:
                 continue
-            if found.embed_model and found.embed_model != self.embedder.model_id:
+            if found.passages and found.embed_model != self.embedder.model_id:
                 self.index.reset_vectors(found.name)
 
     async def _index_one(self, entry: FileEntry) -> tuple[int, int] | None:
