@@ -84,6 +84,12 @@ def test_a_fact_only_on_page_3_of_a_pdf_is_found_on_page_3(tmp_path):
     assert [d.ordinal for d in drafts] == list(range(len(drafts)))
 
 
+def test_a_word_hyphenated_at_a_line_end_of_a_pdf_is_one_word_again(tmp_path):
+    pdf = tmp_path / "hyphen.pdf"
+    pdf.write_bytes(forge_pdf(["The harbour master wrote an exam-\nple of the rules."]))
+    assert [s.text for s in sections(pdf)] == ["The harbour master wrote an example of the rules."]
+
+
 def test_a_locked_pdf_says_so_and_opens_with_its_password(tmp_path):
     plain = tmp_path / "plain.pdf"
     plain.write_bytes(forge_pdf(REPORT))
@@ -303,6 +309,16 @@ def test_a_large_web_page_is_parsed_as_it_is_read_and_handed_on_in_pieces(tmp_pa
     text = "\n\n".join(s.text for s in read)
     assert text.count("the tide was high at noon.") == 30000
     assert "Entry 29999: the tide was high at noon." in read[-1].text
+
+
+def test_a_web_page_nested_beyond_what_the_parser_keeps_says_so(tmp_path):
+    page = tmp_path / "generated.html"
+    page.write_text("<p>start</p>" + "<font>" * 3000 + "lost?" + "</font>" * 3000 + "<p>end</p>")
+    assert error_of(page) == ("“generated.html” nests its elements more than 2,048 deep; "
+                              "Hearth cannot read past that point.")
+    fine = tmp_path / "nested.html"
+    fine.write_text("<p>start</p>" + "<div>" * 1000 + "kept" + "</div>" * 1000 + "<p>end</p>")
+    assert [s.text for s in sections(fine)] == ["start\n\nkept\n\nend"]
 
 
 # Anything else --------------------------------------------------------------------------------

@@ -90,13 +90,14 @@ def _unreadable(path: Path, error: OSError) -> DocumentError:
 
 # PDF ------------------------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\ufffe\uffff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\uffff]")
 
 
 def _pdf_text(raw: str) -> str:
-    # PDFium ends lines with \r\n, marks a hyphen it broke a word at with \x02 and a page's form feed
-    # with \x0c.
-    raw = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "-").replace("\x0c", "\n\n")
+    # PDFium ends lines with \r\n, and puts U+FFFE for a hyphen at a line's end together with that
+    # line break ("exam-" / "ple" -> "exam\ufffeple"): the word is joined again ("example"), as PDF
+    # viewers' search does, so keyword search finds it.
+    raw = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "").replace("\x0c", "\n\n")
     return _CONTROL.sub("", raw)
 
 
@@ -235,6 +236,7 @@ _BLOCKS = frozenset({
     "p", "pre", "section", "summary", "table", "tr", "ul", "caption", "thead", "tbody", "tfoot",
 })
 _SPACES = re.compile(r"\s+")
+_HTML_DEPTH = 2048  # libxml2's deepest nesting with huge_tree (xmlParserMaxDepth; seen with libxml2 2.14)
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_:.\-]{1,40})""", re.IGNORECASE)
@@ -294,11 +296,14 @@ def _html_sections(path: Path, f, head: bytes, encoding: str) -> Iterator[Sectio
     from lxml import etree
 
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    # huge_tree: libxml2 otherwise drops, without a word, whatever is nested deeper than 256
+    # elements (pages of unclosed <font> or <div> tags) and text nodes over 10 MB.
     parser = etree.HTMLPullParser(events=("start", "end", "comment", "pi"), no_network=True,
-                                  remove_blank_text=False)
+                                  remove_blank_text=False, huge_tree=True)
     title, heading, parts, size = "", "", [], 0
     heading_from: int | None = None  # where in parts the open heading's text starts
     skipping = 0  # open elements whose text is not shown (script, style…)
+    depth = 0
 
     def emit(text: str | None) -> None:
         nonlocal size
@@ -313,10 +318,11 @@ def _html_sections(path: Path, f, head: bytes, encoding: str) -> Iterator[Sectio
         return Section(text, heading=heading or title) if text else None
 
     def events() -> Iterator[Section]:
-        nonlocal title, heading, heading_from, skipping
+        nonlocal title, heading, heading_from, skipping, depth
         for event, element in parser.read_events():
             tag = element.tag if isinstance(element.tag, str) else ""
             if event == "end":
+                depth -= 1
                 if len(element):
                     emit(element[-1].tail)
                 else:
@@ -346,6 +352,10 @@ def _html_sections(path: Path, f, head: bytes, encoding: str) -> Iterator[Sectio
                     del parent[0]
             if event != "start":
                 continue
+            depth += 1
+            if depth > _HTML_DEPTH:  # libxml2 drops the rest of the page without a word
+                raise DocumentError(f"“{path.name}” nests its elements more than {_HTML_DEPTH:,} deep; "
+                                    "Hearth cannot read past that point.")
             if tag in _SKIP:
                 skipping += 1
             elif tag in _HEADINGS and not skipping:
