@@ -507,11 +507,13 @@ def _serve(services, args: argparse.Namespace) -> int:
 
 
 async def _preload(server, model_ref: str) -> None:
-    """Load a model for `hearth serve --model` and keep it loaded while the server runs."""
+    """Load a model for `hearth serve --model` and keep it loaded while the server runs; an
+    embedding model in llama.cpp's embedding mode, where /v1/embeddings and /api/embed find it."""
     from desktop.core.errors import HearthError
 
     try:
-        async with server.pool.use(model_ref, ttl_s=-1):
+        embedding = server.pool.model(model_ref).for_embeddings
+        async with server.pool.use(model_ref, ttl_s=-1, embedding=embedding):
             pass
     except HearthError as exc:
         raise HearthError(str(exc)) from None

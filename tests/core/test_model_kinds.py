@@ -148,3 +148,17 @@ def test_ollama_shows_a_chat_model_as_able_to_complete(services, model):
         assert shown["capabilities"] == ["completion"]
     finally:
         running.close()
+
+
+def test_hearth_serve_model_keeps_an_embedding_model_loaded_for_embeddings(services, bert):
+    from desktop.cli import _preload
+
+    running = ServerThread(services, ServerConfig(port=0, ttl_s=600)).start()
+    try:
+        running.call(_preload(running.server, bert.id))
+        assert running.server.pool.loads == 1
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+        assert len(client.embeddings.create(model=bert.id, input="hello world").data[0].embedding) == 32
+        assert running.server.pool.loads == 1  # answered by the engine --model loaded, not a second one
+    finally:
+        running.close()
