@@ -177,7 +177,7 @@ class ChatService:
         # The messages of the last request sent to a model, as sent (what the model read).
         self.last_request: list[dict[str, str]] = []
         # Opens the DocumentIndex the chat searches (documents.db beside hearth.db unless set).
-        self.document_index: Callable[[], object] | None = None
+        self.open_index: Callable[[], object] | None = None
         self._index: object | None = None
         # Finds the embedding model for hybrid search (docs.embedder.find_embedder over the app's
         # services); None or returning None: keywords alone, said once.
@@ -257,7 +257,7 @@ class ChatService:
         """The collections the conversation searches, from now on exactly these (an empty list:
         none). DocumentError when one does not exist."""
         if names:
-            known = {c.name for c in self._document_index().collections()}
+            known = {c.name for c in self.document_index().collections()}
             for name in names:
                 if name not in known:
                     from desktop.core.docs import DocumentError
@@ -301,16 +301,33 @@ class ChatService:
             return self.providers.target(conversation.model)
         return None
 
-    def _document_index(self):
-        """The DocumentIndex, opened once (documents.db beside hearth.db unless `document_index` says)."""
+    def document_index(self):
+        """The DocumentIndex the chat searches, opened once (documents.db beside hearth.db unless
+        `open_index` says); on opening, the own collections of deleted conversations are removed.
+        Raises IndexUnavailable with a sentence when it cannot be opened."""
         if self._index is None:
-            if self.document_index is not None:
-                self._index = self.document_index()
+            if self.open_index is not None:
+                self._index = self.open_index()
             else:
                 from desktop.core.docs.index import DocumentIndex
 
                 self._index = DocumentIndex(self.store.path.parent / "documents.db")
+            self._forget_deleted_chats(self._index)
         return self._index
+
+    def _forget_deleted_chats(self, index) -> None:
+        """The own collections of conversations deleted since (their attached files' passages)
+        go from the index, whoever deleted the conversation."""
+        from desktop.core.docs.context import conversation_of
+
+        for collection in index.collections():
+            owner = conversation_of(collection.name)
+            if owner is None:
+                continue
+            try:
+                self.store.conversation(owner)
+            except KeyError:
+                index.remove(collection.name)
 
     async def _documents_block(self, conversation: Conversation, question: str, room: int, count,
                                answer: LiveAnswer) -> str:
@@ -319,7 +336,7 @@ class ChatService:
         if self._embedder is None and self.embedder_finder is not None:
             self._embedder = self.embedder_finder()
         planned = await plan_documents(question, self.documents(conversation.id), room=room, count=count,
-                                       index_of=self._document_index, embedder=self._embedder,
+                                       index_of=self.document_index, embedder=self._embedder,
                                        conversation_id=conversation.id)
         answer.sources = [s.as_dict() for s in planned.sources]
         for notice in planned.notices:

@@ -169,7 +169,7 @@ def test_a_long_pdf_is_searched_and_the_answer_names_the_page_with_the_fact(serv
     assert answer.sources[0]["n"] == 1 and answer.sources[0]["page"] == 3 and FACT in flat(answer.sources[0]["text"])
     assert services.store.message(answer.id).sources[0]["page"] == 3
     # the chat's own collection is hidden from the user's list of collections
-    index = services.chat._document_index()
+    index = services.chat.document_index()
     assert chat_collection(conversation.id) in [c.name for c in index.collections()]
     assert tokens_fit(services, answer)
 
@@ -234,3 +234,37 @@ def test_a_cloud_model_gets_no_passage_until_the_user_allows_it_and_the_bytes_ar
     assert len(str(request.body).encode()) - 200 < answer.bytes_sent  # the passages' bytes are in it
     [(_, _, total, _)] = services.store.conversations_that_left()
     assert total == answer.bytes_sent
+
+
+def test_a_detached_file_is_no_longer_searched(services, model, tmp_path):
+    conversation = _chat(services, model)
+    said = _notices(services)
+    pdf = long_pdf(tmp_path)
+    services.chat.attach(conversation.id, [str(pdf)])
+    asyncio.run(services.chat.send(conversation.id, "What is the cat of the lighthouse keeper named?"))
+    other = tmp_path / "other.pdf"
+    write_pdf(other, [f"Page {n}. " + "Orchards and apple harvests in the valley. " * 30 for n in range(1, 31)])
+    services.chat.detach(conversation.id, str(pdf))
+    services.chat.attach(conversation.id, [str(other)])
+    answer = asyncio.run(services.chat.send(conversation.id, "What is the cat of the lighthouse keeper named?"))
+    assert "harbour.pdf" not in services.chat.last_request[0]["content"]
+    assert all(s["name"] != "harbour.pdf" for s in answer.sources)
+    assert NOTHING_FOUND_NOTICE in said
+
+
+def test_a_deleted_chats_own_collection_leaves_the_index(services, tmp_path):
+    from desktop.core.docs.index import DocumentIndex
+    from desktop.core.docs.indexer import Indexer
+
+    gone = services.store.create_conversation()
+    kept = services.store.create_conversation()
+    index = DocumentIndex(services.paths.data / "documents.db")
+    note = tmp_path / "trip.txt"
+    note.write_text(FACT, encoding="utf-8")
+    for chat in (gone, kept):
+        index.add([note], chat_collection(chat.id))
+        asyncio.run(Indexer(index).run(collection=chat_collection(chat.id)))
+    index.close()
+    services.store.delete_conversation(gone.id)
+    names = [c.name for c in services.chat.document_index().collections()]
+    assert chat_collection(gone.id) not in names and chat_collection(kept.id) in names

@@ -23,6 +23,8 @@ INSTRUCTION = ("Answer from the numbered sources below when they hold the answer
                "If they do not, say that the documents do not say.")
 NOTHING_FOUND_PROMPT = "No passage in the user's documents matches this question."
 NOTHING_FOUND_NOTICE = "Nothing in your documents matched; the answer does not come from them."
+NOTHING_FITS_NOTICE = ("The passages found do not fit in this model's context with your message, so the answer does "
+                       "not come from your documents. Raise the context length in Settings, or shorten the message.")
 SEARCH_LIMIT = 8  # passages asked of the index; those that fit the budget go in, best first
 PASSAGE_SHARE = 0.75  # of the room left after the system prompt and the question: the rest keeps recent turns
 CHARS_PER_TOKEN_FLOOR = 2  # no tokenizer makes tokens shorter than this on prose: a cheap "too big" test
@@ -42,6 +44,12 @@ def chat_collection(conversation_id: int) -> str:
 def is_hidden(collection: str) -> bool:
     """A conversation's own collection, not one the user made: never listed."""
     return collection.startswith(HIDDEN_PREFIX)
+
+
+def conversation_of(collection: str) -> int | None:
+    """The conversation whose own collection this is (".chat-12": 12), else None."""
+    match = re.fullmatch(re.escape(HIDDEN_PREFIX) + r"chat-(\d+)", collection)
+    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,7 @@ async def plan(question: str, documents: ConversationDocuments, *, room: int,
     A file that can no longer be read is left out with a notice; a collection that is gone
     raises DocumentError from the index."""
     result = Plan()
+    found = False
     whole_texts: dict[int, str] = {}
     to_search: list[str] = list(documents.collections)
     if documents.files:
@@ -229,6 +238,7 @@ async def plan(question: str, documents: ConversationDocuments, *, room: int,
             result.notices.append(results.note)
         share = int(room * PASSAGE_SHARE) if not result.whole else room
         used = 0
+        found = bool(results.passages)
         for passage in results.passages:
             n = len(result.sources) + 1
             source = _from_passage(passage, n)
@@ -238,7 +248,7 @@ async def plan(question: str, documents: ConversationDocuments, *, room: int,
             used += tokens
             result.sources.append(source)
     if not result.sources:
-        result.notices.append(NOTHING_FOUND_NOTICE)
+        result.notices.append(NOTHING_FITS_NOTICE if to_search and found else NOTHING_FOUND_NOTICE)
     result.block = block_of(result.sources, whole_texts)
     result.tokens = await count(result.block)
     return result
@@ -259,6 +269,10 @@ async def _index_files(index_of: Callable[[], Any] | None, embedder: Any, conver
     if index is None:
         raise DocumentError("The documents index cannot be opened, so your files cannot be searched.")
     name = chat_collection(conversation_id)
+    attached = {str(Path(f)) for f in files}
+    for entry in index.files(name):  # a file detached since: its passages are no longer searched
+        if entry.path not in attached:
+            index.drop_file(entry.id)
     index.add([Path(f) for f in files], name)
     await Indexer(index, embedder).run(collection=name)
     return name
