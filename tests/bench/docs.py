@@ -60,12 +60,22 @@ def evaluate(index, questions, vectors) -> dict[str, dict[str, float]]:
 
 
 def vocabulary(size: int, rng) -> list[str]:
+    """`size` made-up words, the most frequent ranks being English stop words, as in real text
+    (the index leaves those out of a query, as it would in English)."""
+    from desktop.core.docs.index import STOP_WORDS
+
+    made = _made_up(size - len(STOP_WORDS), rng)
+    return sorted(STOP_WORDS) + made
+
+
+def _made_up(size: int, rng) -> list[str]:
     syllables = ["ka", "lo", "mi", "ne", "ru", "ta", "si", "po", "de", "fa", "gu", "hi", "jo", "be", "vo", "wa",
                  "ze", "chi", "sto", "pra", "len", "dor", "mas", "tin", "gal", "ber", "nor", "sul"]
     words: set[str] = set()
     while len(words) < size:
         words.add("".join(rng.choice(syllables, size=int(rng.integers(2, 5)))))
-    return sorted(words)
+    ordered = sorted(words)  # then shuffled: a word's rank has nothing to do with its letters
+    return [ordered[i] for i in rng.permutation(len(ordered))]
 
 
 def synthetic_index(path: Path, passages: int, rng):
@@ -76,7 +86,7 @@ def synthetic_index(path: Path, passages: int, rng):
     from desktop.core.docs.index import DocumentIndex
 
     index = DocumentIndex(path)
-    words = np.array(vocabulary(20_000, rng))
+    words = np.array(vocabulary(20_000, rng))  # by rank: Zipf's law picks the first ones most
     index._write("INSERT INTO collections (name, created_at) VALUES ('big', 0)")
     per_file = 100
     started = time.perf_counter()

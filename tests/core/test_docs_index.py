@@ -269,3 +269,22 @@ def test_an_embedding_model_installed_later_gives_the_collection_vectors_on_the_
     found = index.search("quarterly tax", vector=vector, model=record.id)
     assert found.mode == "hybrid" and found.passages[0].name == "taxes.txt"
     assert index._one("SELECT COUNT(*) FROM vectors_32")[0] == collection.passages
+
+
+def test_in_a_large_index_words_in_most_passages_are_left_out_of_the_search_but_rare_ones_find_their_file(
+        index, tmp_path, monkeypatch):
+    from desktop.core.docs import index as index_module
+
+    monkeypatch.setattr(index_module, "COMMON_MIN", 3)  # "large" from 3 passages, so the test stays small
+    folder = tmp_path / "log"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"day{i:02}.txt").write_text(f"Lantern log, day {i}: the lantern was lit at dusk.\n")
+    (folder / "day12.txt").write_text("Lantern log, day 12: caraway seeds were bought.\n")
+    index.add([folder])
+    run(Indexer(index))
+
+    assert index._searched_words("lantern caraway") == ["caraway"]  # in 13 of 13 passages: left out
+    assert index._searched_words("lantern log") == ["lantern"]  # all common: only the rarest (a tie: the first)
+    assert index.search("lantern caraway").passages[0].name == "day12.txt"
+    assert len(index.search("lantern", limit=20).passages) == 13  # one word alone is always searched

@@ -28,6 +28,7 @@ STATES = ("waiting", "indexing", "done", "failed", "skipped")
 CANDIDATES = 50  # hits taken from each of BM25 and the vectors before they are fused
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke and Büttcher 2009)
 MAX_NAME = 100  # characters in a collection's name
+MMAP_BYTES = 1 << 30  # the most of the database read through memory mapping (address space, not memory)
 
 # Words too common to tell passages apart: Lucene's English stop words
 # (EnglishAnalyzer.ENGLISH_STOP_WORDS_SET), dropped from a query unless nothing else is left.
@@ -35,6 +36,13 @@ STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
     "there these they this to was will with".split()
 )
+
+# In a large index, a query word found in more than COMMON_SHARE of the passages (and in more than
+# COMMON_MIN of them) tells little apart and costs the most: every passage holding it is scored.
+# Such words are left out when the query has rarer ones, as Lucene's CommonTermsQuery does with
+# its cutoff frequency; when all are common, only the rarest is searched.
+COMMON_SHARE = 0.05
+COMMON_MIN = 5000
 
 MIGRATIONS: list[str] = [
     """
@@ -133,15 +141,20 @@ class Added:
     skipped: tuple[tuple[str, str], ...]
 
 
-def fts_query(text: str) -> str:
-    """What a person typed as an FTS5 query that cannot fail: each word quoted (so FTS5's own
-    syntax, `"`, `AND`, `NEAR(`, `*`, `:`, cannot be written by accident), joined by OR so BM25
-    ranks the passages holding more of them (and rarer ones) first. Stop words are dropped unless
-    the query has nothing else. "" when there are no words at all."""
-    words = [w for w in re.findall(r"\w+", text.lower(), flags=re.UNICODE)]
-    kept = [w for w in words if w not in STOP_WORDS] or words
-    unique = list(dict.fromkeys(kept))
-    return " OR ".join(f'"{w}"' for w in unique)
+def query_words(text: str) -> list[str]:
+    """The words of what a person typed (lower case, each once, in order), stop words left out
+    unless the query has nothing else."""
+    words = re.findall(r"\w+", text.lower(), flags=re.UNICODE)
+    return list(dict.fromkeys([w for w in words if w not in STOP_WORDS] or words))
+
+
+def fts_query(text: str | list[str]) -> str:
+    """What a person typed (or its `query_words`) as an FTS5 query that cannot fail: each word
+    quoted (so FTS5's own syntax, `"`, `AND`, `NEAR(`, `*`, `:`, cannot be written by accident),
+    joined by OR so BM25 ranks the passages holding more of them (and rarer ones) first. "" when
+    there are no words at all."""
+    words = query_words(text) if isinstance(text, str) else text
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 def _valid_name(name: str) -> str:
@@ -184,7 +197,13 @@ class DocumentIndex:
             self._db.execute("PRAGMA journal_mode = WAL").fetchall()
             self._db.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut loses at most the last commits
             self._db.execute("PRAGMA foreign_keys = ON")
+            # Read through memory mapping: a vector search reads every vector (100,000 of 384
+            # numbers: 150 MB), and copying them page by page took about half its time.
+            self._db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}").fetchall()
             self._migrate()
+            # How many passages hold each word (for COMMON_SHARE), for this connection only.
+            self._db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_vocab "
+                             "USING fts5vocab(main, passages_fts, row)")
         except apsw.Error as exc:
             raise IndexUnavailable(f"Hearth cannot open its documents database at {self.path} ({exc}). "
                               "If the disk is full, free some space and try again.") from exc
@@ -494,10 +513,28 @@ class DocumentIndex:
             raise DocumentError(f"There is no collection named “{missing[0]}”.")
         return list(dict.fromkeys(collections))
 
+    def _searched_words(self, query: str) -> list[str]:
+        """The query's words, less those too common to be worth their cost (COMMON_SHARE)."""
+        words = query_words(query)
+        if len(words) < 2:
+            return words
+        total = self._one("SELECT COUNT(*) FROM passages")[0]
+        cutoff = max(COMMON_MIN, COMMON_SHARE * total)
+        if total <= cutoff:
+            return words
+        counts = {w: (self._one("SELECT doc FROM temp.passages_vocab WHERE term = ?", (w,)) or (0,))[0]
+                  for w in words}
+        rare = [w for w in words if counts[w] <= cutoff]
+        return rare or [min(words, key=lambda w: counts[w])]
+
     def _bm25(self, query: str, names: list[str], limit: int) -> list[tuple[int, float]]:
-        match = fts_query(query)
+        match = fts_query(self._searched_words(query))
         if not match:
             return []
+        if len(names) == len(self._all("SELECT name FROM collections")):  # all of them: no need to look
+            return [(r[0], -r[1]) for r in self._all(
+                """SELECT rowid, bm25(passages_fts) AS rank FROM passages_fts WHERE passages_fts MATCH ?
+                   ORDER BY rank LIMIT ?""", (match, limit))]
         marks = ",".join("?" * len(names))
         return [(r[0], -r[1]) for r in self._all(
             f"""SELECT passages_fts.rowid, bm25(passages_fts) AS rank FROM passages_fts
