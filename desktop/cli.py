@@ -478,16 +478,20 @@ def _serve(services, args: argparse.Namespace) -> int:
                     return _fail(str(preload.exception()))
             base = server.address
             auth = " -H 'Authorization: Bearer YOUR_KEY'" if key else ""
-            model = server.pool.model(args.model).id if args.model else (
-                services.library.models()[0].id if services.library.models() else "MODEL_ID")
+            chosen = server.pool.model(args.model) if args.model else next(iter(services.library.chat_models()), None)
+            model = chosen.id if chosen is not None else "MODEL_ID"
             print(base, flush=True)
             print(f"hearth: serving your models at {base}/v1 (OpenAI API){'' if loopback else ' to your network'}; "
                   "Ctrl+C stops.", file=sys.stderr)
             if not loopback and host in ("0.0.0.0", "::") and (lan := net.lan_address()):
                 print(f"hearth: other computers reach it at http://{lan}:{server.port}/v1", file=sys.stderr)
-            print(f"hearth: try: curl {base}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
-                  f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
-                  file=sys.stderr, flush=True)
+            if chosen is not None and chosen.for_embeddings:  # it cannot chat: the request it answers
+                print(f"hearth: try: curl {base}/v1/embeddings -H 'Content-Type: application/json'{auth} "
+                      f"-d '{{\"model\": \"{model}\", \"input\": \"Hello\"}}'", file=sys.stderr, flush=True)
+            else:
+                print(f"hearth: try: curl {base}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
+                      f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": "
+                      "\"Hello\"}]}'", file=sys.stderr, flush=True)
             for name in config.cloud:
                 provider = services.providers.find(name)
                 if provider is not None:

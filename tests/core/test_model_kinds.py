@@ -162,3 +162,24 @@ def test_hearth_serve_model_keeps_an_embedding_model_loaded_for_embeddings(servi
         assert running.server.pool.loads == 1  # answered by the engine --model loaded, not a second one
     finally:
         running.close()
+
+
+def test_hearth_serve_with_an_embedding_model_suggests_the_request_it_answers(home, tmp_path):
+    import signal
+
+    from tests.e2e.test_serve import _address, _start
+
+    assert hearth("models", "import", "--link", str(forge_bert(tmp_path / "forged-bert-embedding.gguf"))).returncode == 0
+    proc = _start("--model", "forged-bert-embedding")
+    try:
+        address = _address(proc)
+        answer = httpx.post(f"{address}/v1/embeddings", json={"model": "forged-bert-embedding", "input": "Hello"},
+                            timeout=60)
+        assert answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 32
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert f"hearth: try: curl {address}/v1/embeddings " in err and "/v1/chat/completions" not in err
+    assert '"input": "Hello"' in err and proc.returncode == 0
