@@ -100,6 +100,16 @@ def has_embedding_model(services: Services) -> bool:
     return any(getattr(m, "for_embeddings", False) for m in services.library.models())
 
 
+def in_its_row(reason: str, name: str) -> str:
+    """A file's reason as its row shows it: without the file's name the row already gives
+    ("“a.txt” is not text…" -> "Is not text…"); the whole sentence stays on hover."""
+    quoted = f"“{name}” "
+    if reason.startswith(quoted) and len(reason) > len(quoted):
+        rest = reason[len(quoted):]
+        return rest[0].upper() + rest[1:]
+    return reason
+
+
 def numbers_right(table: QTableWidget, columns: Sequence[int]) -> None:
     """Columns of numbers: their headings right-aligned, over the figures."""
     for column in columns:
@@ -426,7 +436,7 @@ class DocumentsPage(QWidget):
             state = STATE_NAMES.get(f.state, f.state)
             reason = " ".join((f.reason or "").split())
             cells = [shown(f.name), state, f"{f.pages:,}" if f.pages else "—",
-                     f"{f.passages:,}" if f.state == "done" else "—", reason]
+                     f"{f.passages:,}" if f.state == "done" else "—", shown(in_its_row(reason, f.name))]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col in (2, 3):
