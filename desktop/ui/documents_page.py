@@ -183,6 +183,7 @@ class DocumentsPage(QWidget):
         self._selected = ""
         self._resumed = False
         self._running = ""  # the collection being indexed
+        self._embedding: Any = None  # the Embedder of the run under way, if any
         self.setAcceptDrops(True)
         column, top, self.banner, tabs = page_frame(self, theme, "Documents", self.back_requested.emit)
         tabs.tabBar().hide()
@@ -346,7 +347,11 @@ class DocumentsPage(QWidget):
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().showEvent(event)
         self.refresh()
-        if not self._resumed:  # files left waiting by a kill or a reboot go on when the page is opened
+        self.resume_waiting()
+
+    def resume_waiting(self) -> None:
+        """Files a kill or a reboot left waiting are indexed (once per launch; Resume after that)."""
+        if not self._resumed:
             self._resumed = True
             if not self.indexing and any(c.waiting for c in self._collections()):
                 self.start_indexing()
@@ -556,6 +561,13 @@ class DocumentsPage(QWidget):
         if self._task is not None:
             self._task.cancel()
 
+    def halt(self) -> None:
+        """The window is closing: indexing stops now (the rest waits for the next launch) and the
+        embedding model's engine child is ended at once, not on a later turn of the loop."""
+        self.stop()
+        if self._embedding is not None:
+            self._embedding.engine.stop_now()
+
     async def _embedder(self) -> Any:
         try:
             from desktop.core.docs.embedder import find_embedder
@@ -570,7 +582,7 @@ class DocumentsPage(QWidget):
         stopped = False
         embedder = None
         try:
-            embedder = await self._embedder()
+            embedder = self._embedding = await self._embedder()
             indexer = Indexer(self.index, embedder)
             # The user's collections, one after the other (a chat's own files are its to index).
             while names := [c.name for c in self._collections() if c.waiting]:
@@ -582,6 +594,7 @@ class DocumentsPage(QWidget):
             stopped = True
             raise
         finally:
+            self._embedding = None
             if embedder is not None:
                 await embedder.close()  # its engine child goes with the run
             again = self._again and not stopped

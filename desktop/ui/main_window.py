@@ -181,7 +181,7 @@ class MainWindow(QMainWindow):
             # is hidden at start is built on the next turns of the event loop, a part a turn.
             self.removeEventFilter(self)
             for build in (self._update_memory, lambda: self.settings_panel, lambda: self.models_page,
-                          lambda: self.cloud_page):
+                          lambda: self.cloud_page, self._resume_indexing):
                 QTimer.singleShot(0, self, lambda build=build: self.isVisible() and build())
         return False
 
@@ -269,6 +269,11 @@ class MainWindow(QMainWindow):
             page.collections_changed.connect(self._show_attachments)
             self._documents_page = page
         return self._documents_page
+
+    def _resume_indexing(self) -> None:
+        """Documents a kill or a reboot left waiting are indexed from the launch, in the background."""
+        if (self.services.paths.data / "documents.db").exists():
+            self.documents_page.resume_waiting()
 
     def show_documents(self) -> None:
         self._hide_settings()
@@ -1240,6 +1245,8 @@ class MainWindow(QMainWindow):
         self.services.downloads.halt()  # the partial files stay: the downloads resume next time
         if self._cloud_page is not None:
             self._cloud_page.halt()
+        if self._documents_page is not None:
+            self._documents_page.halt()  # indexing resumes at the next launch
         self._drop_if_empty(self.current_id)
         self._save_before_closing()
         self.server.stop_before_closing()  # its models unload before the window's engine stops

@@ -198,3 +198,19 @@ def test_files_dropped_onto_the_page_are_added_where_the_user_says(qtbot, make_w
     qtbot.waitUntil(lambda: not page.indexing and page.collection_names() == ["Travel"], timeout=60_000)
     qtbot.waitUntil(lambda: page.files_table.rowCount() == 1 and page.files_table.item(0, 1).text() == "Indexed",
                     timeout=60_000)
+
+
+def test_files_a_killed_run_left_waiting_are_indexed_from_the_next_launch(qtbot, make_window, model, services,
+                                                                          tmp_path):
+    from desktop.core.docs.index import DocumentIndex
+
+    folder = folder_of_documents(tmp_path, count=5)
+    index = DocumentIndex(services.paths.data / "documents.db")
+    index.add([str(folder)], "Harbour")  # registered, then the app was killed before reading them
+    index.close()
+    window = make_window()  # the Documents page is not opened
+    qtbot.waitUntil(lambda: window._documents_page is not None, timeout=10_000)
+    page = window.documents_page
+    qtbot.waitUntil(lambda: not page.indexing and not page._collections()[0].waiting, timeout=60_000)
+    [harbour] = page._collections()
+    assert harbour.files == 8 and harbour.failed == 1 and harbour.passages > 0
