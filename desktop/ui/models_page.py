@@ -778,7 +778,9 @@ class ModelsPage(QWidget):
 
     def _use_selected(self) -> None:
         record = self.selected_installed()
-        if record is not None:
+        if record is not None and record.for_embeddings:  # a double click on it: say why not
+            self.message.emit(model_kinds.not_for_chat(record.name), "info")
+        elif record is not None:
             self.use_requested.emit(record.id)
 
     def _locate_selected(self) -> None:

@@ -56,7 +56,8 @@ def show_installed(window, record):
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
-def test_the_models_page_marks_an_embedding_model_and_says_what_it_is_for(make_window, model, bert, shots_dir, dark):
+def test_the_models_page_marks_an_embedding_model_and_says_what_it_is_for(make_window, model, bert, shots_dir, dark,
+                                                                           qtbot):
     window = make_window(dark=dark)
     page, row = show_installed(window, bert)
     cell = page.installed.cellWidget(row, 3)  # Architecture: what the model is for, "bert" on hover
@@ -66,6 +67,12 @@ def test_the_models_page_marks_an_embedding_model_and_says_what_it_is_for(make_w
     assert not page.use_button.isEnabled() and page.use_button.toolTip() == model_kinds.EMBEDDING_USE
     assert page.installed_fit.text().startswith(f"{bert.name} (bert): Embeddings, fits ")
     assert "For document search and apps using /v1/embeddings; not a chat model." in page.installed_fit.text()
+    rect = page.installed.visualItemRect(page.installed.item(row, 0))
+    with qtbot.waitSignal(page.installed.doubleClicked, timeout=2_000):
+        qtbot.mouseClick(page.installed.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+        qtbot.mouseDClick(page.installed.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.pages.currentWidget() is page and window.selected_model_id() == model.id  # not used to chat
+    assert page.banner.isVisible() and "is an embedding model" in page.banner.label.text()
     theme = "dark" if dark else "light"
     window.grab().save(str(shots_dir / f"models-embedding-installed-{theme}.png"))
 
