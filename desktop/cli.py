@@ -941,15 +941,21 @@ def _docs_add(services, index, paths: list[str], collection: str) -> int:
     else:
         print(f"hearth: vectors from {shown_name(embedder.model.name)}", file=sys.stderr)
 
-    async def run():
+    async def run(embedder):
         try:
             return await Indexer(index, embedder).run(collection, progress=_docs_progress_printer())
         finally:
             if embedder is not None:
                 await embedder.close()
 
+    from desktop.core.docs.embedder import EmbedderError
+
     try:
-        result = asyncio.run(run())
+        try:
+            result = asyncio.run(run(embedder))
+        except EmbedderError as exc:  # the model would not load or stopped: the words can still be found
+            print(f"hearth: {exc} Going on with keywords only.", file=sys.stderr)
+            result = asyncio.run(run(None))
     except KeyboardInterrupt:
         return _fail("Stopped. Run the same command again to continue; what is indexed stays.", code=130)
     found = index.collection(collection)
@@ -1034,7 +1040,10 @@ def _docs_search(services, index, args: argparse.Namespace) -> int:
         vector = asyncio.run(query_vector())
     results = index.search(args.query, collections=names, limit=args.limit, vector=vector,
                            model=embedder.model_id if embedder is not None else None)
-    if results.note and embedder is not None:
+    if embedder is not None and vector is None:
+        print(f"hearth: keywords only: these documents have no vectors from {shown_name(embedder.model.name)} yet "
+              "(run hearth docs add PATH again to add them)", file=sys.stderr)
+    elif results.note and embedder is not None:
         print(f"hearth: {results.note}", file=sys.stderr)
     if args.json:
         print(json.dumps([{"file": p.path, "name": p.name, "page": p.page, "heading": p.heading, "text": p.text,

@@ -189,3 +189,23 @@ def test_with_an_embedding_model_installed_search_is_hybrid(home, tmp_path):
     results = json.loads(found.stdout)
     assert results[0]["mode"] == "hybrid" and Path(results[0]["file"]).name == "money.txt"
     assert "keywords only" not in found.stderr
+
+
+def test_an_embedding_model_that_will_not_load_leaves_indexing_to_keywords_and_says_so(home, tmp_path):
+    from tests.gguf_forge import forge_bert
+
+    model = forge_bert(tmp_path / "forged-bert-embedding.gguf")
+    assert hearth("models", "import", "--link", str(model)).returncode == 0
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # damaged after it was added
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "money.txt").write_text("the tax is due\n")
+
+    added = hearth("docs", "add", str(folder))
+
+    assert added.returncode == 0, added.stderr
+    assert "Going on with keywords only" in added.stderr and "Traceback" not in added.stderr
+    searched = hearth("docs", "search", "tax", "--json")
+    found = json.loads(searched.stdout)
+    assert Path(found[0]["file"]).name == "money.txt" and found[0]["mode"] == "keywords"
+    assert "keywords only: these documents have no vectors from" in searched.stderr
