@@ -102,3 +102,22 @@ def test_a_cloud_model_gets_passages_only_with_send_documents(home, tmp_path, mo
         assert bytes_sent > len(str(request.body).encode()) - 200
     finally:
         server.stop()
+
+
+def test_with_an_embedding_model_installed_the_chat_searches_by_meaning_too_and_leaves_no_engine(installed, tmp_path):
+    import psutil
+
+    from tests.gguf_forge import forge_bert
+
+    bert = forge_bert(tmp_path / "forged-bert-embedding.gguf")
+    assert hearth("models", "import", "--link", str(bert)).returncode == 0
+    pdf = long_pdf(tmp_path)
+    result = hearth("chat", "-m", "smollm2", *QUICK, "--file", str(pdf),
+                    "What is the cat of the lighthouse keeper named?")
+    assert result.returncode == 0, result.stderr
+    assert "Keywords only" not in result.stderr  # hybrid: keywords and the embedding model's vectors
+    assert "Sources:\n[1] harbour.pdf, page 3\n" in result.stderr + "\n"
+    home = str(installed)
+    left = [p for p in psutil.process_iter(["cmdline", "environ"])
+            if "engine" in (p.info["cmdline"] or []) and (p.info["environ"] or {}).get("HEARTH_HOME") == home]
+    assert left == []  # the chat model's and the embedding model's engine children both stopped
