@@ -230,6 +230,10 @@ class ChatService:
         refused: list[str] = []
         for raw in paths:
             path = Path(raw).expanduser().resolve()
+            if path.is_dir():
+                refused.append(f"“{path.name}” is a folder: add it to a collection (Documents, or hearth docs add) "
+                               "and use that collection in the chat.")
+                continue
             if not path.is_file():
                 refused.append(f"“{path.name}” is not a file Hearth can find ({path}).")
                 continue
@@ -355,7 +359,6 @@ class ChatService:
         if remote:
             async def count(text: str) -> int:
                 return estimate_tokens(text)
-            fixed = sum(estimate_tokens(m["content"]) for m in system) + estimate_tokens(question)
             room = CLOUD_DOCUMENT_TOKENS
         else:
             count = self._tokens

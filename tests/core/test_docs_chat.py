@@ -112,8 +112,11 @@ def test_attaching_keeps_what_can_be_read_and_says_why_not_for_the_rest(services
     notes.write_text("Plain notes.", encoding="utf-8")
     picture = tmp_path / "photo.xyz"
     picture.write_bytes(b"\x89PNG\r\n")
-    refused = services.chat.attach(chat.id, [str(notes), str(picture), str(tmp_path / "gone.txt")])
-    assert len(refused) == 2 and "photo.xyz" in refused[0] and "gone.txt" in refused[1]
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    refused = services.chat.attach(chat.id, [str(notes), str(picture), str(tmp_path / "gone.txt"), str(folder)])
+    assert len(refused) == 3 and "photo.xyz" in refused[0] and "gone.txt" in refused[1]
+    assert refused[2].startswith("“reports” is a folder: add it to a collection")
     assert services.chat.documents(chat.id).files == (str(notes.resolve()),)
     binary = tmp_path / "data.txt"
     binary.write_bytes(bytes(range(256)) * 64)
