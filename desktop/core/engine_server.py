@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any
 
+from desktop.core.model_kinds import ENCODER_ARCHITECTURES, POOLING_NAMES
+
 COALESCE_S = 0.1
 FIRST_WORDS_WAIT_S = 0.1
 # Request fields passed through to llama-cpp-python's create_chat_completion.
@@ -436,9 +438,8 @@ def add_hearth_routes(app: Any, prompter: Prompter) -> None:
 # llama.cpp computes no logits for the others: marking every token (as llama-cpp-python's
 # embed does) costs n_batch x vocabulary floats (805 MB for SmolLM2 at 4096 tokens).
 # A non-causal model (BERT-like) with no pooling in its file is averaged here (mean).
-NON_CAUSAL = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert",
-                        "neo-bert", "t5encoder"})
-LLAMA_POOLING = {1: "mean", 2: "cls", 3: "last", 4: "rank"}
+NON_CAUSAL = ENCODER_ARCHITECTURES  # (model_kinds: llama.cpp's encoder-only architectures)
+LLAMA_POOLING = POOLING_NAMES
 
 
 def embedding_plan(metadata: dict[str, Any], n_ctx: int) -> dict[str, Any]:
