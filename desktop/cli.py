@@ -928,8 +928,11 @@ def shown_name(text: str) -> str:
 
 def _docs_add(services, index, paths: list[str], collection: str) -> int:
     from desktop.core.docs.embedder import find_embedder
+    from desktop.core.docs.index import HIDDEN_PREFIX
     from desktop.core.docs.indexer import Indexer
 
+    if collection.startswith(HIDDEN_PREFIX):
+        return _fail(f"A collection's name cannot start with “{HIDDEN_PREFIX}” (those are the chats' own).", code=2)
     added = index.add(paths, collection)
     for path, reason in added.skipped:
         print(f"hearth: skipped {shown_name(path)}: {reason}", file=sys.stderr)

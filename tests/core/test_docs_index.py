@@ -288,3 +288,17 @@ def test_in_a_large_index_words_in_most_passages_are_left_out_of_the_search_but_
     assert index._searched_words("lantern log") == ["lantern"]  # all common: only the rarest (a tie: the first)
     assert index.search("lantern caraway").passages[0].name == "day12.txt"
     assert len(index.search("lantern", limit=20).passages) == 13  # one word alone is always searched
+
+
+def test_a_chats_own_collection_is_searched_when_named_but_never_as_all(index, notes, tmp_path):
+    attached = tmp_path / "attached"
+    attached.mkdir()
+    (attached / "contract.txt").write_text("The tenant pays the caraway merchant on Fridays.\n")
+    index.add([notes], "home")
+    index.add([attached], ".chat-7")  # context.chat_collection(7)
+    run(Indexer(index))
+
+    assert [c.name for c in index.collections()] == [".chat-7", "home"]  # the page and the CLI leave it out
+    assert not index.search("caraway merchant").passages  # "all" is the user's collections
+    assert index.search("caraway merchant", collections=[".chat-7"]).passages[0].name == "contract.txt"
+    assert index.collection(".chat-7").files == 1

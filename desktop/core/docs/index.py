@@ -28,6 +28,9 @@ STATES = ("waiting", "indexing", "done", "failed", "skipped")
 CANDIDATES = 50  # hits taken from each of BM25 and the vectors before they are fused
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke and Büttcher 2009)
 MAX_NAME = 100  # characters in a collection's name
+# A collection whose name starts with this is the chat's own (context.chat_collection: a
+# conversation's attached files): searched when named, never when searching "all".
+HIDDEN_PREFIX = "."
 MMAP_BYTES = 1 << 30  # the most of the database read through memory mapping (address space, not memory)
 
 # Words too common to tell passages apart: Lucene's English stop words
@@ -248,7 +251,8 @@ class DocumentIndex:
 
     # -- collections ----------------------------------------------------------------------------
     def collections(self) -> list[Collection]:
-        """Every collection, by name, with its counts."""
+        """Every collection, by name, with its counts, a chat's own (HIDDEN_PREFIX) included:
+        whoever lists them for the user leaves those out (context.is_hidden)."""
         rows = self._all(
             """SELECT c.name, c.created_at, COALESCE(c.embed_model, ''), COALESCE(c.dimensions, 0),
                       COUNT(f.id), COALESCE(SUM(f.passages), 0),
@@ -507,7 +511,7 @@ class DocumentIndex:
     def _names(self, collections: Sequence[str] | None) -> list[str]:
         known = [c[0] for c in self._all("SELECT name FROM collections ORDER BY name")]
         if collections is None:
-            return known
+            return [n for n in known if not n.startswith(HIDDEN_PREFIX)]
         missing = [n for n in collections if n not in known]
         if missing:
             raise DocumentError(f"There is no collection named “{missing[0]}”.")
