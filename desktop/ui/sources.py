@@ -103,6 +103,7 @@ class SourcesList(QFrame):
         layout.setSpacing(0)
         self.title = QLabel("Sources")
         self.title.setObjectName("SourcesTitle")
+        self.title.setIndent(0)  # its text starts where the answer's and the entries' do
         layout.addWidget(self.title)
         self.entries: list[SourceEntry] = []
 
