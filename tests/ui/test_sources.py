@@ -169,6 +169,14 @@ def test_the_paperclip_uses_a_collection_and_its_chip_takes_it_off(qtbot, make_w
     window.composer._fill_menu()
     [use] = [a.menu() for a in window.composer.menu.actions() if a.menu() is not None]
     assert [a.isChecked() for a in use.actions() if a.text() == "Harbour records"] == [True]
+    menu = window.composer.menu
+    menu.popup(window.composer.clip.mapToGlobal(window.composer.clip.rect().topLeft()))
+    use.popup(menu.geometry().topRight())
+    QApplication.processEvents()
+    menu.grab().save(str(shots_dir / "chat-paperclip-menu-dark.png"))
+    use.grab().save(str(shots_dir / "chat-paperclip-collections-dark.png"))
+    use.hide()
+    menu.hide()
     shot(window, shots_dir / "chat-collection-chip-1100-dark.png", 1100)
     [chip] = chips(window)
     qtbot.mouseClick(chip.findChild(type(window.composer.clip), "ChipClose"), Qt.MouseButton.LeftButton)
