@@ -9,6 +9,7 @@ extensions on every build) and the sqlite-vec extension. WAL mode, schema versio
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import threading
@@ -186,23 +187,19 @@ class DocumentIndex:
     the connection); a second process may open the same file (WAL: readers never wait)."""
 
     def __init__(self, path: Path | str) -> None:
-        import sqlite_vec
-
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Vector searches run on a second connection in a thread of their own, beside BM25 on
+        # this one (hybrid search takes the longer of the two, not their sum).
+        self._reader: apsw.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         try:
-            self._db = apsw.Connection(str(self.path))
-            self._db.enable_load_extension(True)
-            self._db.load_extension(sqlite_vec.loadable_path())
-            self._db.enable_load_extension(False)
-            self._db.set_busy_timeout(BUSY_TIMEOUT_MS)
+            self._db = self._connect()
             self._db.execute("PRAGMA journal_mode = WAL").fetchall()
             self._db.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut loses at most the last commits
             self._db.execute("PRAGMA foreign_keys = ON")
-            # Read through memory mapping: a vector search reads every vector (100,000 of 384
-            # numbers: 150 MB), and copying them page by page took about half its time.
-            self._db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}").fetchall()
             self._migrate()
             # How many passages hold each word (for COMMON_SHARE), for this connection only.
             self._db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_vocab "
@@ -210,6 +207,20 @@ class DocumentIndex:
         except apsw.Error as exc:
             raise IndexUnavailable(f"Hearth cannot open its documents database at {self.path} ({exc}). "
                               "If the disk is full, free some space and try again.") from exc
+
+    def _connect(self) -> apsw.Connection:
+        """A connection with sqlite-vec loaded, the busy timeout and memory-mapped reads."""
+        import sqlite_vec
+
+        connection = apsw.Connection(str(self.path))
+        connection.enable_load_extension(True)
+        connection.load_extension(sqlite_vec.loadable_path())
+        connection.enable_load_extension(False)
+        connection.set_busy_timeout(BUSY_TIMEOUT_MS)
+        # Read through memory mapping: a vector search reads every vector (100,000 of 384
+        # numbers: 150 MB), and copying them page by page took about half its time.
+        connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}").fetchall()
+        return connection
 
     # -- schema -------------------------------------------------------------------------------
     @property
@@ -226,6 +237,11 @@ class DocumentIndex:
                 self._db.execute(f"{script}; PRAGMA user_version = {version};")
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
         with self._lock:
             self._db.close()
 
@@ -481,19 +497,21 @@ class DocumentIndex:
         names = self._names(collections)
         if not names:
             return Results(passages=(), mode="keywords", note="")
-        keyword_hits = self._bm25(query, names, max(limit, CANDIDATES) if vector is not None else limit)
         with_vectors = [c for c in self.collections() if c.name in names and c.dimensions]
+        usable = [c for c in with_vectors if vector is not None and c.dimensions == len(vector)
+                  and (model is None or c.embed_model == model)]
+        nearest = self._knn_beside(vector, [c.name for c in usable], CANDIDATES) if usable else None
+        keyword_hits = self._bm25(query, names, max(limit, CANDIDATES) if vector is not None else limit)
         if vector is None:
             note = ("Keywords only: no embedding model was used for this search." if with_vectors else
                     "Keywords only: these documents have no vectors (no embedding model was installed "
                     "when they were indexed).")
             return Results(passages=self._passages(keyword_hits[:limit]), mode="keywords", note=note)
-        usable = [c for c in with_vectors if c.dimensions == len(vector) and (model is None or c.embed_model == model)]
-        if not usable:
+        if nearest is None:
             note = ("Keywords only: these documents have no vectors from the embedding model in use; "
                     "index them again (hearth docs add) to search by meaning.")
             return Results(passages=self._passages(keyword_hits[:limit]), mode="keywords", note=note)
-        vector_hits = self._knn(vector, [c.name for c in usable], CANDIDATES)
+        vector_hits = nearest.result()
         fused: dict[int, float] = {}
         for hits in (keyword_hits, vector_hits):
             for rank, (passage_id, _) in enumerate(hits, start=1):
@@ -546,11 +564,26 @@ class DocumentIndex:
                 WHERE passages_fts MATCH ? AND f.collection IN ({marks})
                 ORDER BY rank LIMIT ?""", (match, *names, limit))]
 
-    def _knn(self, vector: Sequence[float], names: list[str], k: int) -> list[tuple[int, float]]:
+    def _knn_beside(self, vector: Sequence[float], names: list[str], k: int) -> concurrent.futures.Future:
+        """`_knn` on the reading connection, in its thread: its result is a Future."""
+        with self._reader_lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hearth-vectors")
+        return self._pool.submit(self._knn, vector, names, k, reader=True)
+
+    def _knn(self, vector: Sequence[float], names: list[str], k: int, *,
+             reader: bool = False) -> list[tuple[int, float]]:
         table = f"vectors_{len(vector)}"
         marks = ",".join("?" * len(names))
-        rows = self._all(f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
-                         f"AND collection IN ({marks})", (_vector_blob(vector), k, *names))
+        sql = f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? AND collection IN ({marks})"
+        args = (_vector_blob(vector), k, *names)
+        if reader:
+            with self._reader_lock:
+                if self._reader is None:
+                    self._reader = self._connect()
+                rows = self._reader.execute(sql, args).fetchall()
+        else:
+            rows = self._all(sql, args)
         rows.sort(key=lambda r: r[1])  # k per collection: the nearest of them all
         return [(r[0], 1.0 - r[1]) for r in rows[:k]]
 
