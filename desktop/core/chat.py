@@ -300,6 +300,13 @@ class ChatService:
         if close is not None:
             await close()
 
+    def close_documents_now(self) -> None:
+        """Stop the embedding model's engine child without an event loop (the window closing)."""
+        embedder, self._embedder = self._embedder, None
+        engine = getattr(embedder, "engine", None)
+        if engine is not None:
+            engine.stop_now()
+
     def _cloud_target(self, conversation: Conversation) -> CloudTarget | None:
         if conversation.model and self.providers is not None:
             return self.providers.target(conversation.model)

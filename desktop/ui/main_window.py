@@ -1250,6 +1250,7 @@ class MainWindow(QMainWindow):
         self._drop_if_empty(self.current_id)
         self._save_before_closing()
         self.server.stop_before_closing()  # its models unload before the window's engine stops
+        self.services.chat.close_documents_now()  # the documents' embedding engine, if a chat started it
         self.services.engine.stop_now()
         super().closeEvent(event)
 

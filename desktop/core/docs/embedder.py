@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from desktop.core import net
 from desktop.core.errors import HearthError
 from desktop.core.store import ModelRecord
 
@@ -62,7 +63,7 @@ class Embedder:
         except HearthError as exc:
             raise EmbedderError(str(exc)) from exc
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
+            self._http = net.async_client(local_only=True, timeout=httpx.Timeout(600.0, connect=10.0))
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One unit vector per text (passages of documents), in order, BATCH texts per request.
