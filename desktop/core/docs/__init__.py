@@ -46,6 +46,9 @@ from desktop.core.errors import HearthError
 
 DEFAULT_COLLECTION = "default"
 CHUNK_CHARS = 1200  # about a paragraph or two: what a passage aims at, in characters
+# A collection whose name starts with this is a chat's own (its attached files that do not fit
+# whole, ".chat-<id>"): searched only when named, never listed with the user's collections.
+HIDDEN_PREFIX = "."
 
 
 class DocumentError(HearthError):

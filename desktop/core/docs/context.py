@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from desktop.core.docs import CHUNK_CHARS, DocumentError, Passage
+from desktop.core.docs import CHUNK_CHARS, HIDDEN_PREFIX, DocumentError, Passage
 from desktop.core.errors import HearthError
 
 INSTRUCTION = ("Answer from the numbered sources below when they hold the answer, and cite them like [1]. "
@@ -34,9 +34,7 @@ CHARS_PER_TOKEN_FLOOR = 2  # no tokenizer makes tokens shorter than this on pros
 SOURCE_TEXT_CHARS = CHUNK_CHARS  # how much of a whole file an answer's Sources keep (for the hover)
 
 # A conversation's own files that do not fit whole are indexed into a collection of their own,
-# hidden from `hearth docs list` and the Documents page: its name starts with HIDDEN_PREFIX,
-# which index.py / the docs command line skip when listing (the naming rule they share).
-HIDDEN_PREFIX = "."
+# hidden from `hearth docs list` and the Documents page (its name starts with HIDDEN_PREFIX).
 
 
 def chat_collection(conversation_id: int) -> str:

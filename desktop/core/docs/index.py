@@ -21,7 +21,7 @@ from typing import Any
 
 import apsw
 
-from desktop.core.docs import DEFAULT_COLLECTION, DocumentError, Draft, Passage, Results
+from desktop.core.docs import DEFAULT_COLLECTION, HIDDEN_PREFIX, DocumentError, Draft, Passage, Results
 from desktop.core.errors import HearthError
 
 BUSY_TIMEOUT_MS = 2000  # a second process (the window and `hearth docs`) waits this long for a write
@@ -29,9 +29,6 @@ STATES = ("waiting", "indexing", "done", "failed", "skipped")
 CANDIDATES = 50  # hits taken from each of BM25 and the vectors before they are fused
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke and Büttcher 2009)
 MAX_NAME = 100  # characters in a collection's name
-# A collection whose name starts with this is the chat's own (context.chat_collection: a
-# conversation's attached files): searched when named, never when searching "all".
-HIDDEN_PREFIX = "."
 MMAP_BYTES = 1 << 30  # the most of the database read through memory mapping (address space, not memory)
 
 # Words too common to tell passages apart: Lucene's English stop words
@@ -436,26 +433,59 @@ class DocumentIndex:
         if vectors is not None and len(vectors) != len(drafts):
             raise ValueError("one vector per passage")
         with self._lock, self._db:
-            row = self._db.execute("SELECT collection FROM files WHERE id = ?", (file_id,)).fetchone()
-            if row is None:
-                return  # the collection was removed while the file was read
+            if self._insert(file_id, drafts, vectors, model, replace=True):
+                self._done(file_id, pages=pages, passages=len(drafts), size=size, mtime=mtime)
+
+    def _insert(self, file_id: int, drafts: Sequence[Draft], vectors: Sequence[Sequence[float]] | None,
+                model: str, *, replace: bool) -> bool:
+        """Insert passages (and vectors) of a file, in the caller's transaction; its old ones go
+        first when `replace`. False when the file is no longer in the index."""
+        row = self._db.execute("SELECT collection FROM files WHERE id = ?", (file_id,)).fetchone()
+        if row is None:
+            return False  # the collection was removed while the file was read
+        if replace:
             self._db.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
-            table = None
-            if vectors:
-                dims = len(vectors[0])
-                table = self._vector_table(dims)
-                self._db.execute("UPDATE collections SET embed_model = ?, dimensions = ? WHERE name = ?",
-                                 (model, dims, row[0]))
-            for i, draft in enumerate(drafts):
-                self._db.execute("INSERT INTO passages (file_id, page, heading, ordinal, text) VALUES (?, ?, ?, ?, ?)",
-                                 (file_id, draft.page, draft.heading, draft.ordinal, draft.text))
-                if table is not None:
-                    passage_id = self._db.last_insert_rowid()
-                    self._db.execute(f"INSERT INTO {table} (rowid, collection, embedding) VALUES (?, ?, ?)",
-                                     (passage_id, row[0], _vector_blob(vectors[i])))
-            self._db.execute("UPDATE files SET state = 'done', reason = '', pages = ?, passages = ?, size = ?, "
-                             "mtime = ?, indexed_at = ? WHERE id = ?",
-                             (pages, len(drafts), size, mtime, time.time(), file_id))
+        table = None
+        if vectors:
+            dims = len(vectors[0])
+            table = self._vector_table(dims)
+            self._db.execute("UPDATE collections SET embed_model = ?, dimensions = ? WHERE name = ?",
+                             (model, dims, row[0]))
+        for i, draft in enumerate(drafts):
+            self._db.execute("INSERT INTO passages (file_id, page, heading, ordinal, text) VALUES (?, ?, ?, ?, ?)",
+                             (file_id, draft.page, draft.heading, draft.ordinal, draft.text))
+            if table is not None:
+                passage_id = self._db.last_insert_rowid()
+                self._db.execute(f"INSERT INTO {table} (rowid, collection, embedding) VALUES (?, ?, ?)",
+                                 (passage_id, row[0], _vector_blob(vectors[i])))
+        return True
+
+    def _done(self, file_id: int, *, pages: int, passages: int, size: int, mtime: float) -> None:
+        self._db.execute("UPDATE files SET state = 'done', reason = '', pages = ?, passages = ?, size = ?, "
+                         "mtime = ?, indexed_at = ? WHERE id = ?",
+                         (pages, passages, size, mtime, time.time(), file_id))
+
+    # A file too large to hold its passages in memory is stored in parts: its old passages go
+    # first (clear_passages), then each batch is committed (append) while its state stays
+    # 'indexing', and finish() marks it done. A kill in between leaves it 'indexing': the next
+    # run reads it again from the start (clear_passages), so nothing is kept twice.
+    def clear_passages(self, file_id: int) -> None:
+        """Forget a file's passages (it is about to be read again, in parts)."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
+
+    def append(self, file_id: int, drafts: Sequence[Draft], *, vectors: Sequence[Sequence[float]] | None = None,
+               model: str = "") -> bool:
+        """Add one batch of a large file's passages, committed. False when the file is gone."""
+        if vectors is not None and len(vectors) != len(drafts):
+            raise ValueError("one vector per passage")
+        with self._lock, self._db:
+            return self._insert(file_id, drafts, vectors, model, replace=False)
+
+    def finish(self, file_id: int, *, pages: int, passages: int, size: int, mtime: float) -> None:
+        """A large file read to its end: done, with its counts."""
+        with self._lock, self._db:
+            self._done(file_id, pages=pages, passages=passages, size=size, mtime=mtime)
 
     def reset_vectors(self, collection: str) -> None:
         """The collection has no vectors, or another model's than the one now installed: its

@@ -6,6 +6,7 @@ embedding model is there, and committed with their state in one transaction each
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -41,30 +42,49 @@ class RunResult:
     seconds: float
 
 
+STREAM_BYTES = 32 * 2**20  # a file larger than this is stored in parts, never held whole
+BATCH_PASSAGES = 256  # passages per part
+
+
+class FileReader:
+    """A file's passages as they are read (extract.sections -> chunk.passages), and the pages
+    seen so far. Raises DocumentError with the reason it cannot be read."""
+
+    def __init__(self, path: str) -> None:
+        from desktop.core.docs import chunk, extract
+
+        self.pages: set[int] = set()
+
+        def noted(sections):
+            for section in sections:
+                if section.page is not None:
+                    self.pages.add(section.page)
+                yield section
+
+        self.drafts = chunk.passages(noted(extract.sections(path)))
+
+    def batch(self, size: int) -> list[Draft]:
+        """The next `size` passages ([] at the end), read in the calling thread."""
+        return list(itertools.islice(self.drafts, size))
+
+
 def read_file(path: str) -> tuple[list[Draft], int]:
     """A file's passages and its number of pages (0 for a file without pages), read whole (in
-    the calling thread). Raises DocumentError with the reason it cannot be read."""
-    from desktop.core.docs import chunk, extract
-
-    pages: set[int] = set()
-
-    def noted(sections):
-        for section in sections:
-            if section.page is not None:
-                pages.add(section.page)
-            yield section
-
-    drafts = list(chunk.passages(noted(extract.sections(path))))
-    return drafts, len(pages)
+    the calling thread): for files up to STREAM_BYTES. Raises DocumentError."""
+    reader = FileReader(path)
+    drafts = list(reader.drafts)
+    return drafts, len(reader.pages)
 
 
 class Indexer:
     """Indexes the waiting files of an index (see the module). `embedder`: an Embedder, or None
     for keywords alone."""
 
-    def __init__(self, index: DocumentIndex, embedder=None) -> None:
+    def __init__(self, index: DocumentIndex, embedder=None, *, stream_bytes: int = STREAM_BYTES) -> None:
+        """`stream_bytes`: files larger than this are read and stored in parts (see index.append)."""
         self.index = index
         self.embedder = embedder
+        self.stream_bytes = stream_bytes
 
     async def run(self, collection: str | None = None,
                   progress: Callable[[Progress], None] | None = None) -> RunResult:
@@ -124,6 +144,8 @@ class Indexer:
         try:
             try:
                 size, mtime = await asyncio.to_thread(_stat, entry.path)
+                if size > self.stream_bytes:
+                    return await self._index_in_parts(entry, size, mtime)
                 drafts, page_count = await asyncio.to_thread(read_file, entry.path)
             except DocumentError as exc:
                 await asyncio.to_thread(self.index.mark_failed, entry.id, str(exc))
@@ -145,6 +167,24 @@ class Indexer:
             except Exception:  # noqa: BLE001 - the next run's pending() does it anyway
                 pass
             raise
+
+    async def _index_in_parts(self, entry: FileEntry, size: int, mtime: float) -> tuple[int, int]:
+        """A large file, read and stored BATCH_PASSAGES at a time: memory holds one batch, never
+        the file (a 2 GB log). Raises DocumentError (the caller marks the file failed); a stop or
+        a kill leaves it 'indexing', read again from the start next time."""
+        reader = await asyncio.to_thread(FileReader, entry.path)
+        await asyncio.to_thread(self.index.clear_passages, entry.id)
+        count = 0
+        while batch := await asyncio.to_thread(reader.batch, BATCH_PASSAGES):
+            vectors = await self.embedder.embed([d.text for d in batch]) if self.embedder is not None else None
+            stored = await asyncio.to_thread(self.index.append, entry.id, batch, vectors=vectors,
+                                             model=self.embedder.model_id if vectors else "")
+            if not stored:
+                return count, len(reader.pages)  # the collection was removed meanwhile
+            count += len(batch)
+        await asyncio.to_thread(self.index.finish, entry.id, pages=len(reader.pages), passages=count,
+                                size=size, mtime=mtime)
+        return count, len(reader.pages)
 
 
 def _stat(path: str) -> tuple[int, float]:
