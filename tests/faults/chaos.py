@@ -551,7 +551,8 @@ def small_disk(size_mb: int = 24):
             filler.unlink(missing_ok=True)
             (mount / "last").unlink(missing_ok=True)
             return
-        with open(filler, "wb") as f:
+        # Unbuffered: a buffered file would try its last bytes again on close and raise there.
+        with open(filler, "wb", buffering=0) as f:
             with contextlib.suppress(OSError):  # at once (tmpfs allocates), so the fault lands mid-copy
                 free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
                 os.posix_fallocate(f.fileno(), 0, max(free - (1 << 16), 1))
@@ -559,7 +560,7 @@ def small_disk(size_mb: int = 24):
                 while True:
                     f.write(b"\0" * (1 << 16))
                     f.flush()
-        with contextlib.suppress(OSError), open(mount / "last", "wb") as f:  # the last few bytes too
+        with contextlib.suppress(OSError), open(mount / "last", "wb", buffering=0) as f:  # the last few bytes too
             while True:
                 f.write(b"\0" * 512)
                 f.flush()
