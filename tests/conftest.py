@@ -105,3 +105,23 @@ def shots_dir() -> Path:
     folder = Path(__file__).resolve().parent.parent / "build" / "test-shots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def server_threads(services):
+    """`start(**config)`: Hearth's local API server on a free port in a thread of its own
+    (tests/server_thread.py), as many as a test wants; each is stopped after the test."""
+    from desktop.core.server import ServerConfig
+    from tests.server_thread import ServerThread
+
+    started: list[ServerThread] = []
+
+    def start(**config) -> ServerThread:
+        running = ServerThread(services, ServerConfig(port=0, **config))
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        if not running.loop.is_closed():  # (a test may have stopped it itself)
+            running.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,15 +25,8 @@ sys.path.insert(0, str(ROOT))
 from desktop.core.server import RequestRecord  # noqa: E402
 from desktop.core.server.ledger import ApiLedger  # noqa: E402
 from desktop.core.store import Store  # noqa: E402
+from tests.db_lock import hold_lock, release  # noqa: E402
 
-HOLD = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-db.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-"""
 BODY = '{"prompt": [{"role": "user", "content": "' + "x" * 2000 + '"}], "answer": "' + "y" * 2000 + '"}'
 
 
@@ -66,16 +58,12 @@ async def main(requests: int, folder: Path) -> None:
     ledger = ApiLedger(store, lambda: True)
     print(line("free", timed(ledger, requests)))
     print(line("free, with the prompt and answer kept", timed(ledger, requests, BODY)))
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
+    holder = hold_lock(path)
     locked = timed(ledger, 20)
     print(f"locked by another program: the first request {locked[0]:.0f} ms, the next 19 at most "
           f"{max(locked[1:]):.2f} ms; {ledger.waiting} wait in memory")
     await asyncio.sleep(1.0)
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    holder.wait(10)
+    release(holder)
     deadline = time.monotonic() + 15
     while ledger.waiting and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

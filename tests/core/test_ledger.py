@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -19,37 +17,18 @@ import openai
 import pytest
 
 from desktop.core.paths import app_paths
-from desktop.core.server import ServerConfig
 from desktop.core.settings import LoadOptions
 from desktop.core.store import MIGRATIONS, THIS_MACHINE, Store
+from tests.db_lock import hold_lock
 from tests.e2e.test_cli import hearth
 from tests.e2e.test_serve import _address, _start
 from tests.server_thread import ServerThread
 
-HOLD = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-db.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-"""
-
 
 @pytest.fixture
-def serve(services, model):
+def serve(services, model, server_threads):
     services.settings = replace(services.settings, load=LoadOptions(n_ctx=512, n_threads=2))
-    started: list[ServerThread] = []
-
-    def start(**config) -> ServerThread:
-        running = ServerThread(services, ServerConfig(port=0, **config))
-        started.append(running)
-        return running.start()
-
-    yield start
-    for running in started:
-        if not running.loop.is_closed():  # (a test may have stopped it itself)
-            running.close()
+    return server_threads
 
 
 def app(running: ServerThread, agent: str) -> openai.OpenAI:
@@ -125,13 +104,6 @@ def test_prompts_and_answers_are_kept_only_while_the_user_asks_and_can_be_delete
 def _database_text(services) -> str:
     folder = services.paths.database.parent
     return b"".join(p.read_bytes() for p in folder.glob(services.paths.database.name + "*")).decode("latin-1")
-
-
-def hold_lock(path) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
 
 
 def test_a_locked_database_fails_no_request_and_every_count_arrives_when_it_is_free(serve, services, model):

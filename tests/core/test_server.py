@@ -17,7 +17,6 @@ import pytest
 from desktop.core.server import LocalServer, ServerConfig, ServerError
 from desktop.core.settings import LoadOptions
 from tests.gguf_forge import write_gguf
-from tests.server_thread import ServerThread
 
 N_CTX = 512
 
@@ -30,17 +29,9 @@ def small(services, model):
 
 
 @pytest.fixture
-def serve(services, small):
-    started: list[ServerThread] = []
-
-    def start(**config) -> ServerThread:
-        running = ServerThread(services, ServerConfig(port=0, **config))
-        started.append(running)
-        return running.start()
-
-    yield start
-    for running in started:
-        running.close()
+def serve(server_threads, small):
+    """`start(**config)`: a server on a free port, the starter model installed with N_CTX."""
+    return server_threads
 
 
 def _engine_children() -> list[psutil.Process]:

@@ -12,7 +12,6 @@ import pytest
 
 from desktop.core.server import LocalServer, ServerConfig
 from tests.cloud_server import ANSWER, CloudServer, network_address
-from tests.server_thread import ServerThread
 
 ADDRESS = network_address()
 
@@ -27,17 +26,8 @@ def cloud(services, ring):
 
 
 @pytest.fixture
-def serve(services):
-    started: list[ServerThread] = []
-
-    def start(**config) -> ServerThread:
-        running = ServerThread(services, ServerConfig(port=0, **config))
-        started.append(running)
-        return running.start()
-
-    yield start
-    for running in started:
-        running.close()
+def serve(server_threads):
+    return server_threads
 
 
 def _client(running) -> openai.OpenAI:

@@ -6,8 +6,6 @@ traceback."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,16 +14,8 @@ from PySide6.QtCore import Qt, QTimer
 from desktop.ui.error_hook import install_error_hook
 from desktop.ui.main_window import DATABASE_BUSY
 from desktop.ui.sidebar import CONVERSATION_ROLE
+from tests.db_lock import hold_lock, release
 from tests.ui.conftest import send, window_on_standin
-
-HOLD = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-db.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-"""
 
 
 @pytest.fixture
@@ -51,19 +41,6 @@ class Gaps:
         now = time.perf_counter()
         self.longest = max(self.longest, now - self._last)
         self._last = now
-
-
-def hold_lock(path) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
-def release(holder: subprocess.Popen) -> None:
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    assert holder.wait(timeout=10) == 0
 
 
 def test_a_rename_and_a_message_while_another_program_locks_the_database_are_saved_when_it_is_free(
