@@ -936,7 +936,9 @@ def _docs_add(services, index, paths: list[str], collection: str) -> int:
     added = index.add(paths, collection)
     for path, reason in added.skipped:
         print(f"hearth: skipped {shown_name(path)}: {reason}", file=sys.stderr)
-    print(f"hearth: {len(added.added)} new files in “{shown_name(collection)}”"
+    if not added.added and not added.known:
+        return _fail(f"Nothing to index: none of the paths given holds a file Hearth reads ({extract_kinds()}).")
+    print(f"hearth: {_count(len(added.added), 'new file')} in “{shown_name(collection)}”"
           + (f", {len(added.known)} already there" if added.known else ""), file=sys.stderr)
     embedder = find_embedder(services)
     if embedder is None:
@@ -962,12 +964,27 @@ def _docs_add(services, index, paths: list[str], collection: str) -> int:
     except KeyboardInterrupt:
         return _fail("Stopped. Run the same command again to continue; what is indexed stays.", code=130)
     found = index.collection(collection)
-    print(f"Indexed {result.indexed} files ({result.passages} passages, {result.pages} pages) in "
-          f"{result.seconds:.1f} s; “{shown_name(collection)}” has {found.files} files and {found.passages} passages.")
+    print(f"Indexed {_count(result.indexed, 'file')} ({_count(result.passages, 'passage')}, "
+          f"{_count(result.pages, 'page')}) in {result.seconds:.1f} s; “{shown_name(collection)}” has "
+          f"{_count(found.files, 'file')} and {_count(found.passages, 'passage')}.")
     failed = [f for f in index.files(collection) if f.state == "failed"]
     for entry in failed:
         print(f"hearth: failed: {shown_name(entry.path)}: {entry.reason}", file=sys.stderr)
-    return 1 if result.failed else 0
+    given = {str(Path(x).expanduser()) for x in paths} | {str(Path(x).expanduser().resolve()) for x in paths}
+    refused = [path for path, _ in added.skipped if path in given]  # a path asked for by name (a typo, .xlsx)
+    return 1 if result.failed or refused else 0
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 file", "2 files", "1,024 passages"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def extract_kinds() -> str:
+    """The kinds of files documents are read from, in words (extract.READS)."""
+    from desktop.core.docs.extract import READS
+
+    return READS
 
 
 def _docs_progress_printer():

@@ -283,7 +283,9 @@ class ChatService:
         if not self.documents(conversation_id):
             return False
         target = self._cloud_target(self.store.conversation(conversation_id))
-        return target is not None and target.provider.name not in self.store.documents_consent(conversation_id)
+        if target is None or target.provider.on_this_machine:  # a server on this computer: nothing leaves it
+            return False
+        return target.provider.name not in self.store.documents_consent(conversation_id)
 
     def grant_documents_consent(self, conversation_id: int) -> None:
         """Allow this conversation to send its documents' passages to its cloud model's provider

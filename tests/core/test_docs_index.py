@@ -337,3 +337,42 @@ def test_a_huge_file_is_indexed_in_parts_and_never_held_whole(index, tmp_path):
     run(Indexer(index, stream_bytes=1 * 2**20), "logs")
     [again] = index.files("logs")
     assert again.passages in (entry.passages, entry.passages + 1)
+
+
+def test_another_writer_gets_a_sentence_and_removing_gives_the_space_back(tmp_path, notes):
+    import apsw
+
+    from desktop.core.docs.index import IndexUnavailable
+
+    path = tmp_path / "data" / "documents.db"
+    index = DocumentIndex(path, busy_timeout_ms=300)
+    try:
+        big = tmp_path / "big"
+        big.mkdir()
+        for i in range(40):
+            (big / f"log{i:02}.txt").write_text(f"Shipment {i} left berth {i % 7}.\n\n" * 400)
+        index.add([big], "big")
+        run(Indexer(index), "big")
+        def on_disk() -> int:  # the database and its write-ahead log
+            return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+        full = on_disk()
+        other = apsw.Connection(str(path))  # another `hearth docs` in the middle of its write
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(IndexUnavailable, match="is writing the documents database"):
+            index.add([notes], "notes")
+        other.execute("ROLLBACK")
+        other.close()
+        index.remove("big")
+        assert on_disk() < full / 4  # the pages of the removed collection went back to the disk
+    finally:
+        index.close()
+
+
+def test_a_file_deleted_since_it_was_indexed_is_never_a_source(index, notes):
+    index.add([notes])
+    run(Indexer(index))
+    [first] = index.search("quarterly tax return").passages[:1]
+    os.remove(first.path)
+    assert all(p.path != first.path for p in index.search("quarterly tax return").passages)
+    assert first.path not in [f.path for f in index.files()]  # and it has left the index

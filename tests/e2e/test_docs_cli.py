@@ -209,3 +209,18 @@ def test_an_embedding_model_that_will_not_load_leaves_indexing_to_keywords_and_s
     found = json.loads(searched.stdout)
     assert Path(found[0]["file"]).name == "money.txt" and found[0]["mode"] == "keywords"
     assert "keywords only: these documents have no vectors from" in searched.stderr
+
+
+def test_a_path_that_is_not_there_or_cannot_be_read_is_a_failure_not_a_quiet_success(home, tmp_path):
+    (tmp_path / "sheet.xlsx").write_bytes(b"PK\x03\x04 not really a sheet")
+    nothing = hearth("docs", "add", str(tmp_path / "sheet.xlsx"), str(tmp_path / "no-such-file.txt"),
+                     "--collection", "typo")
+    assert nothing.returncode == 1 and "Traceback" not in nothing.stderr
+    assert "Nothing to index" in nothing.stderr and "no such file or folder" in nothing.stderr.lower()
+    listed = json.loads(hearth("docs", "list", "--json").stdout)
+    assert "typo" not in [c["name"] for c in listed]  # no empty collection was made
+    (tmp_path / "real.txt").write_text("The ferry leaves at seven.\n")
+    mixed = hearth("docs", "add", str(tmp_path / "real.txt"), str(tmp_path / "no-such-file.txt"),
+                   "--collection", "mixed")
+    assert mixed.returncode == 1  # the file that is there is indexed; the missing one still fails the command
+    assert "Indexed 1 file (1 passage" in mixed.stdout

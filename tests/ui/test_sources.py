@@ -183,8 +183,25 @@ def test_the_paperclip_uses_a_collection_and_its_chip_takes_it_off(qtbot, make_w
     assert window.services.chat.documents(window.current_id).collections == ()
 
 
-def test_a_cloud_model_asks_before_passages_leave_and_not_now_sends_nothing(qtbot, make_window, standin, tmp_path,
-                                                                            model, shots_dir):
+@pytest.fixture
+def far_standin(services):
+    """The stand-in on this machine's network address, so to Hearth it is another host: words sent
+    there leave this computer (a provider on 127.0.0.1 is the user's own and needs no asking)."""
+    from tests.cloud_server import CloudServer, network_address
+
+    address = network_address()
+    if address is None:
+        pytest.skip("this machine has no network address to stand in for another host")
+    server = CloudServer(host=address)
+    services.providers.add("standin", base_url=server.url + "/v1", own=True)
+    services.providers.set_models("standin", list(server.models))
+    yield server
+    server.stop()
+
+
+def test_a_cloud_model_asks_before_passages_leave_and_not_now_sends_nothing(qtbot, make_window, far_standin,
+                                                                            tmp_path, model, shots_dir):
+    standin = far_standin
     window = window_on_standin(make_window)
     assert window.selected_model_id() == STANDIN
     notes = tmp_path / "trip.txt"

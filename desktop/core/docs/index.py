@@ -10,6 +10,7 @@ extensions on every build) and the sqlite-vec extension. WAL mode, schema versio
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import re
 import threading
@@ -24,7 +25,7 @@ import apsw
 from desktop.core.docs import DEFAULT_COLLECTION, HIDDEN_PREFIX, DocumentError, Draft, Passage, Results
 from desktop.core.errors import HearthError
 
-BUSY_TIMEOUT_MS = 2000  # a second process (the window and `hearth docs`) waits this long for a write
+BUSY_TIMEOUT_MS = 30_000  # a second writer (the window and `hearth docs`) waits this long for the other's file
 STATES = ("waiting", "indexing", "done", "failed", "skipped")
 CANDIDATES = 50  # hits taken from each of BM25 and the vectors before they are fused
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke and Büttcher 2009)
@@ -183,8 +184,9 @@ class DocumentIndex:
     """The documents database (see the module). Safe to share between threads (one lock around
     the connection); a second process may open the same file (WAL: readers never wait)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms  # how long a write waits for another program's
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # Vector searches run on a second connection in a thread of their own, beside BM25 on
@@ -194,6 +196,10 @@ class DocumentIndex:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         try:
             self._db = self._connect()
+            if self._one("PRAGMA user_version")[0] == 0:
+                # A new database gives back the pages of removed collections (incremental_vacuum
+                # in remove()); this must be chosen before the first table is made.
+                self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             self._db.execute("PRAGMA journal_mode = WAL").fetchall()
             self._db.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut loses at most the last commits
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -213,7 +219,7 @@ class DocumentIndex:
         connection.enable_load_extension(True)
         connection.load_extension(sqlite_vec.loadable_path())
         connection.enable_load_extension(False)
-        connection.set_busy_timeout(BUSY_TIMEOUT_MS)
+        connection.set_busy_timeout(self.busy_timeout_ms)
         # Read through memory mapping: a vector search reads every vector (100,000 of 384
         # numbers: 150 MB), and copying them page by page took about half its time.
         connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}").fetchall()
@@ -230,7 +236,7 @@ class DocumentIndex:
             raise IndexUnavailable(f"The documents database at {self.path} was written by a newer Hearth "
                               f"(schema {current}). Update Hearth to open it.")
         for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self._lock, self._db:
+            with self._tx():
                 self._db.execute(f"{script}; PRAGMA user_version = {version};")
 
     def close(self) -> None:
@@ -251,16 +257,25 @@ class DocumentIndex:
             return self._db.execute(sql, tuple(params)).fetchall()
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
+        with self._tx():
+            self._db.execute(sql, tuple(params))
+
+    @contextlib.contextmanager
+    def _tx(self):
+        """One write transaction under the connection's lock. Raises IndexUnavailable with a
+        sentence when the disk is full or another program (a second `hearth docs`, the window)
+        keeps the database busy past BUSY_TIMEOUT_MS; the transaction is then rolled back."""
         with self._lock:
             try:
                 with self._db:
-                    self._db.execute(sql, tuple(params))
+                    yield
             except apsw.FullError as exc:
                 raise IndexUnavailable("The disk is full: Hearth could not save the document index. "
-                                  "Free some space; nothing already indexed is lost.") from exc
+                                       "Free some space; nothing already indexed is lost.") from exc
             except apsw.BusyError as exc:
-                raise IndexUnavailable(f"Another program is holding the documents database ({self.path}) "
-                                  "locked. Close it and try again.") from exc
+                raise IndexUnavailable(f"Another Hearth (the window, or a `hearth docs` command) is writing the "
+                                       f"documents database ({self.path}); try again when it is done. Nothing "
+                                       "already indexed is lost.") from exc
 
     # -- collections ----------------------------------------------------------------------------
     def collections(self) -> list[Collection]:
@@ -319,18 +334,15 @@ class DocumentIndex:
                 skipped.append((str(root), "It is neither a file nor a folder."))
         added: list[str] = []
         known: list[str] = []
-        with self._lock:
-            try:
-                with self._db:
-                    self._ensure_collection(name)
-                    for path, st in found:
-                        self._db.execute(
-                            "INSERT OR IGNORE INTO files (collection, path, size, mtime) VALUES (?, ?, ?, ?)",
-                            (name, str(path), st.st_size, st.st_mtime))
-                        (added if self._db.changes() else known).append(str(path))
-            except apsw.BusyError as exc:
-                raise IndexUnavailable(f"Another program is holding the documents database ({self.path}) "
-                                  "locked. Close it and try again.") from exc
+        if not found and not self._one("SELECT 1 FROM collections WHERE name = ?", (name,)):
+            return Added(added=(), known=(), skipped=tuple(skipped))  # no empty collection made
+        with self._tx():
+            self._ensure_collection(name)
+            for path, st in found:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO files (collection, path, size, mtime) VALUES (?, ?, ?, ?)",
+                    (name, str(path), st.st_size, st.st_mtime))
+                (added if self._db.changes() else known).append(str(path))
         return Added(added=tuple(added), known=tuple(known), skipped=tuple(skipped))
 
     @staticmethod
@@ -366,13 +378,21 @@ class DocumentIndex:
         themselves are not touched). Returns how many files it had; DocumentError when there is
         no such collection."""
         found = self.collection(collection)
-        with self._lock:
-            with self._db:
-                self._db.execute("DELETE FROM passages WHERE file_id IN (SELECT id FROM files WHERE collection = ?)",
-                                 (found.name,))
-                self._db.execute("DELETE FROM files WHERE collection = ?", (found.name,))
-                self._db.execute("DELETE FROM collections WHERE name = ?", (found.name,))
+        with self._tx():
+            self._db.execute("DELETE FROM passages WHERE file_id IN (SELECT id FROM files WHERE collection = ?)",
+                             (found.name,))
+            self._db.execute("DELETE FROM files WHERE collection = ?", (found.name,))
+            self._db.execute("DELETE FROM collections WHERE name = ?", (found.name,))
+        self.give_back_space()
         return found.files
+
+    def give_back_space(self) -> None:
+        """Return the pages that removed passages left free to the disk (the database file
+        shrinks; without this it keeps its largest size). Best effort: a busy database keeps
+        them for the next time."""
+        with self._lock, contextlib.suppress(apsw.Error):
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def files(self, collection: str | None = None) -> list[FileEntry]:
         """The files of `collection` (all collections when None), by path."""
@@ -407,7 +427,7 @@ class DocumentIndex:
 
     def drop_file(self, file_id: int) -> None:
         """Forget one file and its passages (it is gone from the disk)."""
-        with self._lock, self._db:
+        with self._tx():
             self._db.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
             self._db.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
@@ -420,7 +440,7 @@ class DocumentIndex:
 
     def mark_failed(self, file_id: int, reason: str, *, state: str = "failed") -> None:
         """The file cannot be read: its passages go, `reason` says why (a sentence)."""
-        with self._lock, self._db:
+        with self._tx():
             self._db.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
             self._db.execute("UPDATE files SET state = ?, reason = ?, passages = 0, pages = 0, indexed_at = ? "
                              "WHERE id = ?", (state, reason, time.time(), file_id))
@@ -432,7 +452,7 @@ class DocumentIndex:
         transaction: a kill before the commit leaves the file as it was."""
         if vectors is not None and len(vectors) != len(drafts):
             raise ValueError("one vector per passage")
-        with self._lock, self._db:
+        with self._tx():
             if self._insert(file_id, drafts, vectors, model, replace=True):
                 self._done(file_id, pages=pages, passages=len(drafts), size=size, mtime=mtime)
 
@@ -471,7 +491,7 @@ class DocumentIndex:
     # run reads it again from the start (clear_passages), so nothing is kept twice.
     def clear_passages(self, file_id: int) -> None:
         """Forget a file's passages (it is about to be read again, in parts)."""
-        with self._lock, self._db:
+        with self._tx():
             self._db.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
 
     def append(self, file_id: int, drafts: Sequence[Draft], *, vectors: Sequence[Sequence[float]] | None = None,
@@ -479,18 +499,18 @@ class DocumentIndex:
         """Add one batch of a large file's passages, committed. False when the file is gone."""
         if vectors is not None and len(vectors) != len(drafts):
             raise ValueError("one vector per passage")
-        with self._lock, self._db:
+        with self._tx():
             return self._insert(file_id, drafts, vectors, model, replace=False)
 
     def finish(self, file_id: int, *, pages: int, passages: int, size: int, mtime: float) -> None:
         """A large file read to its end: done, with its counts."""
-        with self._lock, self._db:
+        with self._tx():
             self._done(file_id, pages=pages, passages=passages, size=size, mtime=mtime)
 
     def reset_vectors(self, collection: str) -> None:
         """The collection has no vectors, or another model's than the one now installed: its
         files wait to be indexed again (with vectors from the new model)."""
-        with self._lock, self._db:
+        with self._tx():
             self._db.execute("UPDATE files SET state = 'waiting' WHERE collection = ? AND state = 'done'",
                              (collection,))
             self._db.execute("UPDATE collections SET embed_model = NULL, dimensions = NULL WHERE name = ?",
@@ -622,8 +642,15 @@ class DocumentIndex:
             return ()
         ids = [h[0] for h in hits]
         rows = {r[0]: r for r in self._all(
-            f"""SELECT p.id, f.path, p.page, p.heading, p.text, f.collection FROM passages p
+            f"""SELECT p.id, f.path, p.page, p.heading, p.text, f.collection, f.id FROM passages p
                 JOIN files f ON f.id = p.file_id WHERE p.id IN ({",".join("?" * len(ids))})""", ids)}
+        # A file deleted since it was indexed is no source any more: it leaves the index now,
+        # not at the next indexing, so no answer cites a file that is gone.
+        gone = {r[6] for r in rows.values() if not os.path.exists(r[1])}
+        for file_id in gone:
+            with contextlib.suppress(IndexUnavailable):
+                self.drop_file(file_id)
+        rows = {pid: r for pid, r in rows.items() if r[6] not in gone}
         return tuple(Passage(id=pid, path=rows[pid][1], name=os.path.basename(rows[pid][1]), page=rows[pid][2],
                              heading=rows[pid][3], text=rows[pid][4], score=score, collection=rows[pid][5])
                      for pid, score in hits if pid in rows)

@@ -140,7 +140,9 @@ class Indexer:
         """Index one file; (passages, pages), or None when it failed. On cancel the file stays
         'indexing' in the database only until the next run's `pending` sets it waiting; here it
         is set waiting at once when possible."""
-        await asyncio.to_thread(self.index.mark_indexing, entry.id)
+        # On this thread, not a worker's: a Stop arriving meanwhile must not find the file not
+        # yet marked, then see a worker mark it 'indexing' after its requeue (left so for good).
+        self.index.mark_indexing(entry.id)
         try:
             try:
                 size, mtime = await asyncio.to_thread(_stat, entry.path)
