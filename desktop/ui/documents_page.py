@@ -39,6 +39,7 @@ from desktop.core.errors import HearthError
 from desktop.core.services import Services
 from desktop.core.text import shown
 from desktop.ui.icons import icon
+from desktop.ui.sidebar import when
 from desktop.ui.sources import elide_middle, local_files
 from desktop.ui.theme import Theme
 from desktop.ui.widgets import confirm, data_table, muted, page_frame
@@ -84,15 +85,7 @@ def progress_line(progress: Any) -> str:
 
 def updated_text(timestamp: float | None, now: dt.datetime | None = None) -> str:
     """When a collection was last indexed, as a person says it: "14:02", "Monday", "03 Nov 2026"."""
-    if not timestamp:
-        return "—"
-    moment = dt.datetime.fromtimestamp(timestamp)
-    now = now or dt.datetime.now()
-    if moment.date() == now.date():
-        return moment.strftime("%H:%M")
-    if (now.date() - moment.date()).days < 7:
-        return moment.strftime("%A")
-    return moment.strftime("%d %b %Y")
+    return when(timestamp, now) if timestamp else "—"  # (the same words as the chats' list)
 
 
 def has_embedding_model(services: Services) -> bool:

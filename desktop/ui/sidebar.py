@@ -30,6 +30,7 @@ MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 def when(timestamp: float, now: dt.datetime | None = None) -> str:
+    """A moment as a person says it: "14:02" today, "Monday" this week, else "03 Nov 2026"."""
     moment = dt.datetime.fromtimestamp(timestamp)
     now = now or dt.datetime.now()
     if moment.date() == now.date():
