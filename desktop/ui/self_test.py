@@ -61,6 +61,7 @@ def _document_search_problem() -> str:
     """Why the documents database cannot work in this build ("" when it can): apsw's SQLite with
     FTS5 and sqlite-vec's vec0 extension, which an installer must carry as a library."""
     import tempfile
+    from pathlib import Path
 
     try:
         from desktop.core.docs import Draft
@@ -69,10 +70,12 @@ def _document_search_problem() -> str:
         with tempfile.TemporaryDirectory() as folder:
             index = DocumentIndex(f"{folder}/documents.db")
             try:
-                index._write("INSERT INTO collections (name, created_at) VALUES ('self-test', 0)")
-                index._write("INSERT INTO files (collection, path) VALUES ('self-test', 'x.txt')")
-                index.store(1, [Draft("hearth self test", None, "", 0)], pages=0, size=0, mtime=0,
-                            vectors=[[1.0, 0.0]], model="self-test")
+                source = Path(folder) / "self-test.txt"  # a file that exists: search drops files that are gone
+                source.write_text("hearth self test\n", encoding="utf-8")
+                index.add([source], "self-test")
+                [entry] = index.files("self-test")
+                index.store(entry.id, [Draft("hearth self test", None, "", 0)], pages=0, size=entry.size,
+                            mtime=entry.mtime, vectors=[[1.0, 0.0]], model="self-test")
                 found = index.search("self test", vector=[1.0, 0.0])
             finally:
                 index.close()
