@@ -58,7 +58,11 @@ class Served:
         stamps: list[float] = []
         tokens = 0
         stream = await self.client.chat.completions.create(model=self.model, messages=messages, max_tokens=max_tokens,
-                                                           temperature=0.0, stream=True, extra_body={"top_k": 1},
+                                                           temperature=0.0, stream=True,
+                                                           # bare's sampling (llama-cpp-python's defaults),
+                                                           # not Hearth's (repeat penalty 1.1) it fills in
+                                                           extra_body={"top_k": 1, "repeat_penalty": 1.0,
+                                                                       "min_p": 0.05, "top_p": 0.95},
                                                            stream_options={"include_usage": True})
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
