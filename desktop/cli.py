@@ -156,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:  # Ctrl+C before a command's own handling (Hearth starting): no traceback
         return _fail("Stopped.", code=130)
+    except RuntimeError as exc:
+        # Ctrl+C landing while a class is being made (a dataclass field's __set_name__, during
+        # imports) reaches here wrapped in a RuntimeError: it is still the user's Ctrl+C.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return _fail("Stopped.", code=130)
+        raise
     except BrokenPipeError:
         # Whoever read the output went away (`hearth models list | head -1`): stop quietly, as
         # other command-line tools do (128 + SIGPIPE), with nothing left to flush at exit.
