@@ -7,34 +7,16 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 
 import openai
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from desktop.core.server import KEY_NAME
 from desktop.core.store import ApiRequest, ApiUse
-from tests.ui.test_server_page import free_port
+from tests.ui.test_server_page import no_key_yet, port  # noqa: F401 - fixtures (no_key_yet is autouse)
 
 AGENT = "NoteTaker/2.1 (Macintosh; Intel Mac OS X 14_5) Electron/31.0"
-
-
-@pytest.fixture(autouse=True)
-def no_key_yet():
-    from desktop.core import secrets
-
-    secrets.forget(KEY_NAME)
-    yield
-    secrets.forget(KEY_NAME)
-
-
-@pytest.fixture
-def port(services) -> int:
-    port = free_port()
-    services.save_settings(replace(services.settings, server=replace(services.settings.server, port=port)))
-    return port
 
 
 def ask(qtbot, address: str, model_id: str, agent: str = AGENT):
@@ -69,7 +51,8 @@ def cells(page, row: int) -> list[str]:
     return [page.apps.item(row, c).text() for c in range(page.apps.columnCount())]
 
 
-def test_the_data_tab_shows_an_app_using_a_model_as_it_happens(qtbot, make_window, model, port, services, shots_dir):
+def test_the_data_tab_shows_an_app_using_a_model_as_it_happens(qtbot, make_window, model, port,  # noqa: F811
+                                                                services, shots_dir):
     window = make_window()
     page = data_tab(window)
     assert page.apps_summary.text().startswith("No app has used your models yet.")
